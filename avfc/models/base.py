@@ -1,0 +1,84 @@
+"""The model interface the codec programs against.
+
+An :class:`AnimationModel` turns frames into a few numbers (keypoints) and draws a
+frame from one or more decoded reference frames plus the target's keypoints.
+
+Contract with the codec layer:
+
+* ``detect`` runs on the encoder for every frame, and on *both* sides for every
+  decoded reference frame (never on an original the decoder lacks).
+* The codec quantizes every keypoint value to the stream's fixed-point grid
+  before use, on both sides: rendering only ever sees values ``q / 2**precision``.
+* ``prepare_reference`` caches whatever is expensive per reference (features,
+  the reference's own keypoints); ``render`` is called once per output frame.
+* Frames are float32 tensors ``(B, 3, H, W)`` in ``[0, 1]``; keypoints are
+  float32 tensors ``(B, num_kp * kp_dim)``, nominally in ``[-1, 1]``
+  (x then y, normalised image coordinates, as ``grid_sample`` uses).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+
+@dataclass
+class Reference:
+    """A decoded reference frame in the decoder's buffer."""
+
+    frame_index: int  # display index of the reference frame
+    frame: torch.Tensor  # (1, 3, H, W) in [0, 1], the *decoded* picture
+    keypoints: torch.Tensor  # (1, C) quantized-grid keypoints of the decoded picture
+    state: Any = None  # whatever prepare_reference returned
+
+
+def temporal_weights(ref_indices: Sequence[int], target_index: int) -> torch.Tensor:
+    """MRDAC weights by temporal distance: ``w = 1 - d / max(d) + 0.5``, normalised.
+
+    With one reference the weight is 1. Distances are absolute, so references
+    after the target (bi-directional mode) are weighted the same way.
+    """
+    d = torch.tensor([abs(target_index - i) for i in ref_indices], dtype=torch.float32)
+    if len(ref_indices) == 0:
+        raise ValueError("no references")
+    dmax = float(d.max())
+    w = 1.0 - d / dmax + 0.5 if dmax > 0 else torch.ones_like(d)
+    return w / w.sum()
+
+
+class AnimationModel(nn.Module, ABC):
+    """Base class of every model the codec can use. Subclasses are plain nn.Modules."""
+
+    #: architecture name, recorded in the zoo (not in the stream: the stream names the zoo entry)
+    arch: str = "abstract"
+
+    def __init__(self, num_kp: int, kp_dim: int = 2, size: int = 256) -> None:
+        super().__init__()
+        self.num_kp = int(num_kp)
+        self.kp_dim = int(kp_dim)
+        self.size = int(size)
+
+    @property
+    def motion_channels(self) -> int:
+        """Numbers transmitted per frame."""
+        return self.num_kp * self.kp_dim
+
+    @abstractmethod
+    def detect(self, frames: torch.Tensor) -> torch.Tensor:
+        """Keypoints ``(B, C)`` of frames ``(B, 3, H, W)`` in [0, 1]."""
+
+    def prepare_reference(self, ref: Reference) -> Any:
+        """Per-reference cache (features). Default: nothing."""
+        return None
+
+    @abstractmethod
+    def render(self, refs: Sequence[Reference], kp_target: torch.Tensor, target_index: int) -> torch.Tensor:
+        """Draw the target frame ``(B, 3, H, W)`` from decoded references and its keypoints."""
+
+    def config_dict(self) -> dict[str, Any]:
+        """The constructor arguments, enough to rebuild the architecture (stored in the zoo)."""
+        return {"num_kp": self.num_kp, "kp_dim": self.kp_dim, "size": self.size}

@@ -1,0 +1,277 @@
+"""Incremental, damage-tolerant reader of .avfc streams.
+
+:class:`StreamParser` turns bytes, fed in chunks of any size, into events: every
+intact unit (:class:`Unit`, CRC checked) and every stretch of bytes that did not
+form one (:class:`Damage`). The events do not depend on how the input is chunked.
+
+Resynchronisation after a bad unit at offset ``o`` (CRC mismatch or impossible
+length): every later offset ``p`` whose byte is a known unit type and is followed
+by a valid length varint is a *candidate* ending at ``e``. Candidates are checked
+in order of ``(e, p)``, so a decoder fed as data arrives recovers as soon as the
+first intact unit after the damage is complete, and the first candidate whose CRC
+matches wins: ``Damage(o, p - o)`` then ``Unit`` at ``p``. The work is bounded:
+a candidate's CRC is only computed while the CRC bytes spent in this resync stay
+within ``RESYNC_WORK_FACTOR * (e - o) + RESYNC_WORK_BASE``, so any input costs at
+most ``RESYNC_WORK_FACTOR + sqrt(RESYNC_WORK_BASE)`` CRC bytes per input byte; and
+when ``MAX_PENDING_CANDIDATES`` candidates wait, the half that ends last is dropped.
+See docs/bitstream.md (container section) for the normative description.
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+import zlib
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+from avfc.bitstream.units import (
+    CRC_SIZE,
+    KNOWN_UNIT_TYPES,
+    MAGIC,
+    MAX_LENGTH_BYTES,
+    MAX_UNIT_PAYLOAD,
+    MIN_UNIT_SIZE,
+    PREAMBLE_SIZE,
+    Damage,
+    DamageReason,
+    Event,
+    Unit,
+    as_unit_type,
+    read_length,
+)
+from avfc.errors import AvfcError, ConfigError, FormatError, TruncatedError, UnsupportedVersionError
+
+SUPPORTED_MAJOR = 1
+#: CRC bytes a resync may spend per byte between the damage start and a candidate's end.
+RESYNC_WORK_FACTOR = 256
+#: CRC bytes every resync may spend regardless of its span.
+RESYNC_WORK_BASE = 64 * 1024
+#: most candidates waiting for their end; when reached, the half that ends last is dropped.
+MAX_PENDING_CANDIDATES = 65536
+# drop consumed bytes from the buffer once this many can go
+_COMPACT_BYTES = 64 * 1024
+_KNOWN_TYPE_RE = re.compile(b"[" + b"".join(re.escape(bytes((t,))) for t in sorted(KNOWN_UNIT_TYPES)) + b"]")
+
+
+@dataclass
+class _Resync:
+    """State of one resynchronisation scan (absolute offsets)."""
+
+    origin: int  # offset of the bad unit: the damage starts here
+    reason: Optional[DamageReason]  # None: an incomplete unit at close, decided by the outcome
+    scan: int  # next candidate start to examine
+    work: int = 0  # CRC bytes spent
+    pending: list[tuple[int, int, int]] = field(default_factory=list)  # heap of (end, start, length bytes)
+
+
+class StreamParser:
+    """Incremental reader: ``feed(chunk)`` as bytes arrive, ``close()`` at the end.
+
+    Errors in the 6-byte preamble raise FormatError (bad magic), TruncatedError
+    (input ends inside it) or UnsupportedVersionError (unknown major version);
+    after that nothing raises: damaged or truncated bytes become :class:`Damage`.
+
+    ``max_unit_payload`` lowers the largest payload accepted (a live receiver that
+    knows its units are small sets it so a corrupted length cannot stall it for
+    up to 16 MiB).
+    """
+
+    def __init__(self, max_unit_payload: int = MAX_UNIT_PAYLOAD) -> None:
+        """Create a parser; ConfigError if ``max_unit_payload`` is outside 0..MAX_UNIT_PAYLOAD."""
+        if isinstance(max_unit_payload, bool) or not isinstance(max_unit_payload, int):
+            raise ConfigError(f"max_unit_payload must be an int, not {type(max_unit_payload).__name__}")
+        if not 0 <= max_unit_payload <= MAX_UNIT_PAYLOAD:
+            raise ConfigError(f"max_unit_payload {max_unit_payload} is outside 0..{MAX_UNIT_PAYLOAD}")
+        self._max_payload = max_unit_payload
+        self._max_extent = 1 + MAX_LENGTH_BYTES + max_unit_payload + CRC_SIZE
+        self._buf = bytearray()
+        self._base = 0  # absolute offset of _buf[0]
+        self._pos = 0  # absolute offset where the next unit starts
+        self._version: Optional[tuple[int, int]] = None
+        self._resync: Optional[_Resync] = None
+        self._closed = False
+        self._error: Optional[AvfcError] = None
+
+    @property
+    def version(self) -> Optional[tuple[int, int]]:
+        """``(major, minor)`` of the stream once the preamble has been read, else None."""
+        return self._version
+
+    @property
+    def bytes_fed(self) -> int:
+        """Total number of bytes fed so far."""
+        return self._base + len(self._buf)
+
+    def feed(self, data: Union[bytes, bytearray, memoryview]) -> list[Event]:
+        """Add bytes; return the events complete so far (the rest is buffered)."""
+        self._check_usable()
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise FormatError(f"StreamParser.feed expects bytes-like data, not {type(data).__name__}")
+        self._buf += data
+        return self._run(final=False)
+
+    def close(self) -> list[Event]:
+        """Signal the end of input; return the remaining events (a truncated tail is Damage)."""
+        self._check_usable()
+        events = self._run(final=True)
+        self._closed = True
+        return events
+
+    def _check_usable(self) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._closed:
+            raise AvfcError("StreamParser is closed")
+
+    # -- driver ---------------------------------------------------------------
+
+    def _run(self, final: bool) -> list[Event]:
+        events: list[Event] = []
+        if self._version is None:
+            try:
+                if not self._read_preamble(final):
+                    return events
+            except AvfcError as exc:
+                self._error = exc
+                raise
+        while True:
+            if self._resync is not None:
+                if not self._step_resync(events, final):
+                    break
+            elif not self._parse_unit(events, final):
+                break
+        self._compact()
+        return events
+
+    def _read_preamble(self, final: bool) -> bool:
+        buf = self._buf
+        head = bytes(buf[: len(MAGIC)])
+        if head != MAGIC[: len(head)]:
+            raise FormatError(f"not an .avfc file (magic {head!r}, expected {MAGIC!r})")
+        if len(buf) < PREAMBLE_SIZE:
+            if final:
+                raise TruncatedError(f"input ends after {len(buf)} bytes, inside the {PREAMBLE_SIZE}-byte preamble")
+            return False
+        major, minor = buf[4], buf[5]
+        if major != SUPPORTED_MAJOR:
+            raise UnsupportedVersionError(
+                f"stream is .avfc version {major}.{minor}; this decoder reads version {SUPPORTED_MAJOR}.x"
+            )
+        self._version = (major, minor)
+        self._pos = PREAMBLE_SIZE
+        return True
+
+    # -- the normal path --------------------------------------------------------
+
+    def _parse_unit(self, events: list[Event], final: bool) -> bool:
+        """Parse the unit at ``_pos``; False when waiting for data or at the end."""
+        base, buf, pos = self._base, self._buf, self._pos
+        end_of_data = base + len(buf)
+        if pos == end_of_data:
+            return False
+        i = pos - base
+        n, length = read_length(buf, i + 1, len(buf), self._max_payload)
+        if n < 0:
+            self._resync = _Resync(pos, DamageReason.BAD_LENGTH, pos + 1)
+            return True
+        end = pos + 1 + n + length + CRC_SIZE
+        if n == 0 or end > end_of_data:
+            if final:  # a truncated tail, or a length that is wrong: the resync tells
+                self._resync = _Resync(pos, None, pos + 1)
+                return True
+            return False
+        if not self._crc_ok(pos, end):
+            self._resync = _Resync(pos, DamageReason.CRC_MISMATCH, pos + 1)
+            return True
+        events.append(self._unit(pos, n, end))
+        self._pos = end
+        return True
+
+    def _crc_ok(self, start: int, end: int) -> bool:
+        """Whether the unit bytes ``[start, end)`` end with the CRC-32 of the rest."""
+        buf, i, k = self._buf, start - self._base, end - self._base - CRC_SIZE
+        return zlib.crc32(buf[i:k]) == int.from_bytes(buf[k : k + CRC_SIZE], "big")
+
+    def _unit(self, start: int, n: int, end: int) -> Unit:
+        """The unit at ``[start, end)`` whose length varint has ``n`` bytes."""
+        buf, i, k = self._buf, start - self._base, end - self._base - CRC_SIZE
+        return Unit(as_unit_type(buf[i]), bytes(buf[i + 1 + n : k]), start)
+
+    # -- resynchronisation ----------------------------------------------------------
+
+    def _step_resync(self, events: list[Event], final: bool) -> bool:
+        """Advance the scan; True when it finished (parsing goes on), False when waiting."""
+        r = self._resync
+        assert r is not None
+        buf, base, pending = self._buf, self._base, r.pending
+        end_of_data = base + len(buf)
+        last = end_of_data - MIN_UNIT_SIZE  # last candidate start processable now
+        s = r.scan
+        while s <= last:
+            # every candidate not yet found ends at or after s + MIN_UNIT_SIZE
+            if pending and pending[0][0] <= s + MIN_UNIT_SIZE and self._check_pending(events, s + MIN_UNIT_SIZE):
+                return True
+            i = s - base
+            if buf[i] in KNOWN_UNIT_TYPES:
+                length = buf[i + 1]
+                if length < 0x80 and length <= self._max_payload:  # the common one-byte length
+                    n = 1
+                else:
+                    n, length = read_length(buf, i + 1, len(buf), self._max_payload)
+                if n > 0:
+                    if len(pending) >= MAX_PENDING_CANDIDATES:
+                        # keep the half that ends first (a sorted list is a heap)
+                        pending.sort()
+                        del pending[MAX_PENDING_CANDIDATES // 2 :]
+                    heapq.heappush(pending, (s + 1 + n + length + CRC_SIZE, s, n))
+            s += 1
+            if s <= last and buf[i + 1] not in KNOWN_UNIT_TYPES:
+                # skip to the next known type byte, or to the next candidate's due step
+                match = _KNOWN_TYPE_RE.search(buf, i + 1, last - base + 1)
+                nxt = last + 1 if match is None else match.start() + base
+                if pending and pending[0][0] - MIN_UNIT_SIZE < nxt:
+                    nxt = max(s, pending[0][0] - MIN_UNIT_SIZE)
+                s = nxt
+        r.scan = s
+        if not final:
+            return False
+        if self._check_pending(events, end_of_data):
+            return True
+        reason = DamageReason.TRUNCATED if r.reason is None else r.reason
+        events.append(Damage(r.origin, end_of_data - r.origin, reason))
+        self._pos = end_of_data
+        self._resync = None
+        return False
+
+    def _check_pending(self, events: list[Event], limit: int) -> bool:
+        """Check the waiting candidates ending at or before ``limit``, in (end, start) order."""
+        r = self._resync
+        assert r is not None
+        pending = r.pending
+        while pending and pending[0][0] <= limit:
+            end, start, n = heapq.heappop(pending)
+            extent = end - start
+            if r.work + extent > RESYNC_WORK_FACTOR * (end - r.origin) + RESYNC_WORK_BASE:
+                continue  # over the work bound: treated as not intact
+            r.work += extent
+            if self._crc_ok(start, end):
+                reason = DamageReason.BAD_LENGTH if r.reason is None else r.reason
+                events.append(Damage(r.origin, start - r.origin, reason))
+                events.append(self._unit(start, n, end))
+                self._pos = end
+                self._resync = None
+                return True
+        return False
+
+    def _compact(self) -> None:
+        """Drop buffered bytes no unit or candidate can still need."""
+        keep = self._pos
+        r = self._resync
+        if r is not None:
+            # waiting candidates start after the scan position minus one maximal unit
+            keep = max(r.origin, r.scan - self._max_extent) if r.pending else r.scan
+        drop = keep - self._base
+        if drop >= _COMPACT_BYTES or (drop > 0 and drop * 2 >= len(self._buf)):
+            del self._buf[:drop]
+            self._base = keep

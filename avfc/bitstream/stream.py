@@ -1,0 +1,124 @@
+"""Writing whole streams unit by unit, and reading whole streams or files at once."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import BinaryIO, Union
+
+from avfc.bitstream.parser import StreamParser
+from avfc.bitstream.payloads import Payload, SequenceHeader
+from avfc.bitstream.units import FORMAT_VERSION, Damage, Event, Unit, UnitType, encode_preamble, encode_unit
+from avfc.errors import FormatError, MediaError
+
+_READ_CHUNK = 1 << 20
+
+
+class StreamWriter:
+    """Write a stream to a binary file object as data becomes available (no seeking).
+
+    The header comes first (:meth:`write_header`), then any units; END_OF_STREAM
+    ends the stream. Misuse (units before the header, a second header, units after
+    END_OF_STREAM) raises FormatError, as the result would not be a valid stream.
+    """
+
+    def __init__(self, fp: BinaryIO) -> None:
+        """Wrap ``fp``, any object with a ``write(bytes)`` method."""
+        self._fp = fp
+        self._header_written = False
+        self._ended = False
+        self.bytes_written = 0
+
+    def write_header(self, header: SequenceHeader) -> int:
+        """Write the preamble (magic, version 1.0) and the SEQUENCE_HEADER unit; return bytes written."""
+        if not isinstance(header, SequenceHeader):
+            raise FormatError(f"write_header expects a SequenceHeader, not {type(header).__name__}")
+        if self._header_written:
+            raise FormatError("a stream has exactly one sequence header, already written")
+        data = encode_preamble(FORMAT_VERSION) + encode_unit(UnitType.SEQUENCE_HEADER, header.to_bytes())
+        self._header_written = True
+        return self._emit(data)
+
+    def write_unit(self, unit_type: UnitType, payload: bytes) -> int:
+        """Write one unit of a known type other than SEQUENCE_HEADER; return bytes written."""
+        if not isinstance(unit_type, UnitType):
+            raise FormatError(f"write_unit expects a UnitType, not {unit_type!r}")
+        if unit_type is UnitType.SEQUENCE_HEADER:
+            raise FormatError("use write_header for the sequence header")
+        if not self._header_written:
+            raise FormatError(f"{unit_type.name} written before the sequence header")
+        if self._ended:
+            raise FormatError(f"{unit_type.name} written after END_OF_STREAM")
+        data = encode_unit(unit_type, payload)
+        self._ended = unit_type is UnitType.END_OF_STREAM
+        return self._emit(data)
+
+    def write(self, payload: Payload) -> int:
+        """Write a payload model as a unit of its type (a SequenceHeader via write_header)."""
+        if not isinstance(payload, Payload):
+            raise FormatError(f"write expects a payload model, not {type(payload).__name__}")
+        if isinstance(payload, SequenceHeader):
+            return self.write_header(payload)
+        return self.write_unit(payload.UNIT_TYPE, payload.to_bytes())
+
+    def _emit(self, data: bytes) -> int:
+        self._fp.write(data)
+        self.bytes_written += len(data)
+        return len(data)
+
+
+@dataclass(frozen=True)
+class ParsedStream:
+    """A whole stream: its version, its header, the intact units after it, the damage."""
+
+    version: tuple[int, int]
+    header: SequenceHeader
+    units: list[Unit]  # every intact unit after the sequence header, in file order
+    damages: list[Damage]
+
+
+def _assemble(version: tuple[int, int], events: list[Event]) -> ParsedStream:
+    units = [e for e in events if isinstance(e, Unit)]
+    damages = [e for e in events if isinstance(e, Damage)]
+    if not units:
+        raise FormatError("no intact sequence header: the stream holds no intact unit")
+    first = units[0]
+    if first.type != UnitType.SEQUENCE_HEADER:
+        where = f"; damage at offset {damages[0].offset} ({damages[0].reason.value})" if damages else ""
+        raise FormatError(
+            f"no intact sequence header: the first intact unit is type {first.type!r} at offset {first.offset}{where}"
+        )
+    return ParsedStream(version, SequenceHeader.from_bytes(first.payload), units[1:], damages)
+
+
+def parse_stream(data: Union[bytes, bytearray, memoryview]) -> ParsedStream:
+    """Parse a complete stream held in memory.
+
+    Damaged or truncated units are reported in ``damages``; raises FormatError
+    (or a subclass) on a bad preamble or when there is no intact SEQUENCE_HEADER
+    as first intact unit, and on an invalid header payload.
+    """
+    parser = StreamParser()
+    events = parser.feed(data)
+    events += parser.close()
+    assert parser.version is not None  # close() raised otherwise
+    return _assemble(parser.version, events)
+
+
+def read_file(path: Union[str, "os.PathLike[str]"]) -> ParsedStream:
+    """Parse the .avfc file at ``path`` (read in chunks); MediaError if it cannot be read."""
+    try:
+        name = os.fspath(path)
+    except TypeError:
+        raise MediaError(f"read_file expects a path, not {type(path).__name__}") from None
+    parser = StreamParser()
+    events: list[Event] = []
+    try:
+        with open(name, "rb") as fp:
+            while chunk := fp.read(_READ_CHUNK):
+                events += parser.feed(chunk)
+    except OSError as exc:
+        raise MediaError(f"cannot read {name!r}: {exc.strerror or exc}") from None
+    events += parser.close()
+    assert parser.version is not None  # close() raised otherwise
+    return _assemble(parser.version, events)

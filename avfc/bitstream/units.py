@@ -1,0 +1,152 @@
+"""Unit framing of the .avfc container: preamble, unit types, varint lengths, CRC-32.
+
+A file is ``MAGIC`` + ``major:u8`` + ``minor:u8`` followed by units. A unit is
+``type:u8 | length:LEB128 | payload | crc32:u32be`` where the CRC-32 (zlib) covers
+the type byte, the length bytes and the payload. See docs/_spec_container.md.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from enum import Enum, IntEnum
+from typing import Union
+
+from avfc.errors import FormatError, LimitError
+
+MAGIC = b"AVFC"
+#: (major, minor) written by this implementation; readers accept any minor of major 1.
+FORMAT_VERSION = (1, 0)
+PREAMBLE_SIZE = len(MAGIC) + 2
+#: largest payload a unit may carry (16 MiB).
+MAX_UNIT_PAYLOAD = 16 * 1024 * 1024
+#: the length varint has at most this many bytes (28 bits, enough for MAX_UNIT_PAYLOAD).
+MAX_LENGTH_BYTES = 4
+CRC_SIZE = 4
+#: smallest possible unit: type byte, one length byte (0), no payload, CRC.
+MIN_UNIT_SIZE = 1 + 1 + CRC_SIZE
+
+
+class UnitType(IntEnum):
+    """The unit types of format version 1. Other type bytes are "unknown" and skipped."""
+
+    SEQUENCE_HEADER = 0x01
+    KEY_FRAME = 0x02
+    MOTION = 0x03
+    AUDIO = 0x04
+    SIDE_INFO = 0x05
+    END_OF_STREAM = 0x0F
+
+
+KNOWN_UNIT_TYPES = frozenset(int(t) for t in UnitType)
+
+
+class DamageReason(str, Enum):
+    """Why a stretch of bytes did not form an intact unit."""
+
+    CRC_MISMATCH = "crc_mismatch"
+    BAD_LENGTH = "bad_length"
+    TRUNCATED = "truncated"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def as_unit_type(value: int) -> Union[UnitType, int]:
+    """Return ``UnitType(value)`` for a known type byte, else the plain int."""
+    return UnitType(value) if value in KNOWN_UNIT_TYPES else value
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """An intact unit (its CRC matched) found at absolute file offset ``offset``.
+
+    ``type`` is a :class:`UnitType` for known types and a plain ``int`` otherwise.
+    """
+
+    type: Union[UnitType, int]
+    payload: bytes
+    offset: int
+
+    @property
+    def known(self) -> bool:
+        """True when the unit's type is one this version of the format defines."""
+        return isinstance(self.type, UnitType)
+
+    @property
+    def size(self) -> int:
+        """Bytes the unit occupies in the file: type, length, payload and CRC."""
+        return 1 + len(encode_varint(len(self.payload))) + len(self.payload) + CRC_SIZE
+
+
+@dataclass(frozen=True, slots=True)
+class Damage:
+    """``length`` bytes at absolute offset ``offset`` that did not form an intact unit."""
+
+    offset: int
+    length: int
+    reason: DamageReason
+
+
+Event = Union[Unit, Damage]
+
+
+def encode_varint(value: int) -> bytes:
+    """Minimal unsigned LEB128 encoding of ``0 <= value <= MAX_UNIT_PAYLOAD``."""
+    if not isinstance(value, int) or value < 0 or value > MAX_UNIT_PAYLOAD:
+        raise LimitError(f"unit length {value!r} is outside 0..{MAX_UNIT_PAYLOAD}")
+    out = bytearray()
+    while True:
+        low = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(low | 0x80)
+        else:
+            out.append(low)
+            return bytes(out)
+
+
+def read_length(buf: bytes | bytearray, start: int, end: int, max_payload: int) -> tuple[int, int]:
+    """Parse the length varint at ``buf[start:end]``.
+
+    Returns ``(n, value)`` with ``n`` the number of length bytes; ``n == 0`` means the
+    buffer ends inside the varint; ``n == -1`` means the varint is invalid (longer
+    than MAX_LENGTH_BYTES, not minimal, or a value above ``max_payload``).
+    """
+    value = 0
+    for i in range(MAX_LENGTH_BYTES):
+        if start + i >= end:
+            return 0, 0
+        byte = buf[start + i]
+        value |= (byte & 0x7F) << (7 * i)
+        if not byte & 0x80:
+            if i > 0 and byte == 0:
+                return -1, 0  # not minimal: a trailing zero group
+            if value > max_payload:
+                return -1, 0
+            return i + 1, value
+    return -1, 0  # continuation bit set on the last allowed byte
+
+
+def encode_preamble(version: tuple[int, int] = FORMAT_VERSION) -> bytes:
+    """The 6 bytes that open a file: magic, major, minor."""
+    major, minor = version
+    return MAGIC + bytes((major, minor))
+
+
+def encode_unit(unit_type: int, payload: bytes | bytearray | memoryview) -> bytes:
+    """Frame ``payload`` as a unit of type ``unit_type`` (any byte value 0..255).
+
+    Raises LimitError if the payload exceeds MAX_UNIT_PAYLOAD, FormatError on a type
+    outside 0..255 or a payload that is not bytes-like.
+    """
+    if isinstance(unit_type, bool) or not isinstance(unit_type, int) or not 0 <= unit_type <= 0xFF:
+        raise FormatError(f"unit type {unit_type!r} is not a byte value 0..255")
+    if not isinstance(payload, (bytes, bytearray, memoryview)):
+        raise FormatError(f"unit payload must be bytes-like, not {type(payload).__name__}")
+    payload = bytes(payload)
+    if len(payload) > MAX_UNIT_PAYLOAD:
+        raise LimitError(f"unit payload of {len(payload)} bytes exceeds MAX_UNIT_PAYLOAD ({MAX_UNIT_PAYLOAD})")
+    head = bytes((unit_type,)) + encode_varint(len(payload))
+    crc = zlib.crc32(payload, zlib.crc32(head))
+    return head + payload + crc.to_bytes(CRC_SIZE, "big")

@@ -1,0 +1,40 @@
+"""Media I/O, the face-aware square crop and the intra key-frame codec.
+
+- :mod:`avfc.media.io`: read anything FFmpeg reads at a fixed frame rate and sample rate;
+  write mp4 / wav.
+- :mod:`avfc.media.crop`: one fixed square crop box per clip, around the face.
+- :mod:`avfc.media.keyframe`: one RGB picture <-> a compact AV1 or HEVC intra payload.
+- :mod:`avfc.media.yuv`: the integer RGB <-> YUV 4:2:0 conversion the key-frame codec uses.
+"""
+
+from avfc.media.crop import CropBox, CropMethod, apply_crop, find_crop
+from avfc.media.io import Media, load_audio, read_media, write_media, write_wav
+from avfc.media.keyframe import (
+    CODECS,
+    DEFAULT_QP,
+    QP_RANGE,
+    decode_intra,
+    encode_intra,
+    encode_intra_to_size,
+)
+from avfc.media.yuv import rgb_to_yuv420, yuv420_to_rgb
+
+__all__ = [
+    "CODECS",
+    "DEFAULT_QP",
+    "QP_RANGE",
+    "CropBox",
+    "CropMethod",
+    "Media",
+    "apply_crop",
+    "decode_intra",
+    "encode_intra",
+    "encode_intra_to_size",
+    "find_crop",
+    "load_audio",
+    "read_media",
+    "rgb_to_yuv420",
+    "write_media",
+    "write_wav",
+    "yuv420_to_rgb",
+]

@@ -1,0 +1,510 @@
+"""Reading and writing media through PyAV (FFmpeg) and soundfile.
+
+:func:`read_media` turns anything FFmpeg reads into a :class:`Media`: RGB frames at a fixed
+frame rate and mono float32 audio at a fixed sample rate, cut to the same duration.
+
+Time model. Time 0 of the output is the presentation time of the source's first video frame
+plus ``start``. Output frame ``i`` shows the source frame on screen at ``i / fps``: the last
+source frame whose timestamp is at most ``i / fps + 1 ms`` (frames are dropped or repeated,
+never blended; the 1 ms absorbs rounded timestamps). The clip ends at the last source frame's
+timestamp plus its duration. Audio sample ``n`` is the source audio at ``n / sample_rate`` on
+the same clock, so audio and video stay in sync even when the streams start at different
+times; audio missing at either end is zeros. Gaps inside the audio stream are not filled.
+
+Memory. Decoded frames are bounded by ``MAX_DECODED_BYTES`` (T x H x W x 3): a longer input is
+refused (before decoding when its duration is known) unless ``max_frames`` cuts it.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterator
+
+import av
+import numpy as np
+import soundfile as sf
+
+from avfc.errors import ConfigError, MediaError
+
+#: Decoded frames (T x H x W x 3 bytes) above this are refused (4 GiB).
+MAX_DECODED_BYTES = 4 << 30
+#: Largest accepted source picture side.
+MAX_SIDE = 8192
+#: Longest audio :func:`load_audio` accepts, in seconds.
+MAX_AUDIO_SECONDS = 3600
+#: Accepted output frame rates and sample rates (inclusive).
+FPS_RANGE = (1, 240)
+SAMPLE_RATE_RANGE = (1000, 192000)
+#: Suffixes :func:`write_media` writes as H.264 + AAC; ``.wav`` writes audio only.
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
+
+_TOLERANCE = Fraction(1, 1000)  # source timestamps may be rounded by up to 1 ms
+_MAX_BAD_PACKETS = 8
+
+Source = str | os.PathLike | bytes
+
+
+@dataclass
+class Media:
+    """Decoded media: frames at a fixed rate and, optionally, mono audio of the same duration.
+
+    Attributes:
+        frames: uint8 (T, H, W, 3) RGB, T >= 1.
+        fps: frames per second.
+        audio: float32 (N,) mono in [-1, 1], or None for video-only media. From
+            :func:`read_media`, N = round(T * sample_rate / fps).
+        sample_rate: audio samples per second (kept even when ``audio`` is None).
+        source_size: (width, height) of the source video as displayed.
+    """
+
+    frames: np.ndarray
+    fps: int
+    audio: np.ndarray | None
+    sample_rate: int
+    source_size: tuple[int, int]
+
+    @property
+    def num_frames(self) -> int:
+        """Number of frames T."""
+        return int(self.frames.shape[0])
+
+    @property
+    def duration(self) -> float:
+        """Duration in seconds, T / fps."""
+        return self.num_frames / self.fps
+
+    @classmethod
+    def from_arrays(
+        cls,
+        frames: np.ndarray,
+        fps: int,
+        audio: np.ndarray | None = None,
+        sample_rate: int = 16000,
+    ) -> Media:
+        """Build a :class:`Media` from arrays, checking them; ``source_size`` is the frame size.
+
+        Args:
+            frames: uint8 (T, H, W, 3) RGB with T >= 1.
+            fps: frame rate, an integer in ``FPS_RANGE``.
+            audio: None, or a 1-D float32/float64 array of finite values in [-1, 1]
+                (converted to float32).
+            sample_rate: an integer in ``SAMPLE_RATE_RANGE``.
+
+        Raises:
+            MediaError: a wrong dtype, shape or value.
+        """
+        _check_frames(frames)
+        _check_int("fps", fps, FPS_RANGE, MediaError)
+        _check_int("sample_rate", sample_rate, SAMPLE_RATE_RANGE, MediaError)
+        checked_audio = None if audio is None else _check_audio(audio)
+        height, width = frames.shape[1:3]
+        return cls(frames, int(fps), checked_audio, int(sample_rate), (int(width), int(height)))
+
+
+# --- checks ---------------------------------------------------------------------------------
+
+
+def _describe(value: object) -> str:
+    return f"{value.dtype} {value.shape}" if isinstance(value, np.ndarray) else type(value).__name__
+
+
+def _check_frames(frames: object) -> None:
+    if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[3] != 3:
+        raise MediaError(f"frames must be a uint8 array (T, H, W, 3), got {_describe(frames)}")
+    if min(frames.shape[:3]) < 1:
+        raise MediaError(f"frames must not be empty, got shape {frames.shape}")
+
+
+def _check_int(name: str, value: object, bounds: tuple[int, int], error: type[Exception]) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not bounds[0] <= value <= bounds[1]:
+        raise error(f"{name} must be an integer in {bounds[0]}..{bounds[1]}, got {value!r}")
+
+
+def _check_audio(audio: object) -> np.ndarray:
+    if not isinstance(audio, np.ndarray) or audio.dtype not in (np.float32, np.float64) or audio.ndim != 1:
+        raise MediaError(f"audio must be a float32 array (N,), got {_describe(audio)}")
+    if not np.all(np.isfinite(audio)):
+        raise MediaError("audio holds NaN or infinite samples")
+    if audio.size and float(np.max(np.abs(audio))) > 1.0:
+        raise MediaError("audio samples must lie in [-1, 1]")
+    return audio.astype(np.float32, copy=False)
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+def _name(src: Source) -> str:
+    return f"<{len(src)} bytes>" if isinstance(src, (bytes, bytearray, memoryview)) else str(src)
+
+
+def _open(src: Source) -> av.container.InputContainer:
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        target: object = io.BytesIO(bytes(src))
+    else:
+        try:
+            path = Path(os.fspath(src))
+        except TypeError as exc:
+            raise MediaError(f"media source must be a path or bytes, got {type(src).__name__}") from exc
+        if not path.is_file():
+            raise MediaError(f"no such media file: {path}")
+        target = str(path)
+    try:
+        return av.open(target, mode="r")
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise MediaError(f"cannot read media {_name(src)}: {exc}") from exc
+
+
+def _seconds(pts: int | None, time_base: Fraction | None) -> Fraction | None:
+    if pts is None or time_base is None:
+        return None
+    return pts * Fraction(time_base)
+
+
+def _seek(container: av.container.InputContainer, stream: av.stream.Stream, when: Fraction) -> None:
+    """Seek to a key frame at or before ``when`` seconds (a no-op at the very start)."""
+    if when <= 0 or not stream.time_base:
+        return
+    try:
+        container.seek(int(when / Fraction(stream.time_base)), stream=stream, backward=True)
+    except av.FFmpegError:
+        pass  # not seekable: decode from the start and skip up to ``when``
+
+
+def _decode(container: av.container.InputContainer, stream: av.stream.Stream, src: Source) -> Iterator:
+    """Decode ``stream``, skipping up to ``_MAX_BAD_PACKETS`` packets the decoder rejects.
+
+    Decoders may reject the first packets after a seek (an MPEG audio frame cut in half);
+    a stream that keeps failing is broken and raises MediaError.
+    """
+    bad = 0
+    for packet in container.demux(stream):
+        try:
+            frames = packet.decode()
+        except av.error.InvalidDataError as exc:
+            bad += 1
+            if bad > _MAX_BAD_PACKETS:
+                raise MediaError(f"cannot decode the {stream.type} of {_name(src)}: {exc}") from exc
+            continue
+        yield from frames
+
+
+class _FrameRateConverter:
+    """Picks, for each output time ``t0 + i / fps``, the source frame on screen at that time."""
+
+    def __init__(self, t0: Fraction, fps: int, limit: int, convert: Callable[[av.VideoFrame], np.ndarray]):
+        self.target = t0
+        self.step = Fraction(1, fps)
+        self.limit = limit
+        self.convert = convert
+        self.out: list[np.ndarray] = []
+        self.held: tuple[Fraction, av.VideoFrame] | None = None
+        self.held_rgb: np.ndarray | None = None
+
+    @property
+    def full(self) -> bool:
+        return len(self.out) >= self.limit
+
+    def _emit_until(self, when: Fraction) -> None:
+        while self.held is not None and self.target + _TOLERANCE < when and not self.full:
+            if self.held_rgb is None:  # convert each source frame once, however often it repeats
+                self.held_rgb = self.convert(self.held[1])
+            self.out.append(self.held_rgb)
+            self.target += self.step
+
+    def push(self, when: Fraction, frame: av.VideoFrame) -> None:
+        """Add the next decoded source frame, shown from ``when`` on."""
+        self._emit_until(when)
+        # a timestamp going backwards (broken file): the new picture replaces the held one
+        start = when if self.held is None else max(when, self.held[0])
+        self.held, self.held_rgb = (start, frame), None
+
+    def finish(self, end: Fraction) -> None:
+        """The last source frame stays on screen until ``end``."""
+        self._emit_until(end)
+
+
+def _rgb_converter(width: int, height: int, rotation: int) -> Callable[[av.VideoFrame], np.ndarray]:
+    def convert(frame: av.VideoFrame) -> np.ndarray:
+        kwargs = {"src_color_range": frame.color_range} if frame.color_range else {}
+        rgb = frame.to_ndarray(format="rgb24", width=width, height=height, **kwargs)
+        return np.rot90(rgb, k=rotation // 90) if rotation else rgb
+
+    return convert
+
+
+def _stack(frames: list[np.ndarray]) -> np.ndarray:
+    """Stack frames into one array, releasing each decoded frame once copied (peak ~1x)."""
+    out = np.empty((len(frames), *frames[0].shape), dtype=np.uint8)
+    frames.reverse()
+    for i in range(out.shape[0]):
+        out[i] = frames.pop()
+    return out
+
+
+def _read_video(
+    src: Source, fps: int, max_frames: int | None, start: Fraction
+) -> tuple[np.ndarray, Fraction, tuple[int, int]]:
+    """Decode and resample the video: (frames, source time of output frame 0, display size)."""
+    with _open(src) as container:
+        if not container.streams.video:
+            what = "audio-only input" if container.streams.audio else "no video stream in"
+            raise MediaError(f"{what} {_name(src)}: a video stream is required")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
+            raise MediaError(f"{_name(src)}: video size {width}x{height} is outside 1..{MAX_SIDE} a side")
+        memory_limit = MAX_DECODED_BYTES // (width * height * 3)
+        too_long = (
+            f"{_name(src)}: {width}x{height} video would decode to more than "
+            f"{MAX_DECODED_BYTES >> 20} MiB; pass max_frames (or start) to read a part"
+        )
+        duration = _seconds(stream.duration, stream.time_base)
+        if duration is None and container.duration is not None:
+            duration = Fraction(container.duration, av.time_base)
+        if (max_frames is None or max_frames > memory_limit) and duration is not None:
+            if math.ceil((duration - start) * fps) > memory_limit + 1:
+                raise MediaError(too_long)
+        # stop at max_frames, or one past the memory limit to tell "too long" from "fits"
+        limit = max_frames if max_frames is not None and max_frames <= memory_limit else memory_limit + 1
+        # time 0 is the stream's start time; without one, the first decoded frame's time
+        # (and then no seek, which would lose that frame)
+        origin = _seconds(stream.start_time, stream.time_base)
+        if origin is not None:
+            _seek(container, stream, origin + start)
+
+        period = 1 / stream.average_rate if stream.average_rate else Fraction(1, fps)
+        converter: _FrameRateConverter | None = None
+        rotation = 0
+        last_duration = period
+        try:
+            for index, frame in enumerate(_decode(container, stream, src)):
+                time_base = frame.time_base or stream.time_base
+                when = _seconds(frame.pts, time_base)
+                if when is None:  # no timestamps: assume a constant rate
+                    when = (origin or Fraction(0)) + index * period
+                if converter is None:
+                    origin = when if origin is None else origin
+                    rotation = round(frame.rotation / 90) * 90 % 360
+                    converter = _FrameRateConverter(
+                        origin + start, fps, limit, _rgb_converter(width, height, rotation)
+                    )
+                last_duration = _seconds(frame.duration, time_base) or period
+                converter.push(when, frame)
+                if converter.full:
+                    break
+            else:
+                if converter is not None and converter.held is not None:
+                    converter.finish(converter.held[0] + last_duration)
+        except av.FFmpegError as exc:
+            raise MediaError(f"cannot decode the video of {_name(src)}: {exc}") from exc
+    if converter is None or origin is None or not converter.out:
+        raise MediaError(f"{_name(src)}: no video frames to read (start={float(start):g} s)")
+    if len(converter.out) > memory_limit:
+        raise MediaError(too_long)
+    size = (height, width) if rotation in (90, 270) else (width, height)
+    return _stack(converter.out), origin + start, size
+
+
+def _decode_audio(
+    src: Source, sample_rate: int, begin: Fraction | None, max_samples: int
+) -> tuple[np.ndarray, Fraction] | None:
+    """Decode the first audio stream as mono float32 at ``sample_rate``.
+
+    Decoding starts near ``begin`` (seconds on the source clock; None: from the start) and
+    stops once ``max_samples`` samples past ``begin`` are in hand. Returns (samples, source time
+    of the first sample), or None when there is no audio stream.
+    """
+    with _open(src) as container:
+        if not container.streams.audio:
+            return None
+        stream = container.streams.audio[0]
+        if begin is not None:
+            _seek(container, stream, begin)
+        # rematrix_maxval=1: the downmix averages channels instead of summing them at -3 dB
+        # (which would clip identical loud channels)
+        resampler = av.AudioResampler(
+            format="flt", layout="mono", rate=sample_rate, options={"rematrix_maxval": "1.0"}
+        )
+        chunks: list[np.ndarray] = []
+        count = 0
+        first: Fraction | None = None
+        try:
+            for frame in _decode(container, stream, src):
+                if first is None:
+                    first = _seconds(frame.pts, frame.time_base or stream.time_base) or Fraction(0)
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+                    count += chunks[-1].size
+                needed = max_samples + (0 if begin is None else math.ceil((begin - first) * sample_rate))
+                if count >= needed:
+                    break
+            else:
+                chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
+        except (av.FFmpegError, ValueError) as exc:
+            raise MediaError(f"cannot decode the audio of {_name(src)}: {exc}") from exc
+    if first is None:
+        return np.zeros(0, dtype=np.float32), Fraction(0)
+    samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+    return np.clip(samples, -1.0, 1.0).astype(np.float32, copy=False), first
+
+
+def read_media(
+    src: Source,
+    *,
+    fps: int = 25,
+    sample_rate: int = 16000,
+    max_frames: int | None = None,
+    start: float = 0.0,
+) -> Media:
+    """Read a video (with its audio, if any) at a fixed frame rate and sample rate.
+
+    Args:
+        src: a path, or the file's bytes; anything FFmpeg can demux and decode.
+        fps: output frame rate; frames are picked by timestamp (see the module doc).
+        sample_rate: output audio sample rate (mono float32).
+        max_frames: stop after this many output frames.
+        start: seconds to skip from the first video frame.
+
+    Returns:
+        A :class:`Media`; ``audio`` is None for a video-only input, otherwise exactly
+        ``round(T * sample_rate / fps)`` samples in sync with the frames.
+
+    Raises:
+        ConfigError: bad ``fps``, ``sample_rate``, ``max_frames`` or ``start``.
+        MediaError: missing or unreadable input, no video stream, no frames, too large.
+    """
+    _check_int("fps", fps, FPS_RANGE, ConfigError)
+    _check_int("sample_rate", sample_rate, SAMPLE_RATE_RANGE, ConfigError)
+    if max_frames is not None:
+        _check_int("max_frames", max_frames, (1, 2**31), ConfigError)
+    if not isinstance(start, (int, float)) or isinstance(start, bool) or not math.isfinite(start) or start < 0:
+        raise ConfigError(f"start must be a finite number of seconds >= 0, got {start!r}")
+    start_q = Fraction(start).limit_denominator(1_000_000)
+    frames, t0, source_size = _read_video(src, int(fps), max_frames, start_q)
+    n_samples = round(Fraction(frames.shape[0] * sample_rate, fps))
+    decoded = _decode_audio(src, int(sample_rate), t0, n_samples)
+    audio = None
+    if decoded is not None:
+        samples, first = decoded
+        offset = round((t0 - first) * sample_rate)  # samples of the source before output time 0
+        audio = np.zeros(n_samples, dtype=np.float32)
+        lo = max(offset, 0)
+        part = samples[lo : lo + n_samples - max(-offset, 0)]
+        audio[max(-offset, 0) : max(-offset, 0) + part.size] = part
+    return Media(frames, int(fps), audio, int(sample_rate), source_size)
+
+
+def load_audio(path: Source, sample_rate: int = 16000) -> np.ndarray:
+    """Read the first audio stream of any file FFmpeg reads as mono float32 at ``sample_rate``.
+
+    Raises:
+        ConfigError: bad ``sample_rate``.
+        MediaError: missing or unreadable file, no audio stream, longer than
+            ``MAX_AUDIO_SECONDS``.
+    """
+    _check_int("sample_rate", sample_rate, SAMPLE_RATE_RANGE, ConfigError)
+    limit = MAX_AUDIO_SECONDS * sample_rate
+    decoded = _decode_audio(path, int(sample_rate), None, limit + 1)
+    if decoded is None:
+        raise MediaError(f"no audio stream in {_name(path)}")
+    samples = decoded[0]
+    if samples.size > limit:
+        raise MediaError(f"{_name(path)}: audio longer than {MAX_AUDIO_SECONDS} s")
+    return samples
+
+
+# --- writing --------------------------------------------------------------------------------
+
+
+def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = 16000) -> None:
+    """Write mono float audio in [-1, 1] as 16-bit PCM WAV.
+
+    Raises:
+        MediaError: bad audio or sample rate, or the file cannot be written.
+    """
+    samples = _check_audio(audio)
+    _check_int("sample_rate", sample_rate, SAMPLE_RATE_RANGE, MediaError)
+    try:
+        sf.write(os.fspath(path), samples, int(sample_rate), subtype="PCM_16", format="WAV")
+    except (sf.LibsndfileError, OSError, RuntimeError, TypeError) as exc:
+        raise MediaError(f"cannot write {path}: {exc}") from exc
+
+
+def write_media(
+    path: str | os.PathLike,
+    frames: np.ndarray,
+    fps: int,
+    audio: np.ndarray | None = None,
+    sample_rate: int = 16000,
+) -> None:
+    """Write frames (and audio) to a file whose suffix picks the format.
+
+    ``.mp4``/``.mov``/``.mkv``: H.264 (libx264, yuv420p, BT.601 limited range, crf 18) plus
+    AAC mono when ``audio`` is given; frame sides must be even. ``.wav``: the audio only
+    (``frames`` is ignored and may be None).
+
+    Raises:
+        MediaError: unknown suffix, bad arrays, odd frame size, or a write failure.
+    """
+    suffix = Path(os.fspath(path)).suffix.lower()
+    if suffix == ".wav":
+        if audio is None:
+            raise MediaError(f"{path}: writing a .wav needs audio")
+        write_wav(path, audio, sample_rate)
+        return
+    if suffix not in VIDEO_SUFFIXES:
+        raise MediaError(f"{path}: cannot write {suffix or 'a file without suffix'}; use .wav or {VIDEO_SUFFIXES}")
+    media = Media.from_arrays(frames, fps, audio, sample_rate)
+    _, height, width, _ = media.frames.shape
+    if width % 2 or height % 2:
+        raise MediaError(f"H.264 yuv420p needs even frame sides, got {width}x{height}")
+    try:
+        with av.open(os.fspath(path), mode="w") as container:
+            video = container.add_stream("libx264", rate=media.fps)
+            video.width, video.height = width, height
+            video.pix_fmt = "yuv420p"
+            video.options = {"crf": "18", "preset": "medium"}
+            video.codec_context.colorspace = av.video.reformatter.Colorspace.ITU601
+            video.codec_context.color_range = av.video.reformatter.ColorRange.MPEG
+            sound = None
+            if media.audio is not None:
+                sound = container.add_stream("aac", rate=media.sample_rate, layout="mono")
+                sound.bit_rate = 64000
+            for i, rgb in enumerate(media.frames):
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+                frame = frame.reformat(format="yuv420p", dst_colorspace="ITU601", dst_color_range="MPEG")
+                frame.pts = i
+                container.mux(video.encode(frame))
+            container.mux(video.encode(None))
+            if sound is not None:
+                step = 1024
+                for pos in range(0, media.audio.size, step):
+                    chunk = media.audio[pos : pos + step].reshape(1, -1)
+                    aframe = av.AudioFrame.from_ndarray(chunk, format="flt", layout="mono")
+                    aframe.sample_rate = media.sample_rate
+                    aframe.pts = pos
+                    container.mux(sound.encode(aframe))
+                container.mux(sound.encode(None))
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise MediaError(f"cannot write {path}: {exc}") from exc
+
+
+__all__ = [
+    "FPS_RANGE",
+    "MAX_AUDIO_SECONDS",
+    "MAX_DECODED_BYTES",
+    "MAX_SIDE",
+    "Media",
+    "SAMPLE_RATE_RANGE",
+    "VIDEO_SUFFIXES",
+    "load_audio",
+    "read_media",
+    "write_media",
+    "write_wav",
+]

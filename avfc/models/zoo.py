@@ -1,0 +1,144 @@
+"""The zoo of shipped weights.
+
+Models are found by *name*, never by position, and every weights file is
+checked against the sha256 recorded here before use. A stream header records
+the model name and that sha256; the decoder refuses a stream whose pair it does
+not have (:class:`~avfc.errors.ModelMismatchError`). Entries are never removed or
+changed once released: old streams must keep decoding, so a retrained model is a
+new entry with a new name.
+
+Weights are safetensors files inside the package (``avfc/models/weights/``),
+named ``<name>-<first 8 hex of sha256>.safetensors``; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from avfc.errors import ConfigError, ModelMismatchError
+from avfc.models.base import AnimationModel
+from avfc.models.tiny import TinyWarp
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One shipped model: its architecture, constructor arguments and weights file."""
+
+    name: str
+    arch: str
+    sha256: str
+    config: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    @property
+    def filename(self) -> str:
+        return f"{self.name}-{self.sha256[:8]}.safetensors"
+
+
+#: architecture name -> constructor
+ARCHS: dict[str, Callable[..., AnimationModel]] = {
+    TinyWarp.arch: TinyWarp,
+}
+
+ZOO: dict[str, ZooEntry] = {
+    e.name: e
+    for e in [
+        ZooEntry(
+            name="tiny-test",
+            arch="tiny-warp",
+            sha256="eff882c5c1a730c9246da825d2e25c093a4c9964e184f9288181fb3d936b31d7",
+            config={"num_kp": 10, "kp_dim": 2, "size": 256, "det_size": 32, "sigma": 0.2,
+                    "motion_size": 64},
+            description="Seeded, untrained keypoint detector + Gaussian sparse-motion warping. "
+                        "For tests and as a fallback; not for quality.",
+        ),
+    ]
+}
+
+#: the model ``avfc encode`` uses when none is named
+DEFAULT_MODEL = "tiny-test"
+
+
+def weights_dir() -> Path:
+    """Folder of the shipped weights files inside the installed package."""
+    return Path(str(resources.files("avfc.models") / "weights"))
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def get_entry(name: str) -> ZooEntry:
+    """The zoo entry called ``name`` (ConfigError listing the known names otherwise)."""
+    try:
+        return ZOO[name]
+    except KeyError:
+        raise ConfigError(f"unknown model {name!r}; known models: {', '.join(sorted(ZOO))}") from None
+
+
+def build_model(arch: str, config: dict[str, Any]) -> AnimationModel:
+    """An untrained model of architecture ``arch`` (for training and tests)."""
+    try:
+        ctor = ARCHS[arch]
+    except KeyError:
+        raise ConfigError(f"unknown architecture {arch!r}; known: {', '.join(sorted(ARCHS))}") from None
+    return ctor(**config)
+
+
+@lru_cache(maxsize=8)
+def _load_cached(name: str) -> AnimationModel:
+    entry = get_entry(name)
+    path = weights_dir() / entry.filename
+    if not path.is_file():
+        raise ModelMismatchError(f"weights file of model {name!r} is missing from the installation: {path}")
+    digest = file_sha256(path)
+    if digest != entry.sha256:
+        raise ModelMismatchError(
+            f"weights of model {name!r} are damaged: sha256 {digest} != expected {entry.sha256}")
+    model = build_model(entry.arch, entry.config)
+    model.load_state_dict(load_file(str(path)), strict=True)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def load_model(name: str = DEFAULT_MODEL) -> AnimationModel:
+    """The shipped model ``name``, weights verified against the zoo's sha256, in eval mode.
+
+    The returned module is shared (cached); do not train it in place.
+    """
+    return _load_cached(name)
+
+
+def model_for_stream(name: str, sha256: str) -> AnimationModel:
+    """The model a stream header names, refusing a name/hash pair this installation lacks."""
+    entry = ZOO.get(name)
+    if entry is None:
+        raise ModelMismatchError(
+            f"the stream was coded with model {name!r} (weights sha256 {sha256}), which this "
+            f"installation of avfc does not ship; known models: {', '.join(sorted(ZOO))}")
+    if entry.sha256 != sha256:
+        raise ModelMismatchError(
+            f"the stream names model {name!r} with weights sha256 {sha256}, but this installation's "
+            f"{name!r} has sha256 {entry.sha256}")
+    return load_model(name)
+
+
+def export_weights(model: torch.nn.Module, path: str | Path) -> str:
+    """Write ``model``'s state dict as safetensors and return the file's sha256."""
+    sd = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(sd, str(path))
+    return file_sha256(path)

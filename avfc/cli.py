@@ -1,0 +1,203 @@
+"""The ``avfc`` command: encode, decode, info, models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+from avfc import __version__
+from avfc.errors import AvfcError
+
+EPILOG = """examples:
+  avfc encode talk.mp4 -o talk.avfc --bitrate 4
+  avfc decode talk.avfc -o talk.decoded.mp4
+  avfc info talk.avfc --json
+"""
+
+
+def _progress_bar(enabled: bool) -> tuple[Optional[Callable[[str, int, int], None]], Callable[[], None]]:
+    """A tqdm-backed progress callback (one bar per stage) and a function that closes it."""
+    if not enabled:
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bars: dict[str, Any] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = tqdm(total=total, desc=stage, unit="frame", leave=False, file=sys.stderr)
+        bar.total = total
+        bar.update(done - bar.n)
+
+    def close() -> None:
+        for b in bars.values():
+            b.close()
+
+    return update, close
+
+
+def _check_output(path: Path, force: bool) -> None:
+    if path.exists() and not force:
+        raise AvfcError(f"{path} exists; use -f to overwrite it")
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    from avfc.api import encode
+
+    src = Path(args.input)
+    dst = Path(args.output) if args.output else src.with_suffix(".avfc")
+    _check_output(dst, args.force)
+    overrides = dict(
+        model=args.model, bitrate_kbps=args.bitrate, audio=args.audio, codec2_mode=args.codec2_mode,
+        opus_bitrate=args.opus_bitrate, key_codec=args.key_codec, key_qp=args.key_qp,
+        key_interval=args.key_interval, max_frames=args.frames, crop=args.crop,
+        packet_frames=args.packet_frames, kp_precision=args.kp_precision, size=args.size, fps=args.fps,
+    )
+    progress, done = _progress_bar(not args.quiet and sys.stderr.isatty() or args.progress)
+    try:
+        res = encode(src, dst, progress=progress, **overrides)
+    finally:
+        done()
+    for w in res.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if not args.quiet:
+        parts = ", ".join(f"{k} {v * 8 / 1000 / res.duration:.2f}" for k, v in sorted(res.stats.bytes_by_type.items()))
+        print(f"{dst}: {res.frames} frames, {res.duration:.2f} s, {len(res.data)} bytes, "
+              f"{res.kbps:.2f} kbps ({parts} kbps)")
+    return 0
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    from avfc.api import decode
+
+    src = Path(args.input)
+    dst = Path(args.output) if args.output else src.with_suffix(".decoded.mp4")
+    _check_output(dst, args.force)
+    progress, done = _progress_bar(not args.quiet and sys.stderr.isatty() or args.progress)
+    try:
+        res = decode(src, dst, device=args.device, progress=progress)
+    finally:
+        done()
+    for issue in res.issues:
+        print(f"warning: {issue.message}", file=sys.stderr)
+    if not args.quiet:
+        audio = f", {len(res.audio) / res.sample_rate:.2f} s of audio" if res.audio is not None else ""
+        print(f"{dst}: {len(res.frames)} frames {res.frames.shape[2]}x{res.frames.shape[1]} "
+              f"at {res.fps:g} fps{audio}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from avfc.codec.info import stream_info
+
+    info = stream_info(Path(args.input).read_bytes() if Path(args.input).is_file() else _missing(args.input))
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print(_format_info(info))
+    return 0
+
+
+def _missing(path: str) -> bytes:
+    raise AvfcError(f"{path}: no such file")
+
+
+def _format_info(info: dict[str, Any]) -> str:
+    h = info["header"]
+    lines = [f"avfc stream v{info['version']}",
+             f"  model        {h['model_name']} (weights sha256 {h['weights_sha256'][:16]}...)",
+             f"  video        {h['width']}x{h['height']} at {info['fps']:g} fps, {info['frames']} frames, "
+             f"{info['duration']:.2f} s",
+             f"  source       {h['source_width']}x{h['source_height']}, crop {h['crop_w']}x{h['crop_h']}"
+             f" at ({h['crop_x']}, {h['crop_y']})",
+             f"  key frames   {info['key_codec']}",
+             f"  audio        {info['audio']}",
+             f"  motion       {h['kp_count']} keypoints x {h['kp_dim']}, precision 2^-{h['kp_precision']}",
+             f"  total        {info['bytes']} bytes, {info['kbps']:.3f} kbps",
+             "",
+             f"  {'unit type':<16}{'units':>7}{'bytes':>10}{'kbps':>9}{'bits/frame':>12}"]
+    for name, u in info["units"].items():
+        lines.append(f"  {name:<16}{u['count']:>7}{u['bytes']:>10}{u['kbps']:>9.3f}{u['bits_per_frame']:>12.1f}")
+    for d in info["damages"]:
+        lines.append(f"  DAMAGE at byte {d['offset']}, {d['length']} bytes: {d['reason']}")
+    return "\n".join(lines)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from avfc.models.zoo import DEFAULT_MODEL, ZOO
+
+    for name, e in ZOO.items():
+        mark = " (default)" if name == DEFAULT_MODEL else ""
+        print(f"{name}{mark}\n  arch {e.arch}, sha256 {e.sha256}\n  {e.description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="avfc", description="Generative face video coding with audio.",
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"avfc {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    e = sub.add_parser("encode", help="encode a talking-face video to .avfc",
+                       description="Encode a video (any format FFmpeg reads) to an .avfc file.")
+    e.add_argument("input", help="input video (with or without audio)")
+    e.add_argument("-o", "--output", help="output .avfc file (default: INPUT with suffix .avfc)")
+    e.add_argument("--bitrate", type=float, metavar="KBPS",
+                   help="target rate of the whole file, audio included (sets key-frame quality)")
+    e.add_argument("--audio", choices=["codec2", "opus", "none"], help="audio codec (default codec2)")
+    e.add_argument("--codec2-mode", choices=["700C", "1300", "1600", "3200"], help="Codec2 mode (default 700C)")
+    e.add_argument("--opus-bitrate", type=int, metavar="BPS", help="Opus bitrate, 6000-24000")
+    e.add_argument("--key-codec", choices=["av1", "hevc"], help="intra codec of key frames (default av1)")
+    e.add_argument("--key-qp", type=int, help="key-frame QP when --bitrate is not given")
+    e.add_argument("--key-interval", type=int, metavar="N", help="a key frame every N frames (0: first only)")
+    e.add_argument("--model", help="zoo model (see `avfc models`)")
+    e.add_argument("--frames", type=int, metavar="N", help="encode at most N frames")
+    e.add_argument("--crop", choices=["face", "center", "none"], help="how to crop to a square (default face)")
+    e.add_argument("--size", type=int, help="coded width and height (default 256)")
+    e.add_argument("--fps", type=int, help="coded frame rate (default 25)")
+    e.add_argument("--packet-frames", type=int, metavar="N", help="frames per motion packet (default 25)")
+    e.add_argument("--kp-precision", type=int, metavar="BITS", help="fractional bits of keypoints (default 7)")
+    e.set_defaults(func=cmd_encode)
+
+    d = sub.add_parser("decode", help="decode .avfc to .mp4 (or .wav)",
+                       description="Decode an .avfc file to a video with audio (.mp4) or audio alone (.wav).")
+    d.add_argument("input", help="input .avfc file")
+    d.add_argument("-o", "--output", help="output .mp4 or .wav (default: INPUT with suffix .decoded.mp4)")
+    d.add_argument("--device", default="cpu", help="torch device of the generator (default cpu)")
+    d.set_defaults(func=cmd_decode)
+
+    for sp in (e, d):
+        sp.add_argument("-f", "--force", action="store_true", help="overwrite the output file")
+        sp.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors and warnings")
+        sp.add_argument("--progress", action="store_true", help="show a progress bar even when not on a terminal")
+
+    i = sub.add_parser("info", help="describe an .avfc file: header, units, bits per unit type",
+                       description="Print an .avfc file's header and its rate per unit type.")
+    i.add_argument("input", help="input .avfc file")
+    i.add_argument("--json", action="store_true", help="machine-readable output")
+    i.set_defaults(func=cmd_info)
+
+    m = sub.add_parser("models", help="list the shipped models")
+    m.set_defaults(func=cmd_models)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except AvfcError as e:
+        print(f"avfc: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("avfc: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

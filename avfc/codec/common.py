@@ -1,0 +1,46 @@
+"""Small pieces shared by the encoder and the decoder."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+
+from avfc import bitstream as bs
+from avfc.audio import AudioCodec, make_audio_codec, make_audio_codec_by_name
+from avfc.config import EncoderConfig
+
+KEY_CODEC_IDS = {"av1": bs.KeyCodec.AV1, "hevc": bs.KeyCodec.HEVC}
+KEY_CODEC_NAMES = {int(v): k for k, v in KEY_CODEC_IDS.items()}
+
+#: motion_coder id of the v1 entropy scheme (docs/bitstream.md, "Motion packet coding")
+MOTION_CODER_LAPLACE_V1 = 1
+
+
+def audio_codec_for_config(config: EncoderConfig) -> Optional[AudioCodec]:
+    """The audio codec an encoder configuration asks for (None for 'none')."""
+    if config.audio == "none":
+        return None
+    if config.audio == "codec2":
+        return make_audio_codec_by_name("codec2", config.codec2_mode)
+    return make_audio_codec_by_name("opus", config.opus_bitrate)
+
+
+def audio_codec_for_header(header: "bs.SequenceHeader") -> Optional[AudioCodec]:
+    """The audio codec a stream header names (None when the stream has no audio)."""
+    if int(header.audio_codec) == int(bs.AudioCodecId.NONE):
+        return None
+    return make_audio_codec(int(header.audio_codec), int(header.audio_param))
+
+
+def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
+    """uint8 ``(N, H, W, 3)`` -> float32 ``(N, 3, H, W)`` in [0, 1]."""
+    t = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
+    return t.to(torch.float32) / 255.0
+
+
+def tensor_to_frames(t: torch.Tensor) -> np.ndarray:
+    """float ``(N, 3, H, W)`` in [0, 1] -> uint8 ``(N, H, W, 3)`` (round half up)."""
+    x = (t.detach().clamp(0.0, 1.0) * 255.0 + 0.5).floor().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).contiguous().numpy()

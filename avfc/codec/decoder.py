@@ -1,0 +1,297 @@
+"""The streaming decoder: .avfc bytes in, frames and audio out.
+
+Push bytes as they arrive (:meth:`Decoder.push`), pull frames in display order
+(:meth:`Decoder.pull_frames`). Damaged units are reported in
+:attr:`Decoder.issues` and never stop decoding: every intact unit before and
+after a damaged one is used, and frames that cannot be drawn (their motion
+packet was lost) are concealed by holding the last frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+
+from avfc import bitstream as bs
+from avfc.audio import AudioCodec
+from avfc.codec.common import (
+    KEY_CODEC_NAMES,
+    MOTION_CODER_LAPLACE_V1,
+    audio_codec_for_header,
+    frames_to_tensor,
+    tensor_to_frames,
+)
+from avfc.entropy import decode_motion, dequantize, quantize
+from avfc.errors import AvfcError, FormatError, LimitError, TruncatedError
+from avfc.media import decode_intra
+from avfc.models.base import AnimationModel, Reference
+from avfc.models.zoo import model_for_stream
+
+#: largest gap (in seconds) of missing frames the decoder conceals before it calls a packet implausible
+MAX_GAP_SECONDS = 600
+
+
+@dataclass(frozen=True)
+class Issue:
+    """Something the decoder had to work around (a damaged unit, a lost packet)."""
+
+    kind: str  # "damage", "lost_motion", "undecodable", "ignored"
+    message: str
+    offset: Optional[int] = None  # byte offset in the stream, when known
+    frames: Optional[tuple[int, int]] = None  # [first, last) frames affected
+
+
+class Decoder:
+    """Incremental .avfc decoder.
+
+    Args:
+        device: torch device the model renders on ("cpu" by default).
+        model: use this model instead of the one the stream names (for experiments; the
+            weights hash is then not checked).
+    """
+
+    def __init__(self, *, device: str | torch.device = "cpu", model: Optional[AnimationModel] = None) -> None:
+        self.device = torch.device(device)
+        self._override_model = model
+        self._parser = bs.StreamParser()
+        self.header: Optional[bs.SequenceHeader] = None
+        self.version: Optional[tuple[int, int]] = None
+        self.model: Optional[AnimationModel] = None
+        self.audio_codec: Optional[AudioCodec] = None
+        self.end: Optional[bs.EndOfStream] = None
+        self.issues: list[Issue] = []
+        self.bytes_by_type: dict[str, int] = {}
+        self._refs: list[Reference] = []
+        self._keys: dict[int, np.ndarray] = {}
+        self._ready: dict[int, np.ndarray] = {}
+        self._next_render = 0  # next frame index not yet produced
+        self._next_out = 0  # next frame index to hand out
+        self._last_frame: Optional[np.ndarray] = None
+        self.motion: dict[int, np.ndarray] = {}  # decoded integer motion by frame
+        self.audio_tokens: dict[int, object] = {}
+        self._closed = False
+
+    # ------------------------------------------------------------------ input
+    def push(self, data: bytes) -> None:
+        """Feed more bytes of the stream (any split is fine)."""
+        if self._closed:
+            raise FormatError("decoder is closed")
+        for ev in self._parser.feed(bytes(data)):
+            self._event(ev)
+
+    def close(self) -> None:
+        """End of input: flush, conceal missing frames, check the stream was complete."""
+        if self._closed:
+            return
+        for ev in self._parser.close():
+            self._event(ev)
+        self._closed = True
+        if self.header is None:
+            raise TruncatedError("the stream ended before its sequence header")
+        total = self._expected_frames()
+        if total is not None and self._next_render < total:
+            self._conceal(self._next_render, total, "the stream ends before these frames' motion")
+
+    def _expected_frames(self) -> Optional[int]:
+        if self.end is not None:
+            return int(self.end.frame_count)
+        if self.header is not None and self.header.frame_count:
+            return int(self.header.frame_count)
+        return None
+
+    def _event(self, ev: object) -> None:
+        if isinstance(ev, bs.Damage):
+            self.issues.append(Issue("damage", f"damaged bytes skipped ({ev.reason})", ev.offset))
+            return
+        assert isinstance(ev, bs.Unit)
+        name = _unit_name(ev.type)
+        self.bytes_by_type[name] = self.bytes_by_type.get(name, 0) + len(ev.payload)
+        try:
+            payload = bs.decode_payload(ev)
+        except AvfcError as e:
+            self.issues.append(Issue("damage", f"{name} unit at byte {ev.offset} is malformed: {e}", ev.offset))
+            return
+        if payload is None:  # unknown unit type of a newer minor version: skip
+            return
+        if isinstance(payload, bs.SequenceHeader):
+            if self.header is None:
+                self._start(payload)
+            return
+        if self.header is None:
+            self.issues.append(Issue("ignored", f"{name} unit before the sequence header", ev.offset))
+            return
+        try:
+            if isinstance(payload, bs.KeyFrame):
+                self._key_frame(payload)
+            elif isinstance(payload, bs.Motion):
+                self._motion(payload, ev.offset)
+            elif isinstance(payload, bs.Audio):
+                self._audio(payload, ev.offset)
+            elif isinstance(payload, bs.EndOfStream):
+                self.end = payload
+        except AvfcError as e:
+            self.issues.append(Issue("undecodable", f"{name} unit at byte {ev.offset}: {e}", ev.offset))
+
+    def _start(self, header: bs.SequenceHeader) -> None:
+        self.header = header
+        self.version = getattr(self._parser, "version", None)
+        if int(header.motion_coder) != MOTION_CODER_LAPLACE_V1:
+            raise FormatError(f"unknown motion coder id {header.motion_coder}")
+        if int(header.key_codec) not in KEY_CODEC_NAMES:
+            raise FormatError(f"unknown key-frame codec id {header.key_codec}")
+        if self._override_model is not None:
+            self.model = self._override_model
+        else:
+            self.model = model_for_stream(header.model_name, header.weights_sha256)
+        if self.model.num_kp != header.kp_count or self.model.kp_dim != header.kp_dim:
+            raise FormatError(
+                f"stream has {header.kp_count}x{header.kp_dim} keypoint values per frame, model "
+                f"{header.model_name!r} uses {self.model.num_kp}x{self.model.kp_dim}")
+        self.model = self.model.to(self.device)
+        self.audio_codec = audio_codec_for_header(header)
+
+    # ------------------------------------------------------------------ video
+    def _max_frame(self) -> int:
+        assert self.header is not None
+        if self.header.frame_count:
+            return int(self.header.frame_count)
+        fps = self.header.fps_num / self.header.fps_den
+        return self._next_render + int(MAX_GAP_SECONDS * fps) + 1024
+
+    def _key_frame(self, kf: bs.KeyFrame) -> None:
+        assert self.header is not None and self.model is not None
+        if kf.frame_index >= self._max_frame():
+            raise LimitError(f"key frame index {kf.frame_index} is beyond the stream's frames")
+        codec = KEY_CODEC_NAMES[int(self.header.key_codec)]
+        pic = decode_intra(kf.data, codec, self.header.width, self.header.height)
+        self._keys[kf.frame_index] = pic
+        t = frames_to_tensor(pic[None]).to(self.device)
+        with torch.no_grad():
+            kp = self.model.detect(t)
+        # reference keypoints live on the same grid as transmitted ones, on both sides
+        p = self.header.kp_precision
+        kpq = quantize(kp.cpu().numpy().astype(np.float64), p)
+        ref = Reference(frame_index=kf.frame_index, frame=t,
+                        keypoints=torch.from_numpy(dequantize(kpq, p)).to(self.device))
+        ref.state = self.model.prepare_reference(ref)
+        self._refs.append(ref)
+        self._refs = self._refs[-int(self.header.max_refs):]  # bounded buffer
+
+    def _motion(self, m: bs.Motion, offset: int) -> None:
+        assert self.header is not None and self.model is not None
+        first, n = int(m.first_frame), int(m.num_frames)
+        if first + n > self._max_frame():
+            raise LimitError(f"motion packet for frames {first}..{first + n - 1} is beyond the stream")
+        if first < self._next_render:
+            raise FormatError(f"motion packet for frames {first}.. repeats frames already decoded")
+        intra = bool(int(m.flags) & bs.MOTION_FLAG_INTRA)
+        prev = None
+        if not intra:
+            prev = self.motion.get(first - 1)
+            if prev is None:
+                self._conceal(first, first + n, "its motion packet depends on a lost packet")
+                return
+        if first > self._next_render:
+            self._conceal(self._next_render, first, "their motion packet is missing or damaged")
+        q = decode_motion(m.data, n, self.model.motion_channels, prev)
+        for i in range(n):
+            self.motion[first + i] = q[i]
+        self._render(first, q)
+
+    @torch.no_grad()
+    def _render(self, first: int, q: np.ndarray) -> None:
+        assert self.header is not None and self.model is not None
+        kp = torch.from_numpy(dequantize(q, self.header.kp_precision)).to(self.device)
+        i = 0
+        while i < len(q):
+            idx = first + i
+            if idx in self._keys:
+                self._emit(idx, self._keys[idx])
+                i += 1
+                continue
+            refs = [r for r in self._refs if r.frame_index <= idx]
+            if not refs:
+                self._conceal(idx, idx + 1, "no reference frame precedes it")
+                i += 1
+                continue
+            # batch the following frames that share the same references
+            j = i + 1
+            while j < len(q) and j - i < 8 and (first + j) not in self._keys:
+                j += 1
+            out = self.model.render(refs, kp[i:j], first + i)
+            for k, frame in enumerate(tensor_to_frames(out.cpu())):
+                self._emit(first + i + k, frame)
+            i = j
+
+    def _emit(self, idx: int, frame: np.ndarray) -> None:
+        self._ready[idx] = frame
+        self._last_frame = frame
+        self._next_render = idx + 1
+
+    def _conceal(self, first: int, last: int, why: str) -> None:
+        if last <= first:
+            return
+        self.issues.append(Issue("lost_motion", f"frames {first}..{last - 1} concealed: {why}",
+                                 frames=(first, last)))
+        for idx in range(first, last):
+            frame = self._keys.get(idx, self._last_frame)
+            if frame is None and self._keys:
+                frame = self._keys[min(self._keys)]
+            if frame is None:
+                assert self.header is not None
+                frame = np.zeros((self.header.height, self.header.width, 3), np.uint8)
+            self._emit(idx, frame)
+
+    # ------------------------------------------------------------------ audio
+    def _audio(self, a: bs.Audio, offset: int) -> None:
+        if self.audio_codec is None:
+            raise FormatError("audio unit in a stream whose header says it has no audio")
+        tokens = self.audio_codec.unpack(a.data, int(a.num_frames))
+        for i, t in enumerate(tokens):
+            self.audio_tokens[int(a.first_frame) + i] = t
+
+    def audio(self) -> Optional[np.ndarray]:
+        """The decoded audio (float32 mono), after :meth:`close`; lost frames are concealed."""
+        if self.audio_codec is None or self.header is None:
+            return None
+        ac = self.audio_codec
+        if self.end is not None:
+            n_frames = int(self.end.audio_frame_count)
+            n_samples = int(self.end.audio_samples)
+        else:
+            n_frames = max(self.audio_tokens) + 1 if self.audio_tokens else 0
+            n_samples = n_frames * ac.frame_samples
+        n_frames = min(n_frames, max(self.audio_tokens, default=-1) + 1 + 10 * ac.sample_rate // ac.frame_samples)
+        n_samples = min(n_samples, n_frames * ac.frame_samples)
+        tokens = [self.audio_tokens.get(i) for i in range(n_frames)]
+        return ac.decode(tokens, n_samples)
+
+    # ------------------------------------------------------------------ output
+    def pull_frames(self) -> np.ndarray:
+        """Frames decoded since the last call, in display order, uint8 ``(N, H, W, 3)``."""
+        out = []
+        while self._next_out in self._ready:
+            out.append(self._ready.pop(self._next_out))
+            self._next_out += 1
+        if not out:
+            h = self.header.height if self.header else 0
+            w = self.header.width if self.header else 0
+            return np.zeros((0, h, w, 3), np.uint8)
+        return np.stack(out)
+
+    def motion_array(self) -> np.ndarray:
+        """All decoded motion integers ``(T, C)``; rows of lost frames are absent (see issues)."""
+        if not self.motion:
+            c = self.model.motion_channels if self.model else 0
+            return np.zeros((0, c), np.int32)
+        return np.stack([self.motion[i] for i in sorted(self.motion)])
+
+
+def _unit_name(t: int) -> str:
+    try:
+        return bs.UnitType(t).name.lower()
+    except ValueError:
+        return f"unknown_{t:#04x}"

@@ -1,0 +1,250 @@
+"""The streaming encoder: frames and audio in, .avfc units out.
+
+The encoder works closed loop. Every key frame is intra coded, *decoded again*
+and only the decoded picture enters the reference buffer and the keypoint
+detector, exactly as in the decoder. The per-frame motion (the target frames'
+keypoints) is quantized to the stream's integer grid; everything the entropy
+coder sees is an integer.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+
+from avfc import bitstream as bs
+from avfc.audio import AudioCodec
+from avfc.codec.common import (
+    KEY_CODEC_IDS,
+    MOTION_CODER_LAPLACE_V1,
+    audio_codec_for_config,
+    frames_to_tensor,
+)
+from avfc.config import EncoderConfig
+from avfc.entropy import encode_motion, quantize
+from avfc.errors import ConfigError, MediaError
+from avfc.media import DEFAULT_QP, CropBox, decode_intra, encode_intra, encode_intra_to_size
+from avfc.models.base import AnimationModel
+from avfc.models.zoo import get_entry, load_model
+
+
+@dataclass
+class EncoderStats:
+    """Bytes written per unit type, and the key frames' QPs."""
+
+    bytes_by_type: dict[str, int] = field(default_factory=dict)
+    units_by_type: dict[str, int] = field(default_factory=dict)
+    key_qps: list[int] = field(default_factory=list)
+    key_picture_bytes: list[int] = field(default_factory=list)  # intra pictures alone, no unit fields
+    frames: int = 0
+    audio_frames: int = 0
+
+    def add(self, kind: str, nbytes: int) -> None:
+        self.bytes_by_type[kind] = self.bytes_by_type.get(kind, 0) + nbytes
+        self.units_by_type[kind] = self.units_by_type.get(kind, 0) + 1
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.bytes_by_type.values())
+
+
+class Encoder:
+    """Push frames (RGB uint8 at the coded size) and audio (float32 mono), pull bytes.
+
+    >>> enc = Encoder(EncoderConfig(audio="none"))           # doctest: +SKIP
+    >>> enc.push_frames(frames); data = enc.read()           # doctest: +SKIP
+    >>> enc.close(); data += enc.read()                      # doctest: +SKIP
+
+    Units are emitted as soon as they are complete: a key frame when its frame
+    arrives, a motion packet every ``config.packet_frames`` frames, an audio packet
+    for every packet's worth of audio.
+
+    Args:
+        config: the encoder configuration.
+        source_size: (width, height) of the source before cropping (recorded in the header).
+        crop: the crop box in source pixels (recorded in the header); default the whole frame.
+        frame_count: number of frames if known (0: unknown, given at the end of the stream).
+        key_bytes: byte budget of each key frame's intra picture (overrides ``config.key_qp``).
+        model: an already loaded model (default: ``config.model`` from the zoo).
+    """
+
+    def __init__(self, config: EncoderConfig, *, source_size: Optional[tuple[int, int]] = None,
+                 crop: Optional[CropBox] = None, frame_count: int = 0,
+                 key_bytes: Optional[int] = None, model: Optional[AnimationModel] = None) -> None:
+        self.config = config
+        self.entry = get_entry(config.model)
+        self.model = model if model is not None else load_model(config.model)
+        size = config.size
+        sw, sh = source_size if source_size is not None else (size, size)
+        self.crop = crop if crop is not None else CropBox(0, 0, sw, sh)
+        self.audio_codec: Optional[AudioCodec] = audio_codec_for_config(config)
+        self.key_bytes = key_bytes
+        self.key_qp = config.key_qp if config.key_qp is not None else DEFAULT_QP[config.key_codec]
+        ac = self.audio_codec
+        self.header = bs.SequenceHeader(
+            model_name=config.model,
+            weights_sha256=self.entry.sha256,
+            width=size, height=size,
+            fps_num=config.fps, fps_den=1,
+            frame_count=frame_count,
+            source_width=sw, source_height=sh,
+            crop_x=self.crop.x, crop_y=self.crop.y, crop_w=self.crop.w, crop_h=self.crop.h,
+            key_codec=KEY_CODEC_IDS[config.key_codec],
+            audio_codec=ac.codec_id if ac else bs.AudioCodecId.NONE,
+            audio_sample_rate=ac.sample_rate if ac else 0,
+            audio_param=ac.param if ac else 0,
+            audio_frame_samples=ac.frame_samples if ac else 0,
+            kp_count=self.model.num_kp, kp_dim=self.model.kp_dim,
+            kp_precision=config.kp_precision,
+            motion_coder=MOTION_CODER_LAPLACE_V1,
+            reference_mode=0,
+            max_refs=config.max_refs,
+            flags=0,
+        )
+        self._buf = io.BytesIO()
+        self._writer = bs.StreamWriter(self._buf)
+        self.stats = EncoderStats()
+        self.stats.add("header", self._writer.write_header(self.header))
+        self._pending_q: list[np.ndarray] = []
+        self._packet_start = 0
+        self._packets = 0
+        self._prev_q: Optional[np.ndarray] = None
+        self._frame = 0
+        # one stateful audio encoder for the whole stream: packets do not restart the codec
+        self._audio_enc = self.audio_codec.stream_encoder() if self.audio_codec else None
+        self._tokens: list = []
+        self._audio_frame = 0
+        self._audio_samples = 0
+        self._closed = False
+        # decoded key frames (closed loop): kept so that callers can inspect what the decoder will see
+        self.decoded_keys: dict[int, np.ndarray] = {}
+
+    # ------------------------------------------------------------------ video
+    def _is_key(self, index: int) -> bool:
+        k = self.config.key_interval
+        return index == 0 or (k > 0 and index % k == 0)
+
+    def _write(self, kind: str, payload: object) -> None:
+        self.stats.add(kind, self._writer.write(payload))
+
+    def _code_key(self, index: int, frame: np.ndarray) -> None:
+        codec = self.config.key_codec
+        if self.key_bytes is not None:
+            data, qp = encode_intra_to_size(frame, codec, self.key_bytes)
+        else:
+            qp = self.key_qp
+            data = encode_intra(frame, codec, qp)
+        decoded = decode_intra(data, codec, self.config.size, self.config.size)
+        self.decoded_keys[index] = decoded
+        self.stats.key_qps.append(qp)
+        self.stats.key_picture_bytes.append(len(data))
+        self._write("key_frame", bs.KeyFrame(frame_index=index, quality=qp, data=data))
+
+    def push_frames(self, frames: np.ndarray, keypoints: Optional[np.ndarray] = None) -> None:
+        """Code frames ``(N, S, S, 3)`` uint8 RGB at the coded size ``S``.
+
+        ``keypoints``: the frames' already-quantized keypoints ``(N, C)`` int, if the caller
+        ran the analysis itself (the file-level encoder does, for rate control).
+        """
+        if self._closed:
+            raise ConfigError("encoder is closed")
+        frames = np.asarray(frames)
+        if frames.ndim == 3:
+            frames = frames[None]
+        s = self.config.size
+        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != (s, s, 3):
+            raise MediaError(f"frames must be uint8 (N, {s}, {s}, 3), got {frames.dtype} {frames.shape}")
+        if keypoints is None:
+            keypoints = analyse(self.model, frames, self.config.kp_precision)
+        if keypoints.shape != (len(frames), self.model.motion_channels):
+            raise ConfigError(f"keypoints must be ({len(frames)}, {self.model.motion_channels})")
+        for frame, q in zip(frames, keypoints):
+            if self._is_key(self._frame):
+                self._code_key(self._frame, frame)
+            self._pending_q.append(np.asarray(q, dtype=np.int32))
+            self._frame += 1
+            if len(self._pending_q) >= self.config.packet_frames:
+                self._flush_motion()
+        self._flush_audio(final=False)
+
+    def _flush_motion(self) -> None:
+        if not self._pending_q:
+            return
+        q = np.stack(self._pending_q)
+        intra = self._prev_q is None or self._packets % self.config.intra_period == 0
+        data = encode_motion(q, None if intra else self._prev_q)
+        self._write("motion", bs.Motion(first_frame=self._packet_start, num_frames=len(q),
+                                        flags=bs.MOTION_FLAG_INTRA if intra else 0, data=data))
+        self._prev_q = q[-1].copy()
+        self._packets += 1
+        self._packet_start += len(q)
+        self._pending_q = []
+
+    # ------------------------------------------------------------------ audio
+    def push_audio(self, pcm: np.ndarray) -> None:
+        """Add mono float32 samples at the codec's sample rate (ignored when audio is 'none')."""
+        if self._closed:
+            raise ConfigError("encoder is closed")
+        if self._audio_enc is None:
+            return
+        pcm = np.asarray(pcm, dtype=np.float32).reshape(-1)
+        self._audio_samples += len(pcm)
+        self._tokens.extend(self._audio_enc.push(pcm))
+        self._flush_audio(final=False)
+
+    def _audio_packet_frames(self) -> int:
+        """Audio frames per packet: the same duration as a motion packet (at least one frame)."""
+        ac = self.audio_codec
+        assert ac is not None
+        seconds = self.config.packet_frames / self.config.fps
+        return max(1, round(seconds * ac.sample_rate / ac.frame_samples))
+
+    def _flush_audio(self, final: bool) -> None:
+        ac = self.audio_codec
+        if ac is None or self._audio_enc is None:
+            return
+        if final:
+            self._tokens.extend(self._audio_enc.flush())
+        per_packet = self._audio_packet_frames()
+        while len(self._tokens) >= per_packet or (final and self._tokens):
+            tokens, self._tokens = self._tokens[:per_packet], self._tokens[per_packet:]
+            self._write("audio", bs.Audio(first_frame=self._audio_frame, num_frames=len(tokens),
+                                          data=ac.pack(tokens)))
+            self._audio_frame += len(tokens)
+
+    # ------------------------------------------------------------------ output
+    def read(self) -> bytes:
+        """The bytes of every unit completed since the last call."""
+        data = self._buf.getvalue()
+        self._buf.seek(0)
+        self._buf.truncate()
+        return data
+
+    def close(self) -> None:
+        """Write the remaining motion and audio and the END_OF_STREAM unit."""
+        if self._closed:
+            return
+        self._flush_motion()
+        self._flush_audio(final=True)
+        self._write("end_of_stream", bs.EndOfStream(
+            frame_count=self._frame, audio_frame_count=self._audio_frame,
+            audio_samples=self._audio_samples))
+        self.stats.frames = self._frame
+        self.stats.audio_frames = self._audio_frame
+        self._closed = True
+
+
+@torch.no_grad()
+def analyse(model: AnimationModel, frames: np.ndarray, precision: int, batch: int = 16) -> np.ndarray:
+    """Quantized keypoints ``(N, C)`` int32 of frames ``(N, H, W, 3)`` uint8."""
+    out = []
+    for i in range(0, len(frames), batch):
+        kp = model.detect(frames_to_tensor(frames[i:i + batch]))
+        out.append(quantize(kp.numpy().astype(np.float64), precision))
+    if not out:
+        return np.zeros((0, model.motion_channels), dtype=np.int32)
+    return np.concatenate(out).astype(np.int32)

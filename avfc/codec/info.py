@@ -1,0 +1,65 @@
+"""``avfc info``: what a stream holds and where its bits go. Needs no model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from avfc import bitstream as bs
+from avfc.codec.common import KEY_CODEC_NAMES
+
+_AUDIO_NAMES = {int(bs.AudioCodecId.NONE): "none", int(bs.AudioCodecId.CODEC2): "codec2",
+                int(bs.AudioCodecId.OPUS): "opus"}
+
+
+def _unit_name(t: int) -> str:
+    try:
+        return bs.UnitType(t).name.lower()
+    except ValueError:
+        return f"unknown_{t:#04x}"
+
+
+def stream_info(data: bytes) -> dict[str, Any]:
+    """Header fields, unit counts and bytes, rates per unit type, damages (JSON-ready)."""
+    parsed = bs.parse_stream(data)
+    h = parsed.header
+    fps = h.fps_num / h.fps_den
+    frames = int(h.frame_count)
+    for u in parsed.units:
+        if u.type == bs.UnitType.END_OF_STREAM:
+            p = bs.decode_payload(u)
+            if p is not None:
+                frames = int(p.frame_count)
+    duration = frames / fps if fps > 0 else 0.0
+    units: dict[str, dict[str, Any]] = {}
+    # every byte counts: the preamble and each unit's type, length and CRC fields go to its type
+    units["preamble"] = {"count": 1, "bytes": len(bs.MAGIC) + 2}
+    parser = bs.StreamParser()
+    events = parser.feed(data) + parser.close()
+    for u in (e for e in events if isinstance(e, bs.Unit)):
+        size = u.size
+        name = _unit_name(u.type)
+        entry = units.setdefault(name, {"count": 0, "bytes": 0})
+        entry["count"] += 1
+        entry["bytes"] += size
+    for entry in units.values():
+        entry["kbps"] = entry["bytes"] * 8 / 1000 / duration if duration else 0.0
+        entry["bits_per_frame"] = entry["bytes"] * 8 / frames if frames else 0.0
+    header = h.model_dump(mode="json")
+    audio = _AUDIO_NAMES.get(int(h.audio_codec), f"id {int(h.audio_codec)}")
+    if audio == "codec2":
+        audio += f" {h.audio_param if h.audio_param != 700 else '700C'} ({h.audio_sample_rate} Hz)"
+    elif audio == "opus":
+        audio += f" {h.audio_param} bps ({h.audio_sample_rate} Hz)"
+    return {
+        "version": f"{parsed.version[0]}.{parsed.version[1]}",
+        "header": header,
+        "fps": fps,
+        "frames": frames,
+        "duration": duration,
+        "key_codec": KEY_CODEC_NAMES.get(int(h.key_codec), f"id {int(h.key_codec)}"),
+        "audio": audio,
+        "bytes": len(data),
+        "kbps": len(data) * 8 / 1000 / duration if duration else 0.0,
+        "units": units,
+        "damages": [{"offset": d.offset, "length": d.length, "reason": str(d.reason)} for d in parsed.damages],
+    }

@@ -1,0 +1,58 @@
+"""Encoder configuration (pydantic). Everything that shapes the bits is recorded in the stream
+header, so a decoder needs no configuration at all."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from avfc.errors import ConfigError
+
+CODEC2_MODES = ("700C", "1300", "1600", "3200")
+
+
+class EncoderConfig(BaseModel):
+    """How to encode. Defaults are the test conditions of the field (256x256, 25 fps, 16 kHz)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str = Field("tiny-test", description="zoo model that analyses and draws the face")
+    size: int = Field(256, ge=64, le=1024, multiple_of=16, description="coded width = height, pixels")
+    fps: int = Field(25, ge=1, le=120, description="coded frame rate")
+    bitrate_kbps: Optional[float] = Field(
+        None, gt=0, le=1000,
+        description="target for the WHOLE file (key frames, motion, audio, headers) in kbit/s; "
+                    "sets the key-frame quality. None: use key_qp")
+    key_codec: Literal["av1", "hevc"] = Field("av1", description="intra codec of key frames")
+    key_qp: Optional[int] = Field(None, ge=0, le=63, description="key-frame QP when no bitrate is set")
+    key_interval: int = Field(0, ge=0, le=100000,
+                              description="a key frame every N frames (0: only the first)")
+    audio: Literal["codec2", "opus", "none"] = "codec2"
+    codec2_mode: Literal["700C", "1300", "1600", "3200"] = "700C"
+    opus_bitrate: int = Field(6000, ge=6000, le=24000, description="Opus bitrate in bit/s")
+    kp_precision: int = Field(7, ge=0, le=15, description="fractional bits of the keypoint grid")
+    packet_frames: int = Field(25, ge=1, le=1024, description="frames per motion packet")
+    intra_period: int = Field(
+        1, ge=1, le=1000,
+        description="every Nth motion packet is INTRA (decodable alone); 1: all")
+    crop: Literal["face", "center", "none"] = "face"
+    max_frames: Optional[int] = Field(None, ge=1, description="code at most this many frames")
+    max_refs: int = Field(4, ge=1, le=16, description="reference buffer size in the decoder")
+
+    @classmethod
+    def make(cls, config: "EncoderConfig | dict | None" = None, **overrides: object) -> "EncoderConfig":
+        """Build a config from another config or a dict plus keyword overrides; ConfigError on bad values."""
+        base: dict = {}
+        if isinstance(config, EncoderConfig):
+            base = config.model_dump()
+        elif isinstance(config, dict):
+            base = dict(config)
+        elif config is not None:
+            raise ConfigError(f"config must be an EncoderConfig or a dict, not {type(config).__name__}")
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(**base)
+        except ValidationError as e:
+            msgs = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
+            raise ConfigError(f"bad encoder configuration: {msgs}") from None

@@ -1,0 +1,65 @@
+"""The avfc command, run in-process."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from avfc.cli import main
+from synthetic import write_clip
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return write_clip(tmp_path_factory.mktemp("cli") / "talk.mp4", n=30)
+
+
+def test_encode_info_decode(clip, tmp_path, capsys):
+    out = tmp_path / "talk.avfc"
+    assert main(["encode", str(clip), "-o", str(out), "--size", "64", "--bitrate", "8", "-q"]) == 0
+    assert out.stat().st_size > 0
+    assert main(["info", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["frames"] == 30 and info["header"]["width"] == 64
+    assert info["bytes"] == out.stat().st_size
+    assert sum(u["bytes"] for u in info["units"].values()) == info["bytes"]
+    assert info["kbps"] <= 8.0
+    assert main(["info", str(out)]) == 0
+    assert "motion" in capsys.readouterr().out
+    mp4 = tmp_path / "talk.decoded.mp4"
+    assert main(["decode", str(out), "-o", str(mp4), "-q"]) == 0
+    import av
+    with av.open(str(mp4)) as c:
+        kinds = sorted(s.type for s in c.streams)
+        assert kinds == ["audio", "video"]
+        assert c.streams.video[0].width == 64
+    wav = tmp_path / "talk.wav"
+    assert main(["decode", str(out), "-o", str(wav), "-q"]) == 0
+    import soundfile as sf
+    audio, sr = sf.read(str(wav))
+    assert sr == 16000 and len(audio) == 30 * 16000 // 25
+
+
+def test_refuses_to_overwrite_without_force(clip, tmp_path, capsys):
+    out = tmp_path / "x.avfc"
+    out.write_bytes(b"keep me")
+    assert main(["encode", str(clip), "-o", str(out), "--size", "64", "-q"]) == 2
+    assert out.read_bytes() == b"keep me"
+    assert "-f" in capsys.readouterr().err
+    assert main(["encode", str(clip), "-o", str(out), "--size", "64", "-q", "-f"]) == 0
+    assert out.read_bytes()[:4] == b"AVFC"
+
+
+def test_errors_are_one_line_not_tracebacks(tmp_path, capsys):
+    bad = tmp_path / "bad.avfc"
+    bad.write_bytes(b"AVFC\x09\x00garbage")
+    assert main(["decode", str(bad), "-o", str(tmp_path / "o.mp4")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("avfc: error:") and "Traceback" not in err
+    assert main(["info", str(tmp_path / "nope.avfc")]) == 2
+
+
+def test_models_lists_the_zoo(capsys):
+    assert main(["models"]) == 0
+    assert "tiny-test" in capsys.readouterr().out

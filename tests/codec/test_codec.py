@@ -1,0 +1,230 @@
+"""End-to-end behaviour of the codec: encode() / decode(), streaming, damage, rate control."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import avfc
+from avfc import bitstream as bs
+from avfc.codec import Decoder, Encoder, analyse
+from avfc.codec.common import audio_codec_for_config
+from avfc.config import EncoderConfig
+from avfc.errors import AvfcError, MediaError, ModelMismatchError
+from avfc.models.zoo import load_model
+from synthetic import speech_like, talking_face, write_clip
+
+SIZE = 64  # small coded size keeps the tests fast; the codec does not care
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return write_clip(tmp_path_factory.mktemp("media") / "talk.mp4", n=50)
+
+
+@pytest.fixture(scope="module")
+def encoded(clip):
+    return avfc.encode(clip, size=SIZE, packet_frames=10, key_qp=30)
+
+
+def test_encode_file_then_decode_round_trips_the_integers(clip, encoded):
+    res = avfc.decode(encoded.data)
+    assert encoded.frames == 50 and res.frames.shape == (50, SIZE, SIZE, 3)
+    assert res.issues == []
+    # the decoder's motion integers are exactly what the encoder computed from the frames
+    media = avfc.api.read_media(clip, fps=25)
+    frames, _ = avfc.api.prepare(media, EncoderConfig.make(size=SIZE))
+    expected = analyse(load_model("tiny-test"), frames, 7)
+    np.testing.assert_array_equal(res.motion, expected)
+    # audio: 2 s at 16 kHz, in sync with the video
+    assert res.sample_rate == 16000 and res.audio is not None
+    assert len(res.audio) == 50 * 16000 // 25
+
+
+def test_decoded_key_frame_equals_encoder_closed_loop_picture():
+    frames = talking_face(12, SIZE, SIZE)
+    enc = Encoder(EncoderConfig.make(size=SIZE, audio="none", key_qp=35))
+    enc.push_frames(frames)
+    enc.close()
+    dec = Decoder()
+    dec.push(enc.read())
+    dec.close()
+    out = dec.pull_frames()
+    np.testing.assert_array_equal(out[0], enc.decoded_keys[0])
+    assert out.shape == (12, SIZE, SIZE, 3)
+
+
+def test_audio_tokens_round_trip_exactly():
+    cfg = EncoderConfig.make(size=SIZE, codec2_mode="700C")
+    pcm = speech_like(1.2)
+    enc = Encoder(cfg)
+    enc.push_frames(talking_face(30, SIZE, SIZE))
+    enc.push_audio(pcm)
+    enc.close()
+    dec = Decoder()
+    dec.push(enc.read())
+    dec.close()
+    codec = audio_codec_for_config(cfg)
+    assert codec is not None
+    expected = codec.encode(pcm)  # the stream's packets hold exactly the whole signal's tokens
+    got = [dec.audio_tokens[i] for i in range(len(dec.audio_tokens))]
+    assert got == expected
+    audio = dec.audio()
+    assert audio is not None and len(audio) == len(pcm)
+
+
+def test_streaming_encoder_in_chunks_gives_the_same_bytes():
+    frames = talking_face(37, SIZE, SIZE)
+    pcm = speech_like(37 / 25)
+    cfg = EncoderConfig.make(size=SIZE, packet_frames=8, key_qp=40)
+    one = Encoder(cfg)
+    one.push_frames(frames)
+    one.push_audio(pcm)
+    one.close()
+    a = one.read()
+    many = Encoder(cfg)
+    out = b""
+    for i in range(0, 37, 5):
+        many.push_frames(frames[i:i + 5])
+        many.push_audio(pcm[i * 640:(i + 5) * 640])
+        out += many.read()  # units come out while frames are still arriving
+    assert len(out) > 0
+    many.close()
+    out += many.read()
+    # same units; only the interleaving of audio and video units may differ
+    pa, pb = bs.parse_stream(a), bs.parse_stream(out)
+    key = lambda u: (u.type, u.payload)  # noqa: E731
+    assert sorted(map(key, pa.units)) == sorted(map(key, pb.units))
+
+
+def test_decoder_fed_byte_by_byte_gives_the_same_frames(encoded):
+    ref = avfc.decode(encoded.data)
+    dec = Decoder()
+    got = []
+    for i in range(len(encoded.data)):
+        dec.push(encoded.data[i:i + 1])
+        got.append(dec.pull_frames())
+    dec.close()
+    got.append(dec.pull_frames())
+    assert sum(len(g) > 0 for g in got) > 1  # frames come out while bytes are still arriving
+    np.testing.assert_array_equal(np.concatenate([g for g in got if len(g)]), ref.frames)
+
+
+def _units(data: bytes):
+    return bs.parse_stream(data).units
+
+
+def test_corrupted_motion_unit_is_reported_and_everything_else_decodes(encoded):
+    data = bytearray(encoded.data)
+    motion = [u for u in _units(encoded.data) if u.type == bs.UnitType.MOTION]
+    victim = motion[2]  # frames 20..29
+    data[victim.offset + 8] ^= 0x55
+    res = avfc.decode(bytes(data))
+    ref = avfc.decode(encoded.data)
+    assert len(res.frames) == 50
+    assert any(i.kind == "damage" for i in res.issues)
+    assert any(i.kind == "lost_motion" and i.frames == (20, 30) for i in res.issues)
+    # frames outside the lost packet are identical (intra packets: no dependency)
+    np.testing.assert_array_equal(res.frames[:20], ref.frames[:20])
+    np.testing.assert_array_equal(res.frames[30:], ref.frames[30:])
+    # audio units are untouched (Codec2's decoder draws random phases, so compare the tokens)
+    assert Decoder_tokens(bytes(data)) == Decoder_tokens(encoded.data)
+
+
+def Decoder_tokens(data: bytes) -> dict:
+    dec = Decoder()
+    dec.push(data)
+    dec.close()
+    return dec.audio_tokens
+
+
+def test_truncated_file_decodes_the_intact_prefix(encoded):
+    units = _units(encoded.data)
+    motion = [u for u in units if u.type == bs.UnitType.MOTION]
+    cut = motion[3].offset + 5  # inside the 4th motion packet
+    res = avfc.decode(encoded.data[:cut])
+    ref = avfc.decode(encoded.data)
+    assert len(res.frames) >= 30
+    np.testing.assert_array_equal(res.frames[:30], ref.frames[:30])
+    assert res.issues
+
+
+def test_every_truncation_and_random_damage_gives_only_avfc_errors(encoded):
+    data = encoded.data
+    rng = np.random.default_rng(1)
+    for cut in list(range(0, 40)) + sorted(rng.integers(40, len(data), 25).tolist()):
+        try:
+            avfc.decode(data[:cut])
+        except AvfcError:
+            pass
+    for _ in range(25):
+        bad = bytearray(data)
+        for pos in rng.integers(6, len(data), 3):
+            bad[pos] = int(rng.integers(0, 256))
+        try:
+            res = avfc.decode(bytes(bad))
+            assert res.frames.shape[1:] == (SIZE, SIZE, 3)
+        except AvfcError:
+            pass
+
+
+def test_stream_naming_unknown_weights_is_refused_with_both_hashes(encoded):
+    parsed = bs.parse_stream(encoded.data)
+    fake = parsed.header.model_copy(update={"weights_sha256": "ab" * 32})
+    import io
+    buf = io.BytesIO()
+    w = bs.StreamWriter(buf)
+    w.write_header(fake)
+    for u in parsed.units:
+        w.write_unit(u.type, u.payload)
+    with pytest.raises(ModelMismatchError) as e:
+        avfc.decode(buf.getvalue())
+    assert "ab" * 32 in str(e.value) and parsed.header.weights_sha256 in str(e.value)
+
+
+def test_bitrate_targets_the_whole_file(clip):
+    lo = avfc.encode(clip, size=SIZE, bitrate_kbps=5.0)
+    hi = avfc.encode(clip, size=SIZE, bitrate_kbps=12.0)
+    assert lo.kbps <= 5.0 and hi.kbps <= 12.0
+    assert hi.kbps > lo.kbps
+    assert hi.kbps > 0.7 * 12.0  # the budget is used, not wasted
+    assert hi.stats.key_qps[0] < lo.stats.key_qps[0]
+    assert lo.kbps == pytest.approx(len(lo.data) * 8 / 1000 / 2.0)
+
+
+def test_unreachable_bitrate_warns_and_still_encodes(clip):
+    res = avfc.encode(clip, size=SIZE, bitrate_kbps=0.5)
+    assert res.warnings and "cannot be reached" in res.warnings[0]
+    assert avfc.decode(res.data).frames.shape[0] == 50
+
+
+def test_video_only_input_gives_a_video_only_stream(tmp_path):
+    clip = write_clip(tmp_path / "silent.mp4", n=20, audio=False)
+    res = avfc.encode(clip, size=SIZE)
+    assert int(res.header.audio_codec) == int(bs.AudioCodecId.NONE)
+    out = avfc.decode(res.data)
+    assert out.audio is None and len(out.frames) == 20
+
+
+def test_arrays_in_arrays_out_and_square_input_is_not_recropped():
+    frames = talking_face(20, SIZE, SIZE)
+    res = avfc.encode(frames, audio=speech_like(0.8), size=SIZE, key_qp=20)
+    assert (res.crop.x, res.crop.y, res.crop.w, res.crop.h) == (0, 0, SIZE, SIZE)
+    out = avfc.decode(res.data)
+    assert out.frames.shape == frames.shape
+    # the key frame at high quality lines up with the input
+    err = np.abs(out.frames[0].astype(int) - frames[0].astype(int)).mean()
+    assert err < 6
+
+
+def test_bad_inputs_give_clear_errors(tmp_path):
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"this is not a video" * 10)
+    with pytest.raises(MediaError):
+        avfc.encode(junk)
+    with pytest.raises(MediaError):
+        avfc.encode(tmp_path / "missing.mp4")
+    with pytest.raises(AvfcError):
+        avfc.decode(b"RIFF0000WAVEfmt ")
+    with pytest.raises(AvfcError):
+        avfc.encode(talking_face(3, SIZE, SIZE), size=SIZE, packet_frames=0)

@@ -59,12 +59,12 @@ class DecodeResult:
     issues: list[Issue]
 
 
-def _load_source(src: MediaSource, config: EncoderConfig, audio: Optional[np.ndarray],
+def _load_source(src: MediaSource, config: EncoderConfig, pcm: Optional[np.ndarray],
                  sample_rate: int) -> Media:
     if isinstance(src, Media):
         return src
     if isinstance(src, np.ndarray):
-        return Media.from_arrays(src, config.fps, audio, sample_rate)
+        return Media.from_arrays(src, config.fps, pcm, sample_rate)
     if isinstance(src, (bytes, bytearray, memoryview)):
         return read_media(bytes(src), fps=config.fps, sample_rate=16000, max_frames=config.max_frames)
     if isinstance(src, (str, os.PathLike)):
@@ -83,15 +83,15 @@ def prepare(media: Media, config: EncoderConfig) -> tuple[np.ndarray, CropBox]:
 
 def encode(src: MediaSource, dst: Optional[PathLike] = None, *,
            config: EncoderConfig | dict | None = None,
-           audio: Optional[np.ndarray] = None, sample_rate: int = 16000,
+           pcm: Optional[np.ndarray] = None, sample_rate: int = 16000,
            progress: Optional[Callable[[str, int, int], None]] = None,
            **overrides: Any) -> EncodeResult:
     """Encode a talking-face video (and its speech) to .avfc.
 
     Args:
         src: a media file path, the bytes of a media file, a :class:`~avfc.media.Media`, or
-            frames ``(T, H, W, 3)`` uint8 RGB at ``config.fps`` (then ``audio`` is its mono
-            float32 speech at ``sample_rate``).
+            frames ``(T, H, W, 3)`` uint8 RGB at ``config.fps`` (then ``pcm`` is its mono
+            float32 speech at ``sample_rate``, 16 kHz).
         dst: where to write the .avfc file (optional; the bytes are returned anyway).
         config: an :class:`EncoderConfig` or a dict; keyword ``overrides`` replace its fields,
             e.g. ``encode("talk.mp4", bitrate_kbps=4, audio="codec2")``.
@@ -101,7 +101,7 @@ def encode(src: MediaSource, dst: Optional[PathLike] = None, *,
         :class:`EncodeResult` with the bytes, the header, and bytes per unit type.
     """
     cfg = EncoderConfig.make(config, **overrides)
-    media = _load_source(src, cfg, audio, sample_rate)
+    media = _load_source(src, cfg, pcm, sample_rate)
     frames, box = prepare(media, cfg)
     pcm = media.audio
     if pcm is not None and media.sample_rate != 16000:

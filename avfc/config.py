@@ -39,6 +39,9 @@ class EncoderConfig(BaseModel):
     crop: Literal["face", "center", "none"] = "face"
     max_frames: Optional[int] = Field(None, ge=1, description="code at most this many frames")
     max_refs: int = Field(4, ge=1, le=16, description="reference buffer size in the decoder")
+    side_info: bool = Field(
+        False, description="write a SIDE_INFO unit (reference structure, flags) after every key frame; "
+                           "about 25 bytes each, informative only")
 
     @classmethod
     def make(cls, config: "EncoderConfig | dict | None" = None, **overrides: object) -> "EncoderConfig":

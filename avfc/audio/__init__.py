@@ -1,6 +1,6 @@
 """Speech as token streams: Codec2 and Opus, packed bit-exactly into AUDIO units.
 
-See docs/_spec_audio.md for the token definitions, the packing and the delay handling.
+See docs/bitstream.md (part C) for the token definitions, the packing and the delay handling.
 """
 
 from avfc.audio.base import (

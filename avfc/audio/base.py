@@ -4,7 +4,7 @@ A codec cuts 16 kHz mono PCM into frames of ``frame_samples`` samples; audio fra
 covers samples ``[k * F, (k + 1) * F)`` and decodes to exactly that span, so audio stays in
 step with video. Each frame becomes one *token*: an ``int`` of a fixed number of bits
 (Codec2) or a ``bytes`` packet (Opus). ``pack``/``unpack`` turn a run of tokens into the
-``data`` of one AUDIO unit and back (docs/_spec_audio.md gives the exact layout).
+``data`` of one AUDIO unit and back (docs/bitstream.md (part C) gives the exact layout).
 """
 
 from __future__ import annotations

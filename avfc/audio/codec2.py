@@ -8,7 +8,7 @@ bits of the last byte dropped. Token bit ``bits - 1`` is the first bit libcodec2
 
 Delay: a frame's parameters describe the speech about 20 ms (700C: 30 ms) before the end
 of the frame, so decoded speech lags the input by that much (measured by envelope
-cross-correlation, see docs/_spec_audio.md). The encoder compensates by dropping the first
+cross-correlation, see docs/bitstream.md (part C)). The encoder compensates by dropping the first
 ``delay`` input samples and zero-padding the end: decoded frame ``k`` then lines up with
 input samples ``[k * F, (k + 1) * F)``. The first ``delay`` samples are lost (the decoder
 starts from silence there).

@@ -2,7 +2,7 @@
 
 Encoder settings, all pinned because they shape the bits: 16 kHz mono float input, 40 ms
 frames (one video frame at 25 fps; at 6 kbit/s 40 ms frames score higher than 20 ms ones,
-see docs/_spec_audio.md), ``application=voip``, hard CBR (``vbr=off``, so every packet has
+see docs/bitstream.md (part C)), ``application=voip``, hard CBR (``vbr=off``, so every packet has
 the same size and the rate is exact), complexity 10, no in-band FEC, expected loss 0 %, and
 no DTX (libopus's default; this FFmpeg exposes no switch for it).
 
@@ -126,7 +126,7 @@ class OpusCodec(AudioCodec):
     def pack(self, tokens: Sequence[Token]) -> bytes:
         """Common length when all packets have it (CBR), else a length before each packet.
 
-        Layout (docs/_spec_audio.md): no tokens -> empty. Otherwise a LEB128 ``L``; ``L > 0``:
+        Layout (docs/bitstream.md (part C)): no tokens -> empty. Otherwise a LEB128 ``L``; ``L > 0``:
         every packet is ``L`` bytes and they follow back to back; ``L == 0``: each packet
         follows as LEB128 length + bytes (used only when the lengths differ).
         """

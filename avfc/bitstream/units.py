@@ -2,7 +2,7 @@
 
 A file is ``MAGIC`` + ``major:u8`` + ``minor:u8`` followed by units. A unit is
 ``type:u8 | length:LEB128 | payload | crc32:u32be`` where the CRC-32 (zlib) covers
-the type byte, the length bytes and the payload. See docs/_spec_container.md.
+the type byte, the length bytes and the payload. See docs/bitstream.md (part A).
 """
 
 from __future__ import annotations

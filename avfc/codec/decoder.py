@@ -38,7 +38,7 @@ MAX_GAP_SECONDS = 600
 class Issue:
     """Something the decoder had to work around (a damaged unit, a lost packet)."""
 
-    kind: str  # "damage", "lost_motion", "undecodable", "ignored"
+    kind: str  # "damage", "lost_motion", "undecodable", "ignored", "side_info"
     message: str
     offset: Optional[int] = None  # byte offset in the stream, when known
     frames: Optional[tuple[int, int]] = None  # [first, last) frames affected
@@ -72,6 +72,7 @@ class Decoder:
         self._last_frame: Optional[np.ndarray] = None
         self.motion: dict[int, np.ndarray] = {}  # decoded integer motion by frame
         self.audio_tokens: dict[int, object] = {}
+        self.side_info: list[bs.SideInfo] = []
         self._closed = False
 
     # ------------------------------------------------------------------ input
@@ -130,6 +131,8 @@ class Decoder:
                 self._motion(payload, ev.offset)
             elif isinstance(payload, bs.Audio):
                 self._audio(payload, ev.offset)
+            elif isinstance(payload, bs.SideInfo):
+                self._side_info(payload, ev.offset)
             elif isinstance(payload, bs.EndOfStream):
                 self.end = payload
         except AvfcError as e:
@@ -179,6 +182,14 @@ class Decoder:
         ref.state = self.model.prepare_reference(ref)
         self._refs.append(ref)
         self._refs = self._refs[-int(self.header.max_refs):]  # bounded buffer
+
+    def _side_info(self, si: bs.SideInfo, offset: int) -> None:
+        """Informative: check the encoder's reference structure against our buffer."""
+        self.side_info.append(si)
+        mine = tuple(r.frame_index for r in self._refs)
+        if si.base_picture and si.refs and si.refs != mine:
+            self.issues.append(Issue("side_info", f"side info says the references are {list(si.refs)}, "
+                                     f"the decoder has {list(mine)} (a key frame was lost?)", offset))
 
     def _motion(self, m: bs.Motion, offset: int) -> None:
         assert self.header is not None and self.model is not None

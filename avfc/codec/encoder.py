@@ -122,6 +122,7 @@ class Encoder:
         self._closed = False
         # decoded key frames (closed loop): kept so that callers can inspect what the decoder will see
         self.decoded_keys: dict[int, np.ndarray] = {}
+        self._ref_indices: list[int] = []  # the decoder's reference buffer, as frame indices
 
     # ------------------------------------------------------------------ video
     def _is_key(self, index: int) -> bool:
@@ -143,6 +144,14 @@ class Encoder:
         self.stats.key_qps.append(qp)
         self.stats.key_picture_bytes.append(len(data))
         self._write("key_frame", bs.KeyFrame(frame_index=index, quality=qp, data=data))
+        self._ref_indices = (self._ref_indices + [index])[-self.config.max_refs:]
+        if self.config.side_info:
+            flags = (bs.SIDE_INFO_FLAG_BASE_PICTURE | bs.SIDE_INFO_FLAG_NETWORK_PRESENT
+                     | bs.SIDE_INFO_FLAG_KP_PREDICTION)
+            self._write("side_info", bs.SideInfo(
+                info_id=0, counter=len(self.stats.key_qps) - 1, flags=flags,
+                kp_precision=self.config.kp_precision, kp_count=self.model.num_kp,
+                kp_dim=self.model.kp_dim, applies_from_frame=index, refs=tuple(self._ref_indices)))
 
     def push_frames(self, frames: np.ndarray, keypoints: Optional[np.ndarray] = None) -> None:
         """Code frames ``(N, S, S, 3)`` uint8 RGB at the coded size ``S``.

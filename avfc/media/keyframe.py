@@ -3,7 +3,7 @@
 The picture is converted to YUV 4:2:0 by our own integer code (:mod:`avfc.media.yuv`), coded
 as a single intra picture through a PyAV ``CodecContext`` (no container), and the elementary
 stream is stripped of everything the decoder does not need. The byte layout of the payload
-("compact AV1" / "compact HEVC") is specified in ``docs/_spec_keyframe.md``.
+("compact AV1" / "compact HEVC") is specified in ``docs/bitstream.md (part D)``.
 
 - ``"av1"``: encoder libsvtav1 in still-picture mode (``avif=1``: reduced still-picture
   sequence header, all intra), fixed ``qp`` in 0..63 (0 is lossless); decoder libdav1d.
@@ -260,7 +260,7 @@ def encode_intra(rgb: np.ndarray, codec: Codec = "av1", qp: int | None = None) -
         qp: quantiser in ``QP_RANGE[codec]``; ``None`` takes ``DEFAULT_QP[codec]``.
 
     Returns:
-        The compact payload (see ``docs/_spec_keyframe.md``); it does not record the size or
+        The compact payload (see ``docs/bitstream.md (part D)``); it does not record the size or
         the codec, which the caller stores.
 
     Raises:

@@ -3,7 +3,7 @@
 The key-frame codec codes YUV 4:2:0 pictures; the conversion to and from RGB is ours, in
 integer numpy arithmetic (int64, arithmetic shifts that round towards minus infinity), so the
 decoded RGB picture is bit-exact on any CPU (swscale's SIMD paths may differ). The formulas
-are written out in ``docs/_spec_keyframe.md``; changing any constant changes decoded pictures.
+are written out in ``docs/bitstream.md (part D)``; changing any constant changes decoded pictures.
 """
 
 from __future__ import annotations

@@ -208,7 +208,7 @@ def test_video_only_input_gives_a_video_only_stream(tmp_path):
 
 def test_arrays_in_arrays_out_and_square_input_is_not_recropped():
     frames = talking_face(20, SIZE, SIZE)
-    res = avfc.encode(frames, audio=speech_like(0.8), size=SIZE, key_qp=20)
+    res = avfc.encode(frames, pcm=speech_like(0.8), size=SIZE, key_qp=20)
     assert (res.crop.x, res.crop.y, res.crop.w, res.crop.h) == (0, 0, SIZE, SIZE)
     out = avfc.decode(res.data)
     assert out.frames.shape == frames.shape
@@ -228,3 +228,28 @@ def test_bad_inputs_give_clear_errors(tmp_path):
         avfc.decode(b"RIFF0000WAVEfmt ")
     with pytest.raises(AvfcError):
         avfc.encode(talking_face(3, SIZE, SIZE), size=SIZE, packet_frames=0)
+
+
+def test_side_info_describes_the_reference_structure_and_flags_a_lost_key_frame():
+    frames = talking_face(30, SIZE, SIZE)
+    enc = Encoder(EncoderConfig.make(size=SIZE, audio="none", key_interval=10, max_refs=2, side_info=True,
+                                     packet_frames=5))
+    enc.push_frames(frames)
+    enc.close()
+    data = enc.read()
+    dec = Decoder()
+    dec.push(data)
+    dec.close()
+    assert [si.refs for si in dec.side_info] == [(0,), (0, 10), (10, 20)]
+    assert all(si.base_picture and si.network_present for si in dec.side_info)
+    assert not [i for i in dec.issues if i.kind == "side_info"]
+    # drop the second key frame: the decoder notices through the side info, and still decodes all frames
+    units = bs.parse_stream(data).units
+    victim = [u for u in units if u.type == bs.UnitType.KEY_FRAME][1]
+    cut = bytearray(data)
+    cut[victim.offset + 10] ^= 0xFF
+    dec = Decoder()
+    dec.push(bytes(cut))
+    dec.close()
+    assert len(dec.pull_frames()) == 30
+    assert any(i.kind == "side_info" for i in dec.issues)

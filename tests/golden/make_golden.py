@@ -1,0 +1,90 @@
+"""Write the golden .avfc files and their expected decode (run once per format version).
+
+    python tests/golden/make_golden.py            # writes only files that do not exist yet
+
+Golden files are never regenerated: a later avfc must decode the files committed here to the
+same hashes (tests/golden/test_golden.py). A new format version adds new files beside them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).parent
+
+#: name -> encoder settings; frames and audio are synthetic (avfc.media.synthetic)
+STREAMS = {
+    "v1_0-codec2-av1": dict(n=30, size=64, audio="codec2", codec2_mode="700C", key_codec="av1", key_qp=35,
+                            packet_frames=10),
+    "v1_0-opus-hevc-keys": dict(n=40, size=64, audio="opus", opus_bitrate=6000, key_codec="hevc", key_qp=35,
+                                key_interval=20, intra_period=2, side_info=True, max_refs=2, packet_frames=8),
+    "v1_0-video-only": dict(n=20, size=96, audio="none", key_codec="av1", key_qp=45, kp_precision=6,
+                            packet_frames=7),
+}
+
+
+def token_digest(tokens: dict) -> str:
+    """sha256 over the audio tokens in frame order: ints as 8 big-endian bytes, bytes length-prefixed."""
+    h = hashlib.sha256()
+    for i in sorted(tokens):
+        t = tokens[i]
+        if isinstance(t, int):
+            h.update(b"I" + t.to_bytes(8, "big"))
+        else:
+            h.update(b"B" + len(t).to_bytes(2, "big") + bytes(t))
+    return h.hexdigest()
+
+
+def describe(data: bytes) -> dict:
+    """Everything a decode of ``data`` must reproduce (integers exactly, pixels by summary)."""
+    from avfc.codec import Decoder
+
+    dec = Decoder()
+    dec.push(data)
+    dec.close()
+    frames = dec.pull_frames()
+    keys = {str(i): hashlib.sha256(np.ascontiguousarray(k).tobytes()).hexdigest() for i, k in sorted(dec._keys.items())}
+    audio = dec.audio()
+    return {
+        "file_sha256": hashlib.sha256(data).hexdigest(),
+        "frames": int(len(frames)),
+        "motion_sha256": hashlib.sha256(dec.motion_array().astype("<i4").tobytes()).hexdigest(),
+        "motion_shape": list(dec.motion_array().shape),
+        "key_frames_sha256": keys,
+        "audio_tokens_sha256": token_digest(dec.audio_tokens) if dec.audio_tokens else None,
+        "audio_samples": None if audio is None else int(len(audio)),
+        "issues": [i.message for i in dec.issues],
+        # rendered pixels come from a float network: compared with a tolerance, per frame and channel
+        "frame_means": np.round(frames.reshape(len(frames), -1, 3).mean(axis=1), 3).tolist(),
+    }
+
+
+def main() -> int:
+    import avfc
+    from avfc.media.synthetic import speech_like, talking_face
+
+    for name, spec in STREAMS.items():
+        path = HERE / f"{name}.avfc"
+        if path.exists():
+            print(f"{path.name} exists: golden files are never regenerated")
+            continue
+        spec = dict(spec)
+        n = spec.pop("n")
+        size = spec["size"]
+        frames = talking_face(n, size, size, seed=len(name))
+        audio = speech_like(n / 25, seed=len(name)) if spec["audio"] != "none" else None
+        res = avfc.encode(frames, pcm=audio, **spec)
+        path.write_bytes(res.data)
+        (HERE / f"{name}.json").write_text(json.dumps(describe(res.data), indent=1) + "\n")
+        print(f"wrote {path.name}: {len(res.data)} bytes")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(HERE))
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Golden .avfc files: every later avfc must decode them to the same integers.
+
+The files were written once by make_golden.py with avfc 0.1.0 (format 1.0) and are never
+regenerated. Decoded motion, audio tokens and key-frame pictures must hash exactly the same;
+rendered frames (a float network) must match per-frame means within a small tolerance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from make_golden import describe
+
+HERE = Path(__file__).parent
+GOLDEN = sorted(p.stem for p in HERE.glob("*.avfc"))
+
+
+def test_there_are_golden_files_for_format_1_0():
+    assert {"v1_0-codec2-av1", "v1_0-opus-hevc-keys", "v1_0-video-only"} <= set(GOLDEN)
+
+
+@pytest.mark.parametrize("name", GOLDEN)
+def test_golden_file_decodes_to_the_recorded_integers(name):
+    data = (HERE / f"{name}.avfc").read_bytes()
+    expected = json.loads((HERE / f"{name}.json").read_text())
+    assert hashlib.sha256(data).hexdigest() == expected["file_sha256"], "the golden file itself changed"
+    got = describe(data)
+    for key in ("frames", "motion_shape", "motion_sha256", "key_frames_sha256", "audio_tokens_sha256",
+                "audio_samples", "issues"):
+        assert got[key] == expected[key], key
+    np.testing.assert_allclose(np.array(got["frame_means"]), np.array(expected["frame_means"]), atol=1.0)
+
+
+@pytest.mark.parametrize("name", GOLDEN)
+def test_damaged_golden_file_still_decodes_its_intact_units(name):
+    from avfc.codec import Decoder
+
+    data = bytearray((HERE / f"{name}.avfc").read_bytes())
+    data[len(data) // 2] ^= 0x40
+    dec = Decoder()
+    dec.push(bytes(data))
+    dec.close()
+    expected = json.loads((HERE / f"{name}.json").read_text())
+    assert len(dec.pull_frames()) == expected["frames"]
+    assert dec.issues

@@ -106,8 +106,10 @@ def encode(src: MediaSource, dst: Optional[PathLike] = None, *,
     pcm = media.audio
     if pcm is not None and media.sample_rate != 16000:
         raise MediaError(f"audio must be 16 kHz mono, got {media.sample_rate} Hz")
+    warnings: list[str] = []
     if cfg.audio != "none" and pcm is None:
-        cfg = EncoderConfig.make(cfg, audio="none")  # video-only input: a video-only stream
+        warnings.append("the input has no audio track: the stream is video only")
+        cfg = EncoderConfig.make(cfg, audio="none")
     if pcm is not None:
         pcm = pcm[: int(round(len(frames) / cfg.fps * 16000))]
     model = load_model(cfg.model)
@@ -120,7 +122,6 @@ def encode(src: MediaSource, dst: Optional[PathLike] = None, *,
     keypoints = np.concatenate(kps) if kps else np.zeros((0, model.motion_channels), np.int32)
     duration = len(frames) / cfg.fps
     source_size = (int(media.frames.shape[2]), int(media.frames.shape[1]))
-    warnings: list[str] = []
 
     def run(key_bytes: Optional[int], qp_override: Optional[int] = None) -> Encoder:
         c = cfg if qp_override is None else EncoderConfig.make(cfg, key_qp=qp_override)

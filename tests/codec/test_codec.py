@@ -202,6 +202,7 @@ def test_video_only_input_gives_a_video_only_stream(tmp_path):
     clip = write_clip(tmp_path / "silent.mp4", n=20, audio=False)
     res = avfc.encode(clip, size=SIZE)
     assert int(res.header.audio_codec) == int(bs.AudioCodecId.NONE)
+    assert any("no audio" in w for w in res.warnings)
     out = avfc.decode(res.data)
     assert out.audio is None and len(out.frames) == 20
 

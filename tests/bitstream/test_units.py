@@ -25,7 +25,7 @@ from avfc.bitstream import (
 from avfc.bitstream.units import encode_varint, read_length
 from avfc.errors import FormatError, LimitError
 
-# The golden stream, written by hand from the spec (docs/_spec_container.md). The
+# The golden stream, written by hand from the spec (docs/bitstream.md (part A)). The
 # CRC-32 values were computed with zlib.crc32 over the hand-written type, length and
 # payload bytes of each unit, not by the library.
 GOLDEN_HEX = "".join(

@@ -1,4 +1,4 @@
-"""Plain-Python motion decoder and encoder written from docs/_spec_motion.md alone.
+"""Plain-Python motion decoder and encoder written from docs/bitstream.md (part B) alone.
 
 Independent of avfc.entropy's implementation (only the normative integer constants are
 shared): tests compare it with the constriction-based coder, bit for bit.

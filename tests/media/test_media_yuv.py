@@ -1,4 +1,4 @@
-"""The integer RGB <-> YUV 4:2:0 conversion (docs/_spec_keyframe.md, section 2)."""
+"""The integer RGB <-> YUV 4:2:0 conversion (docs/bitstream.md (part D), section 2)."""
 
 from __future__ import annotations
 

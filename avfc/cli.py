@@ -183,10 +183,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("models", help="list the shipped models")
     m.set_defaults(func=cmd_models)
+
+    # `avfc train ...` is dispatched in main() to the trainer's parser; listed here for --help
+    sub.add_parser("train", help="train an animation model (avfc train -h for its options)")
     return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"]:  # everything after `train` belongs to the trainer's own parser
+        from avfc.train.__main__ import main as train_main
+
+        return train_main(argv[1:], prog="avfc train")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

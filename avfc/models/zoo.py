@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from avfc.errors import ConfigError, ModelMismatchError
 from avfc.models.base import AnimationModel
+from avfc.models.mrdac import MRDAC
 from avfc.models.tiny import TinyWarp
 
 
@@ -46,8 +47,10 @@ class ZooEntry:
 #: architecture name -> constructor
 ARCHS: dict[str, Callable[..., AnimationModel]] = {
     TinyWarp.arch: TinyWarp,
+    MRDAC.arch: MRDAC,
 }
 
+#: released entries are never removed or changed: golden files and users' streams name them
 ZOO: dict[str, ZooEntry] = {
     e.name: e
     for e in [
@@ -135,10 +138,3 @@ def model_for_stream(name: str, sha256: str) -> AnimationModel:
             f"the stream names model {name!r} with weights sha256 {sha256}, but this installation's "
             f"{name!r} has sha256 {entry.sha256}")
     return load_model(name)
-
-
-def export_weights(model: torch.nn.Module, path: str | Path) -> str:
-    """Write ``model``'s state dict as safetensors and return the file's sha256."""
-    sd = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(sd, str(path))
-    return file_sha256(path)

@@ -1,0 +1,182 @@
+"""Training configurations (pydantic) and the named presets ``cpu-small`` and ``gpu``.
+
+Every invalid value raises :class:`~avfc.errors.ConfigError` (never pydantic's own error).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from avfc.errors import ConfigError
+from avfc.models.mrdac import MAX_REFS, MRDAC
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid {type(self).__name__}: {exc}") from exc
+
+
+class ModelConfig(_Config):
+    """The MRDAC architecture (see :class:`avfc.models.mrdac.MRDAC`)."""
+
+    num_kp: int = Field(10, ge=1, le=64)
+    size: int = Field(256, ge=64, le=1024, multiple_of=64)
+    max_refs: int = Field(MAX_REFS, ge=1, le=MAX_REFS)
+    kp_size: int = Field(64, ge=16, le=256, multiple_of=16)
+    motion_size: int | None = None
+    kp_channels: list[int] = [16, 32, 64, 128]
+    dense_motion_channels: list[int] = [16, 32, 64, 128]
+    feature_channels: list[int] = [16, 32, 64]
+    decoder_blocks: int = Field(4, ge=0, le=16)
+
+    def build(self) -> MRDAC:
+        """An untrained model of this architecture."""
+        return MRDAC(**self.model_dump())
+
+
+class DataConfig(_Config):
+    """Where the clips are and how training samples are drawn and augmented."""
+
+    dirs: list[str] = []  # folders searched (recursively) for video files
+    cache_dir: str | None = None  # prepared clips (uint8 .npy); None: $AVFC_CACHE or ~/.cache/avfc
+    fps: int = Field(25, ge=1, le=120)
+    max_frames: int = Field(500, ge=2, le=10_000)  # per clip
+    max_ref_distance: int = Field(50, ge=1)  # frames between a target and its references
+    scale_jitter: float = Field(0.15, ge=0.0, le=0.5)  # random zoom-in up to 1 + this
+    flip: bool = True
+    color_jitter: float = Field(0.1, ge=0.0, le=0.5)  # brightness / contrast / saturation
+    num_workers: int = Field(0, ge=0, le=32)
+
+
+class LossConfig(_Config):
+    """Loss weights and settings; a weight of 0 switches a term off."""
+
+    l1: float = Field(1.0, ge=0.0)
+    perceptual: float = Field(1.0, ge=0.0)
+    perceptual_scales: list[float] = [1.0, 0.5, 0.25]
+    perceptual_layers: list[str] = ["relu1_2", "relu2_2", "relu3_3", "relu4_3"]
+    vgg_path: str | None = None  # file or folder; None: $AVFC_WEIGHTS_DIR (avfc.eval.backbones)
+    equivariance: float = Field(10.0, ge=0.0)
+    sigma_affine: float = Field(0.05, ge=0.0, le=0.5)
+    sigma_tps: float = Field(0.005, ge=0.0, le=0.1)
+    contrastive: float = Field(0.1, ge=0.0)
+    contrastive_temperature: float = Field(0.1, gt=0.0)
+    kp_precision: int = Field(7, ge=1, le=16)  # the bitstream's keypoint grid, 1 / 2**precision
+
+
+class OptimConfig(_Config):
+    """AdamW with linear warm-up then cosine decay to ``min_lr_ratio * lr``."""
+
+    lr: float = Field(2e-4, gt=0.0)
+    weight_decay: float = Field(1e-4, ge=0.0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = Field(200, ge=0)
+    min_lr_ratio: float = Field(0.05, ge=0.0, le=1.0)
+    grad_clip: float = Field(1.0, gt=0.0)
+
+
+class TrainConfig(_Config):
+    """Everything :func:`avfc.train.train` needs."""
+
+    name: str = "custom"
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    loss: LossConfig = LossConfig()
+    optim: OptimConfig = OptimConfig()
+    steps: int = Field(20_000, ge=1)
+    batch_size: int = Field(4, ge=1, le=1024)
+    seed: int = 0
+    out_dir: str = "runs/mrdac"
+    checkpoint_every: int = Field(500, ge=1)
+    log_every: int = Field(20, ge=1)
+    eval_every: int = Field(250, ge=1)  # L1 of single-reference renders on a fixed batch
+    eval_samples: int = Field(8, ge=1, le=256)
+    resume: bool = True
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = Field(None, ge=1, le=256)  # torch CPU threads; None: torch's default
+    export_dtype: Literal["float32", "float16"] = "float32"
+
+    def to_json(self) -> str:
+        """The configuration as JSON (stored beside checkpoints)."""
+        return self.model_dump_json(indent=2)
+
+
+#: named presets; see :func:`get_config`
+PRESETS: dict[str, dict[str, Any]] = {
+    # About 2 hours on a 2-core laptop CPU at 128 px (see docs/model-card.md for the measured
+    # step time): a light perceptual loss (2 scales, 3 layers) dominates the step time.
+    "cpu-small": {
+        "name": "cpu-small",
+        "model": {"size": 128},
+        "loss": {"perceptual_scales": [1.0, 0.5], "perceptual_layers": ["relu1_2", "relu2_2", "relu3_3"]},
+        "optim": {"lr": 5e-4, "warmup_steps": 100},
+        "steps": 3000,
+        "batch_size": 4,
+        "checkpoint_every": 250,
+        "eval_every": 250,
+        "threads": 2,
+        "device": "cpu",
+        "out_dir": "runs/cpu-small",
+    },
+    # One GPU (or torchrun DDP): 256 px, full multi-scale perceptual loss, many more steps.
+    "gpu": {
+        "name": "gpu",
+        "model": {"size": 256},
+        "loss": {"perceptual_scales": [1.0, 0.5, 0.25, 0.125]},
+        "data": {"num_workers": 4},
+        "optim": {"lr": 2e-4, "warmup_steps": 1000},
+        "steps": 100_000,
+        "batch_size": 16,
+        "checkpoint_every": 2000,
+        "eval_every": 1000,
+        "device": "cuda",
+        "out_dir": "runs/gpu",
+    },
+}
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def get_config(name: str, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """The preset ``name`` with ``overrides`` merged in (nested dicts merge key by key)."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown training preset {name!r}; known: {', '.join(sorted(PRESETS))}")
+    if overrides is not None and not isinstance(overrides, dict):
+        raise ConfigError("overrides must be a dict")
+    return TrainConfig(**_merge(PRESETS[name], overrides or {}))
+
+
+def load_config(path: str | os.PathLike[str], overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Read a :class:`TrainConfig` from a JSON file (a ``"preset"`` key starts from a preset),
+    with ``overrides`` merged in."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read training config {str(path)!r}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"training config {str(path)!r} must hold a JSON object")
+    if overrides is not None and not isinstance(overrides, dict):
+        raise ConfigError("overrides must be a dict")
+    data = _merge(data, overrides or {})
+    preset = data.pop("preset", None)
+    if preset is not None:
+        return get_config(str(preset), data)
+    return TrainConfig(**data)

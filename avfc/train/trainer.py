@@ -1,0 +1,294 @@
+"""The training loop: AdamW, warm-up + cosine learning rate, gradient clipping, checkpoints,
+resume, tqdm progress, optional DDP under ``torchrun``.
+
+Checkpoints (in ``<out_dir>/checkpoint/``): ``model.safetensors`` (the weights),
+``optim.pt`` (the optimizer state, written with ``torch.save`` and read back with
+``weights_only=True``) and ``state.json`` (the step and the configuration). A finished run
+exports ``<out_dir>/<name>.safetensors`` and writes its sha256 beside it; ``log.jsonl`` holds
+the losses.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from avfc.errors import ConfigError
+from avfc.eval.backbones import vgg16_features
+from avfc.models.base import temporal_weights
+from avfc.models.mrdac import MRDAC
+from avfc.train.configs import LossConfig, OptimConfig, TrainConfig, get_config
+from avfc.train.data import ClipSampler, load_clips
+from avfc.train.export import export_model
+from avfc.train.losses import (
+    PerceptualLoss,
+    RandomTPS,
+    contrastive_loss,
+    equivariance_loss,
+    l1_loss,
+    quantization_noise,
+)
+
+
+def reference_weights(indices: torch.Tensor) -> torch.Tensor:
+    """Temporal weights ``(B, R)`` from frame indices ``(B, 1 + R)`` (target first), row by row
+    with :func:`avfc.models.base.temporal_weights` (the same weights the codec uses)."""
+    rows = [temporal_weights(row[1:].tolist(), int(row[0])) for row in indices.cpu()]
+    return torch.stack(rows).to(indices.device)
+
+
+class TrainStep(nn.Module):
+    """Model plus losses; ``forward`` returns every loss term and their weighted ``total``.
+
+    This is the module DDP wraps. Keypoints of all frames get the bitstream's rounding noise
+    (the codec renders only from quantized keypoints, reference and target alike).
+    """
+
+    def __init__(self, model: MRDAC, loss: LossConfig, perceptual: PerceptualLoss | None = None) -> None:
+        super().__init__()
+        if loss.perceptual > 0 and perceptual is None:
+            raise ConfigError("a perceptual loss weight > 0 needs the VGG16 perceptual loss module")
+        self.model = model
+        self.cfg = loss
+        self.perceptual = perceptual
+
+    def forward(self, frames: torch.Tensor, indices: torch.Tensor, num_refs: int) -> dict[str, torch.Tensor]:
+        """``frames``: ``(B, 1 + R', 3, S, S)`` (target first); the first ``num_refs`` references are used."""
+        b, n, c, h, w = frames.shape
+        if not 1 <= num_refs < n:
+            raise ConfigError(f"num_refs must be in 1..{n - 1}, got {num_refs}")
+        model, cfg = self.model, self.cfg
+        used = frames[:, : 1 + num_refs]
+        kp_clean = model.keypoints(used.reshape(-1, c, h, w)).view(b, 1 + num_refs, model.num_kp, 2)
+        kp = quantization_noise(kp_clean, cfg.kp_precision)
+        states = [model.encode_reference(used[:, 1 + r], kp[:, 1 + r]) for r in range(num_refs)]
+        out = model.animate(states, kp[:, 0], reference_weights(indices[:, : 1 + num_refs]))
+        pred, target = out["prediction"], used[:, 0]
+        losses: dict[str, torch.Tensor] = {"l1": l1_loss(pred, target)}
+        if cfg.perceptual > 0 and self.perceptual is not None:
+            losses["perceptual"] = self.perceptual(pred, target)
+        if cfg.equivariance > 0:
+            tps = RandomTPS(b, sigma_affine=cfg.sigma_affine, sigma_tps=cfg.sigma_tps, device=frames.device)
+            kp_tr = model.keypoints(tps.transform_frames(target))
+            losses["equivariance"] = equivariance_loss(kp_clean[:, 0], kp_tr, tps)
+        if cfg.contrastive > 0 and num_refs > 1:
+            warped = out["warped"]
+            losses["contrastive"] = sum(
+                contrastive_loss(warped[r], warped[r + 1], cfg.contrastive_temperature) for r in range(num_refs - 1)
+            ) / (num_refs - 1)
+        weights = {"l1": cfg.l1, "perceptual": cfg.perceptual, "equivariance": cfg.equivariance,
+                   "contrastive": cfg.contrastive}
+        losses["total"] = sum(weights[k] * v for k, v in losses.items())
+        return losses
+
+
+def learning_rate(step: int, total: int, cfg: OptimConfig) -> float:
+    """Linear warm-up for ``warmup_steps``, then cosine decay to ``min_lr_ratio * lr`` at ``total``."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    span = max(1, total - cfg.warmup_steps)
+    progress = min(1.0, (step - cfg.warmup_steps) / span)
+    return cfg.lr * (cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+def train_step(step_module: nn.Module, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor],
+               num_refs: int, grad_clip: float) -> dict[str, float]:
+    """One optimisation step on ``batch``; returns the loss values and the gradient norm."""
+    optimizer.zero_grad(set_to_none=True)
+    losses = step_module(batch["frames"], batch["indices"], num_refs)
+    losses["total"].backward()
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    optimizer.step()
+    out = {k: float(v.detach()) for k, v in losses.items()}
+    out["grad_norm"] = float(grad_norm)
+    return out
+
+
+@torch.no_grad()
+def evaluate(model: MRDAC, batch: dict[str, torch.Tensor], precision: int = 7) -> float:
+    """L1 of single-reference renders (eval mode, keypoints rounded to the bitstream's grid
+    of ``1 / 2**precision``) on a fixed batch (target first, reference second)."""
+    was_training = model.training
+    model.eval()
+    frames = batch["frames"]
+    target, ref = frames[:, 0], frames[:, 1]
+    scale = 2.0 ** precision
+    kp_t = torch.round(model.keypoints(target) * scale) / scale
+    kp_r = torch.round(model.keypoints(ref) * scale) / scale
+    pred = model.animate([model.encode_reference(ref, kp_r)], kp_t, target.new_ones(target.shape[0], 1))
+    model.train(was_training)
+    return float(l1_loss(pred["prediction"], target))
+
+
+def save_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer, step: int,
+                    config: TrainConfig) -> None:
+    """Write the checkpoint files (each atomically; ``state.json`` last)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(weights, str(folder / "model.safetensors.tmp"))
+    os.replace(folder / "model.safetensors.tmp", folder / "model.safetensors")
+    torch.save(optimizer.state_dict(), folder / "optim.pt.tmp")
+    os.replace(folder / "optim.pt.tmp", folder / "optim.pt")
+    state = {"step": step, "config": json.loads(config.to_json())}
+    (folder / "state.json.tmp").write_text(json.dumps(state, indent=2), encoding="utf-8")
+    os.replace(folder / "state.json.tmp", folder / "state.json")
+
+
+def load_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
+    """Restore model and optimizer from ``folder``; return the step to continue from (0: none)."""
+    if not (folder / "state.json").is_file():
+        return 0
+    try:
+        state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+        model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
+        optimizer.load_state_dict(torch.load(folder / "optim.pt", map_location="cpu", weights_only=True))
+        return int(state["step"])
+    except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"cannot resume from checkpoint {str(folder)!r}: {exc}") from exc
+
+
+def _distributed() -> tuple[int, int, int]:
+    """(rank, world size, local rank); initialises the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, 0
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _device(cfg: TrainConfig, local_rank: int) -> torch.device:
+    if cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for but CUDA is not available")
+    torch.cuda.set_device(local_rank)
+    return torch.device("cuda", local_rank)
+
+
+def _perceptual(cfg: LossConfig) -> PerceptualLoss | None:
+    if cfg.perceptual <= 0:
+        return None
+    return PerceptualLoss(vgg16_features(cfg.vgg_path), cfg.perceptual_scales, cfg.perceptual_layers)
+
+
+def _clips(cfg: TrainConfig, rank: int, world: int) -> list[np.ndarray]:
+    """The prepared training clips; under DDP rank 0 fills the cache before the others read it."""
+    if world > 1 and rank != 0:
+        dist.barrier()
+    clips = load_clips(cfg.data.dirs, cfg.model.size, cfg.data.cache_dir, fps=cfg.data.fps,
+                       max_frames=cfg.data.max_frames)
+    if world > 1 and rank == 0:
+        dist.barrier()
+    return clips
+
+
+def _eval_batch(clips: list[np.ndarray], cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    """A fixed batch (seeded, no augmentation) of targets with one reference each."""
+    plain = ClipSampler(clips, 1, max_ref_distance=cfg.data.max_ref_distance, scale_jitter=0.0, flip=False,
+                        color_jitter=0.0)
+    rng = np.random.default_rng(12345)
+    samples = [plain.sample(rng) for _ in range(cfg.eval_samples)]
+    return {k: torch.stack([s[k] for s in samples]) for k in ("frames", "indices")}
+
+
+def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def train(config: TrainConfig | str, *, progress: bool = True) -> Path:
+    """Train an MRDAC model as ``config`` says (a :class:`TrainConfig` or a preset name) and
+    return the path of the exported safetensors weights.
+
+    Resumes from ``<out_dir>/checkpoint`` when it exists and ``config.resume`` is set. Under
+    ``torchrun`` (``WORLD_SIZE > 1``) it trains with DistributedDataParallel; rank 0 writes.
+    """
+    cfg = get_config(config) if isinstance(config, str) else TrainConfig(**config.model_dump())
+    if not cfg.data.dirs:
+        raise ConfigError("no training data: set data.dirs to folders of talking-face videos")
+    rank, world, local_rank = _distributed()
+    device = _device(cfg, local_rank)
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed + rank)
+    out_dir = Path(cfg.out_dir).expanduser()
+    ckpt_dir = out_dir / "checkpoint"
+
+    clips = _clips(cfg, rank, world)
+    max_refs = cfg.model.max_refs
+
+    model = cfg.model.build().to(device)
+    step_module: nn.Module = TrainStep(model, cfg.loss, _perceptual(cfg.loss)).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas,
+                                  weight_decay=cfg.optim.weight_decay)
+    start = load_checkpoint(ckpt_dir, model, optimizer) if cfg.resume else 0
+    if world > 1:
+        step_module = nn.parallel.DistributedDataParallel(
+            step_module, device_ids=[local_rank] if device.type == "cuda" else None)
+
+    data = ClipSampler(clips, max_refs, max_ref_distance=cfg.data.max_ref_distance,
+                       scale_jitter=cfg.data.scale_jitter, flip=cfg.data.flip, color_jitter=cfg.data.color_jitter,
+                       seed=cfg.seed * 1_000_003 + start, rank=rank)
+    loader = DataLoader(data, batch_size=cfg.batch_size, num_workers=cfg.data.num_workers,
+                        persistent_workers=cfg.data.num_workers > 0)
+    eval_batch = _to(_eval_batch(clips, cfg), device)
+
+    log = None
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        log = open(out_dir / "log.jsonl", "a", encoding="utf-8")
+        if start == 0:  # where training starts from, and the still-reference baseline
+            still = float(l1_loss(eval_batch["frames"][:, 1], eval_batch["frames"][:, 0]))
+            record0 = {"step": 0, "eval_l1": evaluate(model, eval_batch, cfg.loss.kp_precision), "still_l1": still}
+            log.write(json.dumps(record0) + "\n")
+    bar = tqdm(total=cfg.steps, initial=start, disable=not progress or rank != 0, desc=cfg.name)
+    model.train()
+    t0 = time.perf_counter()
+    try:
+        for step, batch in zip(range(start, cfg.steps), islice(loader, cfg.steps - start)):
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, cfg.steps, cfg.optim)
+            num_refs = 1 + step % max_refs  # every reference count 1..max_refs in turn
+            values = train_step(step_module, optimizer, _to(batch, device), num_refs, cfg.optim.grad_clip)
+            bar.update(1)
+            bar.set_postfix(loss=f"{values['total']:.4f}", refs=num_refs)
+            done = step + 1
+            if rank != 0:
+                continue
+            record: dict[str, Any] = {}
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                record.update(values, lr=optimizer.param_groups[0]["lr"], refs=num_refs)
+            if done % cfg.eval_every == 0 or done == cfg.steps:
+                record["eval_l1"] = evaluate(model, eval_batch, cfg.loss.kp_precision)
+            if record and log is not None:
+                record.update(step=done, seconds=round(time.perf_counter() - t0, 1))
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                save_checkpoint(ckpt_dir, model, optimizer, done, cfg)
+    finally:
+        bar.close()
+        if log is not None:
+            log.close()
+    final = out_dir / f"{cfg.name}.safetensors"
+    if rank == 0:
+        digest = export_model(model, final, cfg.export_dtype)
+        (out_dir / f"{cfg.name}.sha256").write_text(f"{digest}  {final.name}\n", encoding="utf-8")
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return final

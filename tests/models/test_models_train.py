@@ -1,0 +1,151 @@
+"""Training: a few steps lower the loss, train() runs and resumes, export round trip."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import torch
+from synthetic import talking_face, write_clip
+
+from avfc.errors import ConfigError, ModelMismatchError
+from avfc.models.base import Reference
+from avfc.models.mrdac import MRDAC
+from avfc.train import export_model, get_config, load_exported, train
+from avfc.train.configs import LossConfig, OptimConfig, TrainConfig
+from avfc.train.trainer import TrainStep, learning_rate, reference_weights, train_step
+
+SIZE = 64
+
+
+def _batch() -> dict[str, torch.Tensor]:
+    """Two samples of a synthetic talking face: target first, then two references."""
+    frames = torch.from_numpy(talking_face(40, SIZE, SIZE, seed=0)).permute(0, 3, 1, 2).float() / 255
+    idx = torch.tensor([[12, 0, 30], [25, 5, 38]])
+    return {"frames": frames[idx], "indices": idx}
+
+
+def test_twenty_steps_lower_the_loss() -> None:
+    torch.manual_seed(0)
+    model = MRDAC(num_kp=5, size=SIZE)
+    step = TrainStep(model, LossConfig(perceptual=0.0, equivariance=1.0, contrastive=0.1))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    batch = _batch()
+    l1 = [train_step(step, opt, batch, 1 + i % 2, grad_clip=1.0)["l1"] for i in range(20)]
+    assert all(np.isfinite(l1))
+    assert np.mean(l1[-3:]) < 0.7 * np.mean(l1[:3])
+
+
+def test_train_step_reports_every_term() -> None:
+    torch.manual_seed(0)
+    model = MRDAC(num_kp=5, size=SIZE)
+    step = TrainStep(model, LossConfig(perceptual=0.0))
+    out = train_step(step, torch.optim.AdamW(model.parameters()), _batch(), 2, grad_clip=1.0)
+    assert {"l1", "equivariance", "contrastive", "total", "grad_norm"} <= out.keys()
+    one = train_step(step, torch.optim.AdamW(model.parameters()), _batch(), 1, grad_clip=1.0)
+    assert "contrastive" not in one  # one reference: nothing to contrast
+    with pytest.raises(ConfigError):
+        step(_batch()["frames"], _batch()["indices"], 3)
+    with pytest.raises(ConfigError, match="perceptual"):
+        TrainStep(model, LossConfig(perceptual=1.0))
+
+
+def test_reference_weights_match_the_codec_weights() -> None:
+    w = reference_weights(torch.tensor([[10, 0, 8, 10], [5, 4, 4, 4]]))
+    assert torch.allclose(w[0], torch.tensor([0.5, 1.3, 1.5]) / 3.3)
+    assert torch.allclose(w[1], torch.full((3,), 1 / 3))
+
+
+def test_learning_rate_warms_up_then_decays() -> None:
+    cfg = OptimConfig(lr=1e-3, warmup_steps=10, min_lr_ratio=0.1)
+    lrs = [learning_rate(s, 100, cfg) for s in range(100)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert learning_rate(100, 100, cfg) == pytest.approx(1e-4)
+
+
+def _tiny_config(tmp_path, steps: int) -> TrainConfig:
+    videos = tmp_path / "videos"
+    if not videos.is_dir():
+        videos.mkdir()
+        write_clip(videos / "a.mp4", n=30, width=96, height=80, audio=False)
+    return get_config("cpu-small", {
+        "model": {"size": SIZE, "num_kp": 4, "max_refs": 2},
+        "data": {"dirs": [str(videos)], "cache_dir": str(tmp_path / "cache"), "max_frames": 30},
+        "loss": {"perceptual": 0.0},
+        "steps": steps, "batch_size": 2, "checkpoint_every": 2, "log_every": 1, "eval_every": 2,
+        "eval_samples": 2, "out_dir": str(tmp_path / "run"), "threads": 1,
+    })
+
+
+def test_train_writes_weights_and_resumes(tmp_path) -> None:
+    final = train(_tiny_config(tmp_path, 3), progress=False)
+    run = tmp_path / "run"
+    assert final == run / "cpu-small.safetensors" and final.is_file()
+    digest = hashlib.sha256(final.read_bytes()).hexdigest()
+    assert (run / "cpu-small.sha256").read_text().split()[0] == digest
+    assert json.loads((run / "checkpoint" / "state.json").read_text())["step"] == 3
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [0, 1, 2, 3] and "eval_l1" in log[2]
+    assert log[0]["still_l1"] > 0 and log[0]["eval_l1"] > 0
+
+    train(_tiny_config(tmp_path, 5), progress=False)  # continues at step 3
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [0, 1, 2, 3, 4, 5]
+    assert json.loads((run / "checkpoint" / "state.json").read_text())["step"] == 5
+
+
+def test_train_needs_data(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="no training data"):
+        train(get_config("cpu-small", {"out_dir": str(tmp_path)}), progress=False)
+
+
+def test_export_round_trip_gives_identical_outputs_and_its_sha256(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = MRDAC(num_kp=6, size=SIZE, decoder_blocks=2)
+    for m in model.modules():  # non-trivial batch-norm statistics
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    model.eval()
+    path = tmp_path / "m.safetensors"
+    digest = export_model(model, path)
+    assert digest == hashlib.sha256(path.read_bytes()).hexdigest()
+    clone = load_exported(path)
+    assert isinstance(clone, MRDAC) and clone.config_dict() == model.config_dict()
+    frames = torch.rand(3, 1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    outs = []
+    for m in (model, clone):
+        refs = [Reference(i, f, m.detect(f)) for i, f in zip((0, 6), frames[:2])]
+        outs.append((m.detect(frames[2]), m.render(refs, m.detect(frames[2]), 3)))
+    assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])
+    # the same weights give the same file, hence the same hash
+    assert export_model(clone, tmp_path / "again.safetensors") == digest
+
+
+def test_float16_export_is_half_the_size_and_close(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = MRDAC(num_kp=6, size=SIZE).eval()
+    export_model(model, tmp_path / "f32.safetensors")
+    export_model(model, tmp_path / "f16.safetensors", dtype="float16")
+    f32, f16 = (tmp_path / "f32.safetensors").stat().st_size, (tmp_path / "f16.safetensors").stat().st_size
+    assert f16 < 0.6 * f32
+    half = load_exported(tmp_path / "f16.safetensors")
+    frame = torch.rand(1, 3, SIZE, SIZE)
+    assert torch.allclose(half.detect(frame), model.detect(frame), atol=2e-2)
+    with pytest.raises(ConfigError):
+        export_model(model, tmp_path / "x.safetensors", dtype="int8")
+
+
+def test_load_exported_refuses_foreign_files(tmp_path) -> None:
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "foreign.safetensors"),
+              metadata={"avfc": json.dumps({"arch": "other", "config": {}})})
+    with pytest.raises(ModelMismatchError, match="architecture"):
+        load_exported(tmp_path / "foreign.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ModelMismatchError):
+        load_exported(tmp_path / "junk.safetensors")

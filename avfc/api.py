@@ -135,21 +135,26 @@ def encode(src: MediaSource, dst: Optional[PathLike] = None, *,
 
     if cfg.bitrate_kbps is not None:
         # pass 1: everything but the key pictures is independent of their quality: measure it
-        probe = run(None, qp_override=QP_RANGE[cfg.key_codec][1])
-        key_total = probe.stats.bytes_by_type.get("key_frame", 0)
-        n_keys = probe.stats.units_by_type.get("key_frame", 1)
-        key_overhead = key_total - sum(probe.stats.key_picture_bytes)
+        enc = probe = run(None, qp_override=QP_RANGE[cfg.key_codec][1])
         budget = int(cfg.bitrate_kbps * 1000 / 8 * duration)
-        per_key = (budget - (probe.stats.total_bytes - key_total) - key_overhead) // max(n_keys, 1)
-        smallest = (key_total - key_overhead) // max(n_keys, 1)
-        if per_key < smallest:
-            warnings.append(
-                f"--bitrate {cfg.bitrate_kbps} kbps cannot be reached: motion, audio and the smallest "
-                f"key frame{'s' if n_keys > 1 else ''} already take "
-                f"{probe.stats.total_bytes * 8 / 1000 / duration:.2f} kbps")
-            enc = probe
-        else:
+        n_keys = probe.stats.units_by_type.get("key_frame", 1)
+        for _ in range(3):  # the adaptive policy may choose another number of key frames: re-plan
+            key_total = probe.stats.bytes_by_type.get("key_frame", 0)
+            key_overhead = key_total - sum(probe.stats.key_picture_bytes)
+            per_key = (budget - (probe.stats.total_bytes - key_total) - key_overhead) // max(n_keys, 1)
+            smallest = (key_total - key_overhead) // max(n_keys, 1)
+            if per_key < smallest:
+                warnings.append(
+                    f"--bitrate {cfg.bitrate_kbps} kbps cannot be reached: motion, audio and the smallest "
+                    f"key frame{'s' if n_keys > 1 else ''} already take "
+                    f"{probe.stats.total_bytes * 8 / 1000 / duration:.2f} kbps")
+                enc = probe
+                break
             enc = run(per_key)
+            got = enc.stats.units_by_type.get("key_frame", 1)
+            if enc.stats.total_bytes <= budget or got <= n_keys:
+                break
+            n_keys = got
     else:
         enc = run(None)
     data = enc.read()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from avfc.errors import ConfigError
 
@@ -26,8 +26,20 @@ class EncoderConfig(BaseModel):
                     "sets the key-frame quality. None: use key_qp")
     key_codec: Literal["av1", "hevc"] = Field("av1", description="intra codec of key frames")
     key_qp: Optional[int] = Field(None, ge=0, le=63, description="key-frame QP when no bitrate is set")
-    key_interval: int = Field(0, ge=0, le=100000,
-                              description="a key frame every N frames (0: only the first)")
+    key_interval: int = Field(
+        0, ge=0, le=100000,
+        description="fixed policy: a key frame every N frames (0: only the first); adaptive policy: "
+                    "the longest distance between key frames (0: no limit)")
+    key_policy: Literal["fixed", "adaptive"] = Field(
+        "fixed", description="adaptive: the encoder renders every frame as the decoder will and codes a "
+                             "new key frame when the reconstruction falls key_drop_db below its level "
+                             "just after the last key frame")
+    key_drop_db: float = Field(3.0, gt=0, le=40, description="adaptive policy: PSNR drop that triggers a key frame")
+    key_min_distance: int = Field(25, ge=1, le=100000, description="adaptive policy: fewest frames between keys")
+    reference_mode: Literal["low-delay", "bidirectional"] = Field(
+        "low-delay", description="bidirectional: the next key frame is coded ahead and frames between two "
+                                 "key frames use both (needs the fixed policy with key_interval > 0; adds "
+                                 "key_interval frames of delay)")
     audio: Literal["codec2", "opus", "none"] = "codec2"
     codec2_mode: Literal["700C", "1300", "1600", "3200"] = "700C"
     opus_bitrate: int = Field(6000, ge=6000, le=24000, description="Opus bitrate in bit/s")
@@ -42,6 +54,13 @@ class EncoderConfig(BaseModel):
     side_info: bool = Field(
         False, description="write a SIDE_INFO unit (reference structure, flags) after every key frame; "
                            "about 25 bytes each, informative only")
+
+    @model_validator(mode="after")
+    def _check(self) -> "EncoderConfig":
+        if self.reference_mode == "bidirectional" and (self.key_policy != "fixed" or self.key_interval <= 0
+                                                        or self.max_refs < 2):
+            raise ValueError("bidirectional mode needs key_policy 'fixed', key_interval > 0 and max_refs >= 2")
+        return self
 
     @classmethod
     def make(cls, config: "EncoderConfig | dict | None" = None, **overrides: object) -> "EncoderConfig":

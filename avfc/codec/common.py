@@ -10,6 +10,8 @@ import torch
 from avfc import bitstream as bs
 from avfc.audio import AudioCodec, make_audio_codec, make_audio_codec_by_name
 from avfc.config import EncoderConfig
+from avfc.entropy import dequantize, quantize
+from avfc.models.base import AnimationModel, Reference
 
 KEY_CODEC_IDS = {"av1": bs.KeyCodec.AV1, "hevc": bs.KeyCodec.HEVC}
 KEY_CODEC_NAMES = {int(v): k for k, v in KEY_CODEC_IDS.items()}
@@ -44,3 +46,24 @@ def tensor_to_frames(t: torch.Tensor) -> np.ndarray:
     """float ``(N, 3, H, W)`` in [0, 1] -> uint8 ``(N, H, W, 3)`` (round half up)."""
     x = (t.detach().clamp(0.0, 1.0) * 255.0 + 0.5).floor().to(torch.uint8)
     return x.permute(0, 2, 3, 1).contiguous().numpy()
+
+
+@torch.no_grad()
+def make_reference(model: AnimationModel, picture: np.ndarray, index: int, precision: int,
+                   device: torch.device) -> Reference:
+    """A reference from a *decoded* key picture, built identically in encoder and decoder.
+
+    The keypoints are detected on the decoded picture and put on the stream's grid, so the
+    renderer only ever sees values ``q / 2**precision`` on both sides.
+    """
+    t = frames_to_tensor(picture[None]).to(device)
+    kp = model.detect(t)
+    kpq = quantize(kp.cpu().numpy().astype(np.float64), precision)
+    ref = Reference(frame_index=index, frame=t, keypoints=torch.from_numpy(dequantize(kpq, precision)).to(device))
+    ref.state = model.prepare_reference(ref)
+    return ref
+
+
+def references_for(refs: list[Reference], index: int, bidirectional: bool) -> list[Reference]:
+    """The references frame ``index`` is drawn from: past ones, and future ones in bi-directional mode."""
+    return list(refs) if bidirectional else [r for r in refs if r.frame_index <= index]

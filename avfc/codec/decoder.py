@@ -21,10 +21,11 @@ from avfc.codec.common import (
     KEY_CODEC_NAMES,
     MOTION_CODER_LAPLACE_V1,
     audio_codec_for_header,
-    frames_to_tensor,
+    make_reference,
+    references_for,
     tensor_to_frames,
 )
-from avfc.entropy import decode_motion, dequantize, quantize
+from avfc.entropy import decode_motion, dequantize
 from avfc.errors import AvfcError, FormatError, LimitError, TruncatedError
 from avfc.media import decode_intra
 from avfc.models.base import AnimationModel, Reference
@@ -73,6 +74,7 @@ class Decoder:
         self.motion: dict[int, np.ndarray] = {}  # decoded integer motion by frame
         self.audio_tokens: dict[int, object] = {}
         self.side_info: list[bs.SideInfo] = []
+        self._bidirectional = False
         self._closed = False
 
     # ------------------------------------------------------------------ input
@@ -155,6 +157,7 @@ class Decoder:
                 f"{header.model_name!r} uses {self.model.num_kp}x{self.model.kp_dim}")
         self.model = self.model.to(self.device)
         self.audio_codec = audio_codec_for_header(header)
+        self._bidirectional = int(header.reference_mode) == int(bs.ReferenceMode.BIDIRECTIONAL)
 
     # ------------------------------------------------------------------ video
     def _max_frame(self) -> int:
@@ -171,15 +174,7 @@ class Decoder:
         codec = KEY_CODEC_NAMES[int(self.header.key_codec)]
         pic = decode_intra(kf.data, codec, self.header.width, self.header.height)
         self._keys[kf.frame_index] = pic
-        t = frames_to_tensor(pic[None]).to(self.device)
-        with torch.no_grad():
-            kp = self.model.detect(t)
-        # reference keypoints live on the same grid as transmitted ones, on both sides
-        p = self.header.kp_precision
-        kpq = quantize(kp.cpu().numpy().astype(np.float64), p)
-        ref = Reference(frame_index=kf.frame_index, frame=t,
-                        keypoints=torch.from_numpy(dequantize(kpq, p)).to(self.device))
-        ref.state = self.model.prepare_reference(ref)
+        ref = make_reference(self.model, pic, kf.frame_index, self.header.kp_precision, self.device)
         self._refs.append(ref)
         self._refs = self._refs[-int(self.header.max_refs):]  # bounded buffer
 
@@ -223,7 +218,7 @@ class Decoder:
                 self._emit(idx, self._keys[idx])
                 i += 1
                 continue
-            refs = [r for r in self._refs if r.frame_index <= idx]
+            refs = references_for(self._refs, idx, self._bidirectional)
             if not refs:
                 self._conceal(idx, idx + 1, "no reference frame precedes it")
                 i += 1

@@ -23,12 +23,15 @@ from avfc.codec.common import (
     MOTION_CODER_LAPLACE_V1,
     audio_codec_for_config,
     frames_to_tensor,
+    make_reference,
+    references_for,
+    tensor_to_frames,
 )
 from avfc.config import EncoderConfig
-from avfc.entropy import encode_motion, quantize
+from avfc.entropy import dequantize, encode_motion, quantize
 from avfc.errors import ConfigError, MediaError
 from avfc.media import DEFAULT_QP, CropBox, decode_intra, encode_intra, encode_intra_to_size
-from avfc.models.base import AnimationModel
+from avfc.models.base import AnimationModel, Reference
 from avfc.models.zoo import get_entry, load_model
 
 
@@ -61,7 +64,8 @@ class Encoder:
 
     Units are emitted as soon as they are complete: a key frame when its frame
     arrives, a motion packet every ``config.packet_frames`` frames, an audio packet
-    for every packet's worth of audio.
+    for every packet's worth of audio. In bi-directional mode the frames between two
+    key frames are held back until the second key frame is coded.
 
     Args:
         config: the encoder configuration.
@@ -101,7 +105,7 @@ class Encoder:
             kp_count=self.model.num_kp, kp_dim=self.model.kp_dim,
             kp_precision=config.kp_precision,
             motion_coder=MOTION_CODER_LAPLACE_V1,
-            reference_mode=0,
+            reference_mode=int(config.reference_mode == "bidirectional"),
             max_refs=config.max_refs,
             flags=0,
         )
@@ -123,11 +127,38 @@ class Encoder:
         # decoded key frames (closed loop): kept so that callers can inspect what the decoder will see
         self.decoded_keys: dict[int, np.ndarray] = {}
         self._ref_indices: list[int] = []  # the decoder's reference buffer, as frame indices
+        self._refs: list[Reference] = []  # ... and its content (adaptive policy only)
+        self._last_key = 0
+        self._base_psnr: Optional[float] = None
+        self._bidirectional = config.reference_mode == "bidirectional"
+        self._waiting: list[np.ndarray] = []  # motion of frames held back (bi-directional mode)
+        self.device = next(iter(self.model.parameters()), torch.empty(0)).device
 
     # ------------------------------------------------------------------ video
-    def _is_key(self, index: int) -> bool:
-        k = self.config.key_interval
-        return index == 0 or (k > 0 and index % k == 0)
+    def _want_key(self, index: int, frame: np.ndarray, q: np.ndarray) -> bool:
+        """The reference policy: is frame ``index`` coded as a key frame?"""
+        cfg = self.config
+        if index == 0:
+            return True
+        dist = index - self._last_key
+        if cfg.key_policy == "fixed":
+            return cfg.key_interval > 0 and index % cfg.key_interval == 0
+        if cfg.key_interval > 0 and dist >= cfg.key_interval:
+            return True
+        # adaptive: render the frame exactly as the decoder will and measure it (closed loop)
+        psnr = self._render_psnr(index, frame, q)
+        if self._base_psnr is None:
+            self._base_psnr = psnr
+            return False
+        return dist >= cfg.key_min_distance and psnr < self._base_psnr - cfg.key_drop_db
+
+    @torch.no_grad()
+    def _render_psnr(self, index: int, frame: np.ndarray, q: np.ndarray) -> float:
+        kp = torch.from_numpy(dequantize(q[None], self.config.kp_precision)).to(self.device)
+        refs = references_for(self._refs, index, bidirectional=False)
+        out = tensor_to_frames(self.model.render(refs, kp, index).cpu())[0]
+        mse = float(np.mean((out.astype(np.float64) - frame.astype(np.float64)) ** 2))
+        return 10 * np.log10(255.0 ** 2 / max(mse, 1e-10))
 
     def _write(self, kind: str, payload: object) -> None:
         self.stats.add(kind, self._writer.write(payload))
@@ -144,7 +175,12 @@ class Encoder:
         self.stats.key_qps.append(qp)
         self.stats.key_picture_bytes.append(len(data))
         self._write("key_frame", bs.KeyFrame(frame_index=index, quality=qp, data=data))
+        self._last_key = index
+        self._base_psnr = None
         self._ref_indices = (self._ref_indices + [index])[-self.config.max_refs:]
+        if self.config.key_policy == "adaptive":  # the encoder's own copy of the decoder's buffer
+            ref = make_reference(self.model, decoded, index, self.config.kp_precision, self.device)
+            self._refs = (self._refs + [ref])[-self.config.max_refs:]
         if self.config.side_info:
             flags = (bs.SIDE_INFO_FLAG_BASE_PICTURE | bs.SIDE_INFO_FLAG_NETWORK_PRESENT
                      | bs.SIDE_INFO_FLAG_KP_PREDICTION)
@@ -172,13 +208,24 @@ class Encoder:
         if keypoints.shape != (len(frames), self.model.motion_channels):
             raise ConfigError(f"keypoints must be ({len(frames)}, {self.model.motion_channels})")
         for frame, q in zip(frames, keypoints):
-            if self._is_key(self._frame):
-                self._code_key(self._frame, frame)
-            self._pending_q.append(np.asarray(q, dtype=np.int32))
+            index, q = self._frame, np.asarray(q, dtype=np.int32)
             self._frame += 1
+            key = self._want_key(index, frame, q)
+            if key:
+                self._code_key(index, frame)
+            self._waiting.append(q)
+            # low delay: motion goes out at once; bi-directional: frames wait for the next key frame
+            if not self._bidirectional or key:
+                self._release()
+        self._flush_audio(final=False)
+
+    def _release(self) -> None:
+        """Move the waiting frames' motion into packets (emitted as they fill)."""
+        for q in self._waiting:
+            self._pending_q.append(q)
             if len(self._pending_q) >= self.config.packet_frames:
                 self._flush_motion()
-        self._flush_audio(final=False)
+        self._waiting = []
 
     def _flush_motion(self) -> None:
         if not self._pending_q:
@@ -237,6 +284,7 @@ class Encoder:
         """Write the remaining motion and audio and the END_OF_STREAM unit."""
         if self._closed:
             return
+        self._release()
         self._flush_motion()
         self._flush_audio(final=True)
         self._write("end_of_stream", bs.EndOfStream(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import avfc
 from avfc import bitstream as bs
@@ -254,3 +255,75 @@ def test_side_info_describes_the_reference_structure_and_flags_a_lost_key_frame(
     dec.close()
     assert len(dec.pull_frames()) == 30
     assert any(i.kind == "side_info" for i in dec.issues)
+
+
+def _decode_all(data: bytes) -> tuple[Decoder, np.ndarray]:
+    dec = Decoder()
+    dec.push(data)
+    dec.close()
+    return dec, dec.pull_frames()
+
+
+def test_bidirectional_mode_codes_the_next_key_ahead_and_uses_both_references():
+    frames = talking_face(45, SIZE, SIZE)
+    cfg = EncoderConfig.make(size=SIZE, audio="none", key_interval=20, reference_mode="bidirectional",
+                             packet_frames=10, key_qp=30)
+    enc = Encoder(cfg)
+    out = b""
+    enc.push_frames(frames[:19])
+    out += enc.read()
+    # frames 1..19 wait for key frame 20: only the header and key frame 0 are out
+    assert [u.type for u in bs.parse_stream(out).units] == [bs.UnitType.KEY_FRAME]
+    enc.push_frames(frames[19:])
+    enc.close()
+    out += enc.read()
+    units = bs.parse_stream(out).units
+    order = [(u.type, bs.decode_payload(u)) for u in units]
+    key20 = next(i for i, (t, p) in enumerate(order) if t == bs.UnitType.KEY_FRAME and p.frame_index == 20)
+    first_motion = next(i for i, (t, p) in enumerate(order) if t == bs.UnitType.MOTION)
+    assert key20 < first_motion  # the future reference precedes the frames that use it
+    dec, got = _decode_all(out)
+    assert int(dec.header.reference_mode) == 1 and got.shape == frames.shape and not dec.issues
+    np.testing.assert_array_equal(got[20], enc.decoded_keys[20])
+    # a frame between the keys is drawn from both: it differs from a low-delay decode of the same motion
+    low = Encoder(EncoderConfig.make(size=SIZE, audio="none", key_interval=20, packet_frames=10, key_qp=30))
+    low.push_frames(frames)
+    low.close()
+    _, got_low = _decode_all(low.read())
+    np.testing.assert_array_equal(got_low[:1], got[:1])
+    assert np.abs(got[15].astype(int) - got_low[15].astype(int)).sum() > 0
+
+
+class _DriftModel(torch.nn.Module):
+    """Stand-in model: keypoints = mean colour, render = the nearest reference (a 'still' decoder)."""
+
+    arch, num_kp, kp_dim, motion_channels = "drift", 1, 2, 2
+
+    def detect(self, frames):
+        return frames.mean(dim=(2, 3))[:, :2] * 2 - 1
+
+    def prepare_reference(self, ref):
+        return None
+
+    def render(self, refs, kp, index):
+        return refs[-1].frame.expand(len(kp), -1, -1, -1)
+
+
+def test_adaptive_policy_codes_a_key_frame_when_the_reconstruction_falls():
+    import torch  # noqa: F401
+
+    rng = np.random.default_rng(0)
+    still = np.repeat(talking_face(1, SIZE, SIZE), 60, axis=0).astype(int)
+    frames = np.clip(still + rng.integers(-2, 3, still.shape), 0, 255).astype(np.uint8)
+    frames[30:] = 255 - frames[30:]  # a scene change at frame 30: holding the reference fails there
+    cfg = EncoderConfig.make(size=SIZE, audio="none", key_policy="adaptive", key_min_distance=5,
+                             key_drop_db=3.0, key_qp=30)
+    enc = Encoder(cfg, model=_DriftModel())
+    enc.push_frames(frames)
+    enc.close()
+    keys = sorted(enc.decoded_keys)
+    assert keys == [0, 30]
+    # and with a fixed policy nothing but frame 0 is a key
+    fixed = Encoder(EncoderConfig.make(size=SIZE, audio="none", key_qp=30), model=_DriftModel())
+    fixed.push_frames(frames)
+    assert sorted(fixed.decoded_keys) == [0]

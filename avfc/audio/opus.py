@@ -27,6 +27,7 @@ import numpy as np
 from avfc.audio.base import SAMPLE_RATE, AudioCodec, AudioEncoder, CodecId, Token
 from avfc.audio.opus_packet import concealment_packet, packet_samples_48k
 from avfc.audio.resample import THIRDBAND_48K, decimate
+from avfc.bitstream.units import encode_varint, read_length
 from avfc.errors import ConfigError, EntropyError, FormatError
 
 #: bitrates (bit/s) avfc accepts for Opus
@@ -51,32 +52,16 @@ def cbr_packet_bytes(bitrate: int) -> int:
     return (bitrate * FRAME_SAMPLES + 4 * SAMPLE_RATE) // (8 * SAMPLE_RATE)
 
 
-def _write_varint(value: int) -> bytes:
-    """Unsigned LEB128: 7 bits per byte, least significant group first, high bit = more."""
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
 def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
     """Read a minimal LEB128 of at most ``_MAX_VARINT_BYTES`` bytes: ``(value, new pos)``."""
-    value = 0
-    for i in range(_MAX_VARINT_BYTES):
-        if pos + i >= len(data):
+    n, value = read_length(data, pos, min(len(data), pos + _MAX_VARINT_BYTES), (1 << (7 * _MAX_VARINT_BYTES)) - 1)
+    if n == 0:
+        if len(data) < pos + _MAX_VARINT_BYTES:
             raise FormatError("Opus audio data ends inside a length field")
-        byte = data[pos + i]
-        value |= (byte & 0x7F) << (7 * i)
-        if not byte & 0x80:
-            if i > 0 and byte == 0:
-                raise FormatError("non-minimal length field in Opus audio data")
-            return value, pos + i + 1
-    raise FormatError(f"length field longer than {_MAX_VARINT_BYTES} bytes in Opus audio data")
+        raise FormatError(f"length field longer than {_MAX_VARINT_BYTES} bytes in Opus audio data")
+    if n < 0:
+        raise FormatError("non-minimal length field in Opus audio data")
+    return value, pos + n
 
 
 class OpusCodec(AudioCodec):
@@ -135,8 +120,8 @@ class OpusCodec(AudioCodec):
             return b""
         lengths = {len(p) for p in packets}
         if len(lengths) == 1:
-            return _write_varint(len(packets[0])) + b"".join(packets)
-        return _write_varint(0) + b"".join(_write_varint(len(p)) + p for p in packets)
+            return encode_varint(len(packets[0])) + b"".join(packets)
+        return encode_varint(0) + b"".join(encode_varint(len(p)) + p for p in packets)
 
     def unpack(self, data: bytes, num_frames: int) -> list[Token]:
         if not isinstance(data, (bytes, bytearray, memoryview)):

@@ -184,6 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("models", help="list the shipped models")
     m.set_defaults(func=cmd_models)
 
+    b = sub.add_parser("bench", help="benchmark avfc against the held key frame, x265, SVT-AV1, Opus, Codec2",
+                       description="Rate-distortion, speed and memory of avfc and the anchors on a folder of clips.")
+    from avfc.eval.bench import add_bench_arguments, run_bench_from_args
+
+    add_bench_arguments(b)
+    b.set_defaults(func=run_bench_from_args)
+
     # `avfc train ...` is dispatched in main() to the trainer's parser; listed here for --help
     sub.add_parser("train", help="train an animation model (avfc train -h for its options)")
     return p

@@ -112,7 +112,7 @@ def encode(src: MediaSource, dst: Optional[PathLike] = None, *,
         cfg = EncoderConfig.make(cfg, audio="none")
     if pcm is not None:
         pcm = pcm[: int(round(len(frames) / cfg.fps * 16000))]
-    model = load_model(cfg.model)
+    model = load_model(cfg.model, cfg.size)
     kps = []
     step = 25
     for i in range(0, len(frames), step):

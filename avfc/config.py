@@ -9,6 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from avfc.errors import ConfigError
 
+#: the zoo's default model (kept in step with avfc.models.zoo.DEFAULT_MODEL by a test; this module
+#: must not import torch)
+DEFAULT_MODEL = "mrdac-cpu-v1"
+
 CODEC2_MODES = ("700C", "1300", "1600", "3200")
 
 
@@ -17,7 +21,7 @@ class EncoderConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    model: str = Field("tiny-test", description="zoo model that analyses and draws the face")
+    model: str = Field(DEFAULT_MODEL, description="zoo model that analyses and draws the face")
     size: int = Field(256, ge=64, le=1024, multiple_of=16, description="coded width = height, pixels")
     fps: int = Field(25, ge=1, le=120, description="coded frame rate")
     bitrate_kbps: Optional[float] = Field(

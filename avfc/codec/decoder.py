@@ -150,7 +150,7 @@ class Decoder:
         if self._override_model is not None:
             self.model = self._override_model
         else:
-            self.model = model_for_stream(header.model_name, header.weights_sha256)
+            self.model = model_for_stream(header.model_name, header.weights_sha256, int(header.width))
         if self.model.num_kp != header.kp_count or self.model.kp_dim != header.kp_dim:
             raise FormatError(
                 f"stream has {header.kp_count}x{header.kp_dim} keypoint values per frame, model "

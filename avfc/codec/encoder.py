@@ -81,7 +81,7 @@ class Encoder:
                  key_bytes: Optional[int] = None, model: Optional[AnimationModel] = None) -> None:
         self.config = config
         self.entry = get_entry(config.model)
-        self.model = model if model is not None else load_model(config.model)
+        self.model = model if model is not None else load_model(config.model, config.size)
         size = config.size
         sw, sh = source_size if source_size is not None else (size, size)
         self.crop = crop if crop is not None else CropBox(0, 0, sw, sh)

@@ -82,7 +82,11 @@ __all__ = [
 #: avfc modes by name: ``EncoderConfig`` overrides. ``"avfc"`` is ``"avfc:default"``; a new
 #: mode (``"avfc:mrdac-multiref"``, say) is one entry here, e.g. ``{"model": "mrdac-v1"}``.
 AVFC_MODES: dict[str, dict[str, Any]] = {
-    "default": {},
+    "default": {},  # the zoo's default model, one key frame, low delay
+    "multiref": {"key_interval": 50, "max_refs": 4},  # a key frame every 2 s, up to 4 references
+    "bidir": {"key_interval": 50, "max_refs": 2, "reference_mode": "bidirectional"},
+    "adaptive": {"key_policy": "adaptive", "max_refs": 4},  # keys where the reconstruction falls
+    "tiny": {"model": "tiny-test"},  # the untrained test model, for reference
 }
 CODEC_KINDS: tuple[str, ...] = ("avfc", "baseline", "x265", "svtav1", "opus", "codec2")
 DEFAULT_CODECS = "avfc,baseline,x265,svtav1,opus,codec2"

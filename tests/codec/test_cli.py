@@ -17,7 +17,7 @@ def clip(tmp_path_factory):
 
 def test_encode_info_decode(clip, tmp_path, capsys):
     out = tmp_path / "talk.avfc"
-    assert main(["encode", str(clip), "-o", str(out), "--size", "64", "--bitrate", "8", "-q"]) == 0
+    assert main(["encode", str(clip), "-o", str(out), "--size", "64", "--model", "tiny-test", "--bitrate", "8", "-q"]) == 0
     assert out.stat().st_size > 0
     assert main(["info", str(out), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
@@ -44,10 +44,10 @@ def test_encode_info_decode(clip, tmp_path, capsys):
 def test_refuses_to_overwrite_without_force(clip, tmp_path, capsys):
     out = tmp_path / "x.avfc"
     out.write_bytes(b"keep me")
-    assert main(["encode", str(clip), "-o", str(out), "--size", "64", "-q"]) == 2
+    assert main(["encode", str(clip), "-o", str(out), "--size", "64", "--model", "tiny-test", "-q"]) == 2
     assert out.read_bytes() == b"keep me"
     assert "-f" in capsys.readouterr().err
-    assert main(["encode", str(clip), "-o", str(out), "--size", "64", "-q", "-f"]) == 0
+    assert main(["encode", str(clip), "-o", str(out), "--size", "64", "--model", "tiny-test", "-q", "-f"]) == 0
     assert out.read_bytes()[:4] == b"AVFC"
 
 

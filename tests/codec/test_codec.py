@@ -16,6 +16,7 @@ from avfc.models.zoo import load_model
 from synthetic import speech_like, talking_face, write_clip
 
 SIZE = 64  # small coded size keeps the tests fast; the codec does not care
+MODEL = "tiny-test"  # the fast seeded model; the shipped default is covered in test_default_model.py
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def clip(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def encoded(clip):
-    return avfc.encode(clip, size=SIZE, packet_frames=10, key_qp=30)
+    return avfc.encode(clip, size=SIZE, model=MODEL, packet_frames=10, key_qp=30)
 
 
 def test_encode_file_then_decode_round_trips_the_integers(clip, encoded):
@@ -34,7 +35,7 @@ def test_encode_file_then_decode_round_trips_the_integers(clip, encoded):
     assert res.issues == []
     # the decoder's motion integers are exactly what the encoder computed from the frames
     media = avfc.api.read_media(clip, fps=25)
-    frames, _ = avfc.api.prepare(media, EncoderConfig.make(size=SIZE))
+    frames, _ = avfc.api.prepare(media, EncoderConfig.make(size=SIZE, model=MODEL))
     expected = analyse(load_model("tiny-test"), frames, 7)
     np.testing.assert_array_equal(res.motion, expected)
     # audio: 2 s at 16 kHz, in sync with the video
@@ -44,7 +45,7 @@ def test_encode_file_then_decode_round_trips_the_integers(clip, encoded):
 
 def test_decoded_key_frame_equals_encoder_closed_loop_picture():
     frames = talking_face(12, SIZE, SIZE)
-    enc = Encoder(EncoderConfig.make(size=SIZE, audio="none", key_qp=35))
+    enc = Encoder(EncoderConfig.make(size=SIZE, model=MODEL, audio="none", key_qp=35))
     enc.push_frames(frames)
     enc.close()
     dec = Decoder()
@@ -56,7 +57,7 @@ def test_decoded_key_frame_equals_encoder_closed_loop_picture():
 
 
 def test_audio_tokens_round_trip_exactly():
-    cfg = EncoderConfig.make(size=SIZE, codec2_mode="700C")
+    cfg = EncoderConfig.make(size=SIZE, model=MODEL, codec2_mode="700C")
     pcm = speech_like(1.2)
     enc = Encoder(cfg)
     enc.push_frames(talking_face(30, SIZE, SIZE))
@@ -77,7 +78,7 @@ def test_audio_tokens_round_trip_exactly():
 def test_streaming_encoder_in_chunks_gives_the_same_bytes():
     frames = talking_face(37, SIZE, SIZE)
     pcm = speech_like(37 / 25)
-    cfg = EncoderConfig.make(size=SIZE, packet_frames=8, key_qp=40)
+    cfg = EncoderConfig.make(size=SIZE, model=MODEL, packet_frames=8, key_qp=40)
     one = Encoder(cfg)
     one.push_frames(frames)
     one.push_audio(pcm)
@@ -184,8 +185,8 @@ def test_stream_naming_unknown_weights_is_refused_with_both_hashes(encoded):
 
 
 def test_bitrate_targets_the_whole_file(clip):
-    lo = avfc.encode(clip, size=SIZE, bitrate_kbps=5.0)
-    hi = avfc.encode(clip, size=SIZE, bitrate_kbps=12.0)
+    lo = avfc.encode(clip, size=SIZE, model=MODEL, bitrate_kbps=5.0)
+    hi = avfc.encode(clip, size=SIZE, model=MODEL, bitrate_kbps=12.0)
     assert lo.kbps <= 5.0 and hi.kbps <= 12.0
     assert hi.kbps > lo.kbps
     assert hi.kbps > 0.7 * 12.0  # the budget is used, not wasted
@@ -194,14 +195,14 @@ def test_bitrate_targets_the_whole_file(clip):
 
 
 def test_unreachable_bitrate_warns_and_still_encodes(clip):
-    res = avfc.encode(clip, size=SIZE, bitrate_kbps=0.5)
+    res = avfc.encode(clip, size=SIZE, model=MODEL, bitrate_kbps=0.5)
     assert res.warnings and "cannot be reached" in res.warnings[0]
     assert avfc.decode(res.data).frames.shape[0] == 50
 
 
 def test_video_only_input_gives_a_video_only_stream(tmp_path):
     clip = write_clip(tmp_path / "silent.mp4", n=20, audio=False)
-    res = avfc.encode(clip, size=SIZE)
+    res = avfc.encode(clip, size=SIZE, model=MODEL)
     assert int(res.header.audio_codec) == int(bs.AudioCodecId.NONE)
     assert any("no audio" in w for w in res.warnings)
     out = avfc.decode(res.data)
@@ -210,7 +211,7 @@ def test_video_only_input_gives_a_video_only_stream(tmp_path):
 
 def test_arrays_in_arrays_out_and_square_input_is_not_recropped():
     frames = talking_face(20, SIZE, SIZE)
-    res = avfc.encode(frames, pcm=speech_like(0.8), size=SIZE, key_qp=20)
+    res = avfc.encode(frames, pcm=speech_like(0.8), size=SIZE, model=MODEL, key_qp=20)
     assert (res.crop.x, res.crop.y, res.crop.w, res.crop.h) == (0, 0, SIZE, SIZE)
     out = avfc.decode(res.data)
     assert out.frames.shape == frames.shape
@@ -229,12 +230,12 @@ def test_bad_inputs_give_clear_errors(tmp_path):
     with pytest.raises(AvfcError):
         avfc.decode(b"RIFF0000WAVEfmt ")
     with pytest.raises(AvfcError):
-        avfc.encode(talking_face(3, SIZE, SIZE), size=SIZE, packet_frames=0)
+        avfc.encode(talking_face(3, SIZE, SIZE), size=SIZE, model=MODEL, packet_frames=0)
 
 
 def test_side_info_describes_the_reference_structure_and_flags_a_lost_key_frame():
     frames = talking_face(30, SIZE, SIZE)
-    enc = Encoder(EncoderConfig.make(size=SIZE, audio="none", key_interval=10, max_refs=2, side_info=True,
+    enc = Encoder(EncoderConfig.make(size=SIZE, model=MODEL, audio="none", key_interval=10, max_refs=2, side_info=True,
                                      packet_frames=5))
     enc.push_frames(frames)
     enc.close()
@@ -266,7 +267,7 @@ def _decode_all(data: bytes) -> tuple[Decoder, np.ndarray]:
 
 def test_bidirectional_mode_codes_the_next_key_ahead_and_uses_both_references():
     frames = talking_face(45, SIZE, SIZE)
-    cfg = EncoderConfig.make(size=SIZE, audio="none", key_interval=20, reference_mode="bidirectional",
+    cfg = EncoderConfig.make(size=SIZE, model=MODEL, audio="none", key_interval=20, reference_mode="bidirectional",
                              packet_frames=10, key_qp=30)
     enc = Encoder(cfg)
     out = b""
@@ -286,7 +287,7 @@ def test_bidirectional_mode_codes_the_next_key_ahead_and_uses_both_references():
     assert int(dec.header.reference_mode) == 1 and got.shape == frames.shape and not dec.issues
     np.testing.assert_array_equal(got[20], enc.decoded_keys[20])
     # a frame between the keys is drawn from both: it differs from a low-delay decode of the same motion
-    low = Encoder(EncoderConfig.make(size=SIZE, audio="none", key_interval=20, packet_frames=10, key_qp=30))
+    low = Encoder(EncoderConfig.make(size=SIZE, model=MODEL, audio="none", key_interval=20, packet_frames=10, key_qp=30))
     low.push_frames(frames)
     low.close()
     _, got_low = _decode_all(low.read())
@@ -316,7 +317,7 @@ def test_adaptive_policy_codes_a_key_frame_when_the_reconstruction_falls():
     still = np.repeat(talking_face(1, SIZE, SIZE), 60, axis=0).astype(int)
     frames = np.clip(still + rng.integers(-2, 3, still.shape), 0, 255).astype(np.uint8)
     frames[30:] = 255 - frames[30:]  # a scene change at frame 30: holding the reference fails there
-    cfg = EncoderConfig.make(size=SIZE, audio="none", key_policy="adaptive", key_min_distance=5,
+    cfg = EncoderConfig.make(size=SIZE, model=MODEL, audio="none", key_policy="adaptive", key_min_distance=5,
                              key_drop_db=3.0, key_qp=30)
     enc = Encoder(cfg, model=_DriftModel())
     enc.push_frames(frames)
@@ -324,6 +325,6 @@ def test_adaptive_policy_codes_a_key_frame_when_the_reconstruction_falls():
     keys = sorted(enc.decoded_keys)
     assert keys == [0, 30]
     # and with a fixed policy nothing but frame 0 is a key
-    fixed = Encoder(EncoderConfig.make(size=SIZE, audio="none", key_qp=30), model=_DriftModel())
+    fixed = Encoder(EncoderConfig.make(size=SIZE, model=MODEL, audio="none", key_qp=30), model=_DriftModel())
     fixed.push_frames(frames)
     assert sorted(fixed.decoded_keys) == [0]

@@ -19,11 +19,11 @@ HERE = Path(__file__).parent
 
 #: name -> encoder settings; frames and audio are synthetic (avfc.media.synthetic)
 STREAMS = {
-    "v1_0-codec2-av1": dict(n=30, size=64, audio="codec2", codec2_mode="700C", key_codec="av1", key_qp=35,
+    "v1_0-codec2-av1": dict(n=30, size=64, model="tiny-test", audio="codec2", codec2_mode="700C", key_codec="av1", key_qp=35,
                             packet_frames=10),
-    "v1_0-opus-hevc-keys": dict(n=40, size=64, audio="opus", opus_bitrate=6000, key_codec="hevc", key_qp=35,
+    "v1_0-opus-hevc-keys": dict(n=40, size=64, model="tiny-test", audio="opus", opus_bitrate=6000, key_codec="hevc", key_qp=35,
                                 key_interval=20, intra_period=2, side_info=True, max_refs=2, packet_frames=8),
-    "v1_0-video-only": dict(n=20, size=96, audio="none", key_codec="av1", key_qp=45, kp_precision=6,
+    "v1_0-video-only": dict(n=20, size=96, model="tiny-test", audio="none", key_codec="av1", key_qp=45, kp_precision=6,
                             packet_frames=7),
 }
 

@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--size", type=int, help="coded width and height (default 256)")
     e.add_argument("--fps", type=int, help="coded frame rate (default 25)")
     e.add_argument("--packet-frames", type=int, metavar="N", help="frames per motion packet (default 25)")
-    e.add_argument("--kp-precision", type=int, metavar="BITS", help="fractional bits of keypoints (default 7)")
+    e.add_argument("--kp-precision", type=int, metavar="BITS", help="fractional bits of keypoints (default 6)")
     e.set_defaults(func=cmd_encode)
 
     d = sub.add_parser("decode", help="decode .avfc to .mp4 (or .wav)",

@@ -223,14 +223,11 @@ class Decoder:
                 self._conceal(idx, idx + 1, "no reference frame precedes it")
                 i += 1
                 continue
-            # batch the following frames that share the same references
-            j = i + 1
-            while j < len(q) and j - i < 8 and (first + j) not in self._keys:
-                j += 1
-            out = self.model.render(refs, kp[i:j], first + i)
-            for k, frame in enumerate(tensor_to_frames(out.cpu())):
-                self._emit(first + i + k, frame)
-            i = j
+            # one frame per call: on a 2-core CPU, batches of 8 frames cost 3x more per frame
+            # (benchmarks/speed.py), and each frame gets its own temporal reference weights
+            out = self.model.render(refs, kp[i:i + 1], idx)
+            self._emit(idx, tensor_to_frames(out.cpu())[0])
+            i += 1
 
     def _emit(self, idx: int, frame: np.ndarray) -> None:
         self._ready[idx] = frame

@@ -1,0 +1,323 @@
+"""Decode speed and memory of the shipped model at 256x256 on the CPU.
+
+Measures, for each torch thread count of ``--threads`` (default 2 and 1), in a fresh child process:
+
+* whole :func:`avfc.decode` of two 100-frame streams (every stage: parsing, entropy decoding,
+  AV1 key-frame decoding, reference preparation, rendering, Codec2 speech decoding), in frames per
+  second: ``1 ref``, the default configuration (one key frame, Codec2 700C, 5 kbit/s in total),
+  and ``4 refs``, a key frame every 25 frames with up to 4 references (frames 75-99 use four);
+* the pieces, in ms per call: ``detect`` (the keypoint detector, the encoder's analysis of every
+  frame, run on one frame and per frame of a batch of 16 as ``analyse`` does), AV1 key-frame
+  decoding, ``prepare_reference`` (one decoded key frame), ``make_reference`` (detect + quantize +
+  prepare, what the decoder does per key frame), ``render`` with 1, 2 and 4 references for one frame
+  and per frame of a batch of 8 (the decoder draws one frame per call: batches of 8 measured 3x
+  slower per frame on this CPU), and parsing plus entropy decoding of a whole stream;
+* peak resident memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of the child): after
+  importing avfc and loading the model, after one decode of each stream, and at the end.
+
+Each timing is the median (and quartiles) of ``--runs`` (default 30) calls after ``--warmup`` untimed
+calls; the calls of all items are interleaved round by round, because the 2-thread timings of a shared
+virtual machine drift by up to 2x over tens of seconds even when nothing else runs in it. The
+load average (``os.getloadavg``, what ``uptime`` shows) is recorded before and after every child;
+with ``--max-load`` the script first waits (up to ``--wait`` seconds) for the 1-minute load to drop
+below it, and the CPU time *other* processes used while each child ran (from ``/proc/stat``) is
+reported. Streams are coded from ``--clip`` (default the first 100 frames of an ``av-eval`` clip,
+read only) or, when that file is absent, from a synthetic talking face (``avfc.media.synthetic``).
+
+Run: ``python benchmarks/speed.py --out /tmp/speed.md [--threads 2,1] [--runs 30] [--max-load 1.2]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+
+FRAMES = 100
+SIZE = 256
+FPS = 25
+STREAMS: dict[str, dict[str, Any]] = {
+    "1 ref": {"bitrate_kbps": 5.0},
+    "4 refs": {"bitrate_kbps": 5.0, "key_interval": 25, "max_refs": 4},
+}
+DEFAULT_CLIP = Path("/work/shared/data/av-eval/hdtf_WDA_AOC_000.mp4")
+_KIB = 1 if sys.platform == "darwin" else 1024  # ru_maxrss unit: bytes on macOS, KiB elsewhere
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (the platform's machine name elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far, MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _KIB / 2**20
+
+
+def cpu_busy_seconds() -> Optional[float]:
+    """CPU seconds all processes of the machine have used since boot (/proc/stat), or None."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    except (OSError, ValueError, IndexError):
+        return None
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def interleaved_ms(items: dict[str, Callable[[], object]], runs: int, warmup: int) -> dict[str, list[float]]:
+    """Wall times in ms of every item: ``warmup`` untimed calls each, then ``runs`` rounds that time
+    each item once, so that a slow spell of the machine touches every item alike."""
+    for fn in items.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in items}
+    for _ in range(runs):
+        for name, fn in items.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - t0) * 1000)
+    return times
+
+
+def quartiles(values: list[float], scale: float = 1.0) -> tuple[float, float, float]:
+    """(25th percentile, median, 75th percentile) of ``values``, divided by ``scale``."""
+    q1, q2, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else (values[0],) * 3
+    return q1 / scale, q2 / scale, q3 / scale
+
+
+# ----------------------------------------------------------------------------------- child process
+def measure(stream_dir: Path, threads: int, runs: int, warmup: int) -> dict[str, Any]:
+    """Every measurement with ``threads`` torch threads (run in a fresh process).
+
+    Returns ms per call (per frame for batched items and whole decodes) as (p25, median, p75),
+    peak RSS figures and the load average at the start and the end.
+    """
+    import torch
+
+    torch.set_num_threads(threads)
+    import avfc
+    from avfc import bitstream as bs
+    from avfc.codec.common import frames_to_tensor, make_reference
+    from avfc.entropy import decode_motion, dequantize
+    from avfc.media import decode_intra
+    from avfc.models.zoo import load_model
+
+    model = load_model("mrdac-cpu-v1", SIZE)
+    out: dict[str, Any] = {"threads": threads, "load_start": os.getloadavg(), "rss_model_mib": peak_rss_mib()}
+    data = {name: (stream_dir / f"{i}.avfc").read_bytes() for i, name in enumerate(STREAMS)}
+    decoded = None
+    for name, blob in data.items():
+        decoded = avfc.decode(blob)
+        if len(decoded.frames) != FRAMES or decoded.issues:
+            raise RuntimeError(f"stream {name!r} decoded badly: {decoded.frames.shape}, {decoded.issues}")
+    out["rss_decode_mib"] = peak_rss_mib()  # imports, model and one decode of each stream
+    assert decoded is not None
+    frames, precision = decoded.frames, int(decoded.header.kp_precision)
+    kp = torch.from_numpy(dequantize(decoded.motion, precision))
+
+    def parse_and_entropy() -> None:
+        prev = None
+        for u in bs.parse_stream(data["4 refs"]).units:
+            p = bs.decode_payload(u)
+            if isinstance(p, bs.Motion):
+                intra = bool(int(p.flags) & bs.MOTION_FLAG_INTRA)
+                q = decode_motion(p.data, int(p.num_frames), model.motion_channels, None if intra else prev)
+                prev = q[-1]
+
+    one, batch = frames_to_tensor(frames[:1]), frames_to_tensor(frames[:16])
+    key = next(bs.decode_payload(u) for u in bs.parse_stream(data["4 refs"]).units if u.type == bs.UnitType.KEY_FRAME)
+    refs = [make_reference(model, frames[i], i, precision, torch.device("cpu")) for i in (0, 25, 50, 75)]
+    target = 90  # after every reference: low-delay weights, distances 90, 65, 40, 15
+    cpu = torch.device("cpu")
+    items: dict[str, tuple[Callable[[], object], int]] = {}  # name -> (call, frames per call)
+    for name, blob in data.items():
+        items[f"decode {name}"] = (lambda blob=blob: avfc.decode(blob), FRAMES)
+    items["detect B=1"] = (lambda: model.detect(one), 1)
+    items["detect B=16 (per frame)"] = (lambda: model.detect(batch), 16)
+    items["key frame AV1 decode"] = (lambda: decode_intra(key.data, "av1", SIZE, SIZE), 1)
+    items["prepare_reference"] = (lambda: model.prepare_reference(refs[0]), 1)
+    items["make_reference"] = (lambda: make_reference(model, frames[0], 0, precision, cpu), 1)
+    for r in (1, 2, 4):
+        items[f"render {r} ref B=1"] = (lambda use=refs[-r:]: model.render(use, kp[target:target + 1], target), 1)
+        items[f"render {r} ref B=8 (per frame)"] = (
+            lambda use=refs[-r:]: model.render(use, kp[target:target + 8], target), 8)
+    items["parse + entropy decode (100 frames)"] = (parse_and_entropy, 1)
+    times = interleaved_ms({name: fn for name, (fn, _) in items.items()}, runs, warmup)
+    for name, (_, per) in items.items():
+        out[name] = quartiles(times[name], per)
+    out["rss_end_mib"] = peak_rss_mib()
+    out["load_end"] = os.getloadavg()
+    return out
+
+
+# ---------------------------------------------------------------------------------- parent process
+def make_streams(clip: Path, stream_dir: Path) -> str:
+    """Code the test streams into ``stream_dir``; returns where the frames came from."""
+    import avfc
+    from avfc.media import Media, read_media
+    from avfc.media.synthetic import speech_like, talking_face
+
+    if clip.is_file():
+        src: Any = read_media(clip, fps=FPS, max_frames=FRAMES)
+        what = f"`{clip.name}` (first {FRAMES} frames, face crop to {SIZE}x{SIZE}, its speech)"
+    else:
+        src = Media.from_arrays(talking_face(FRAMES, SIZE, SIZE), FPS, speech_like(FRAMES / FPS), 16000)
+        what = f"a synthetic talking face ({clip} is absent)"
+    if src.num_frames < FRAMES:
+        raise SystemExit(f"{clip} has only {src.num_frames} frames; {FRAMES} are needed")
+    for i, overrides in enumerate(STREAMS.values()):
+        res = avfc.encode(src, max_frames=FRAMES, size=SIZE, **overrides)
+        (stream_dir / f"{i}.avfc").write_bytes(res.data)
+        what += f"; `{list(STREAMS)[i]}`: {len(res.data)} bytes, {res.kbps:.2f} kbit/s"
+    return what
+
+
+def wait_for_load(max_load: float, wait_s: float) -> tuple[float, bool]:
+    """Wait until the 1-minute load average is below ``max_load``; returns (load, reached)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        load = os.getloadavg()[0]
+        if load < max_load or time.monotonic() >= deadline:
+            return load, load < max_load
+        print(f"load average {load:.2f} >= {max_load}: waiting", file=sys.stderr, flush=True)
+        time.sleep(15)
+
+
+def report(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    """The markdown report."""
+    cols = [f"{r['threads']} thread{'s' if r['threads'] > 1 else ''}" for r in results]
+
+    def row(label: str, values: list[str]) -> str:
+        return f"| {label} | " + " | ".join(values) + " |"
+
+    md = [
+        "## Decode speed on the CPU (256x256, `mrdac-cpu-v1`)",
+        "",
+        f"- Machine: {meta['cpu']}, {meta['cores']} cores visible, shared with other users; Python "
+        f"{platform.python_version()}, torch {meta['torch']}.",
+        f"- Load average (1, 5, 15 min) before: {meta['load_before']}; after: {meta['load_after']}"
+        + (f"; waited for the 1-minute load to drop below {meta['max_load']}: "
+           f"{'reached' if meta['load_reached'] else 'NOT reached'} ({meta['load_at_start']:.2f})"
+           if meta["max_load"] is not None else "") + ".",
+        f"- Streams: {meta['source']}.",
+        f"- Each figure is the median of {meta['runs']} timed calls (in brackets: the 25th and 75th "
+        f"percentiles) after {meta['warmup']} untimed ones. The calls are interleaved: every round times each "
+        "item once, so a slow spell of the machine touches every item alike. Each thread count runs in a "
+        "fresh process.",
+        "",
+        "### Whole `avfc.decode` (100 frames, every stage)",
+        "",
+        "| stream | " + " | ".join(f"{c}: fps" for c in cols) + " | " + " | ".join(f"{c}: ms/frame" for c in cols)
+        + " |",
+        "| --- |" + " --- |" * (2 * len(cols)),
+    ]
+
+    def fps(q: list[float]) -> str:  # ms quartiles -> fps median [p25 fps .. p75 fps]
+        return f"{1000 / q[1]:.1f} [{1000 / q[2]:.1f}-{1000 / q[0]:.1f}]"
+
+    def ms(q: list[float]) -> str:
+        return f"{q[1]:.2f} [{q[0]:.2f}-{q[2]:.2f}]"
+
+    for name in STREAMS:
+        key = f"decode {name}"
+        md.append(row(name, [fps(r[key]) for r in results] + [ms(r[key]) for r in results]))
+    md += ["", "The decoder renders one frame per `render` call; the `B=8` rows below show why (a batch "
+           "of 8 frames costs more per frame on this CPU)."]
+    md += ["", "### Pieces (ms per call; per frame where it says so)", "",
+           "| stage | " + " | ".join(cols) + " | " + " | ".join(f"fps at {c}" for c in cols) + " |",
+           "| --- |" + " --- |" * (2 * len(cols))]
+    pieces = ["detect B=1", "detect B=16 (per frame)", "key frame AV1 decode", "prepare_reference",
+              "make_reference", *[f"render {r} ref B={b}" + (" (per frame)" if b == 8 else "")
+                                  for r in (1, 2, 4) for b in (1, 8)],
+              "parse + entropy decode (100 frames)"]
+    for p in pieces:
+        per_frame = p.startswith(("render", "detect"))
+        md.append(row(p, [ms(r[p]) for r in results] + [f"{1000 / r[p][1]:.1f}" if per_frame else "-"
+                                                        for r in results]))
+    md += ["", "### Peak resident memory (MiB, `ru_maxrss` of the measuring process)", "",
+           "| when | " + " | ".join(cols) + " |", "| --- |" + " --- |" * len(cols)]
+    for key, label in (("rss_model_mib", "after importing avfc and loading the model"),
+                       ("rss_decode_mib", "after one whole decode of each stream"),
+                       ("rss_end_mib", "at the end, after all the timed calls")):
+        md.append(row(label, [f"{r[key]:.0f}" for r in results]))
+    md += ["", "Load average inside each process (start -> end, 1 min; it counts the measuring process's own "
+           "threads): " + "; ".join(f"{c}: {r['load_start'][0]:.2f} -> {r['load_end'][0]:.2f}"
+                                    for c, r in zip(cols, results)) + ".",
+           "CPU used by *other* processes while each one ran (all CPU time from /proc/stat minus the measuring "
+           "process's own, over its wall time, in cores): "
+           + "; ".join(f"{c}: " + (f"{r['others_cores']:.2f} of {meta['cores']} cores over {r['wall_s']:.0f} s"
+                                   if r["others_cores"] is not None else "unknown")
+                       for c, r in zip(cols, results)) + "."]
+    return "\n".join(md) + "\n"
+
+
+def main() -> int:
+    """Run the speed measurement (see the module docstring)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, help="also write the markdown report here")
+    parser.add_argument("--clip", type=Path, default=DEFAULT_CLIP)
+    parser.add_argument("--threads", default="2,1", help="torch thread counts, comma separated")
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--max-load", type=float, default=None, help="wait for the 1-min load to drop below")
+    parser.add_argument("--wait", type=float, default=900, help="seconds to wait for --max-load at most")
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)  # internal: measure streams in DIR
+    args = parser.parse_args()
+    threads = [int(t) for t in args.threads.split(",")]
+    if args.runs < 1 or args.warmup < 1 or min(threads) < 1:
+        parser.error("--runs, --warmup and --threads must be >= 1")
+    if args.child is not None:
+        print(json.dumps(measure(args.child, threads[0], args.runs, args.warmup)))
+        return 0
+
+    import torch
+
+    meta: dict[str, Any] = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
+                            "runs": args.runs, "warmup": args.warmup, "max_load": args.max_load}
+    with tempfile.TemporaryDirectory() as tmp:
+        meta["source"] = make_streams(args.clip, Path(tmp))
+        if args.max_load is not None:
+            meta["load_at_start"], meta["load_reached"] = wait_for_load(args.max_load, args.wait)
+        meta["load_before"] = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        results = []
+        for n in threads:
+            print(f"measuring with {n} thread(s)", file=sys.stderr, flush=True)
+            busy0, own0, t0 = cpu_busy_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
+            proc = subprocess.run([sys.executable, __file__, "--child", tmp, "--threads", str(n),
+                                   "--runs", str(args.runs), "--warmup", str(args.warmup)],
+                                  capture_output=True, text=True, check=False)
+            busy1, own1, wall = cpu_busy_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic() - t0
+            if proc.returncode:
+                print(proc.stderr, file=sys.stderr)
+                return proc.returncode
+            results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            own = (own1.ru_utime + own1.ru_stime) - (own0.ru_utime + own0.ru_stime)
+            results[-1]["others_cores"] = (busy1 - busy0 - own) / wall if busy0 is not None and busy1 else None
+            results[-1]["wall_s"] = wall
+        meta["load_after"] = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    md = report(results, meta)
+    print(md)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

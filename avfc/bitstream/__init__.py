@@ -1,4 +1,4 @@
-"""The .avfc bitstream v1 container: units, payload models, writer and incremental reader.
+"""The .avfc bitstream v1.1 container: units, payload models, writer and incremental reader.
 
 No torch here: this layer only frames, checks and (de)serialises bytes. The format
 is specified field by field in docs/bitstream.md (container section).
@@ -16,11 +16,15 @@ from avfc.bitstream.payloads import (
     SIDE_INFO_FLAG_NETWORK_PRESENT,
     Audio,
     AudioCodecId,
+    AudioCoder,
+    AudioCtx,
     EndOfStream,
     KeyCodec,
     KeyFrame,
     Motion,
     MotionCoder,
+    MotionPred,
+    MotionSource,
     Payload,
     ReferenceMode,
     SequenceHeader,
@@ -32,12 +36,15 @@ from avfc.bitstream.units import (
     FORMAT_VERSION,
     MAGIC,
     MAX_UNIT_PAYLOAD,
+    VERSION_1_0,
+    VERSION_1_1,
     Damage,
     DamageReason,
     Event,
     Unit,
     UnitType,
     encode_unit,
+    unit_types_of,
 )
 
 __all__ = [
@@ -52,8 +59,12 @@ __all__ = [
     "SIDE_INFO_FLAG_KP_PREDICTION",
     "SIDE_INFO_FLAG_LOW_CONFIDENCE",
     "SIDE_INFO_FLAG_NETWORK_PRESENT",
+    "VERSION_1_0",
+    "VERSION_1_1",
     "Audio",
     "AudioCodecId",
+    "AudioCoder",
+    "AudioCtx",
     "Damage",
     "DamageReason",
     "EndOfStream",
@@ -62,6 +73,8 @@ __all__ = [
     "KeyFrame",
     "Motion",
     "MotionCoder",
+    "MotionPred",
+    "MotionSource",
     "ParsedStream",
     "Payload",
     "ReferenceMode",
@@ -75,4 +88,5 @@ __all__ = [
     "encode_unit",
     "parse_stream",
     "read_file",
+    "unit_types_of",
 ]

@@ -4,6 +4,9 @@
 intact unit (:class:`Unit`, CRC checked) and every stretch of bytes that did not
 form one (:class:`Damage`). The events do not depend on how the input is chunked.
 
+The unit types are those of the stream's version (:func:`unit_types_of`): in a 1.0
+stream, types 0x06 and 0x07 are unknown (plain ints) exactly as for a 1.0 reader.
+
 Resynchronisation after a bad unit at offset ``o`` (CRC mismatch or impossible
 length): every later offset ``p`` whose byte is a known unit type and is followed
 by a valid length varint is a *candidate* ending at ``e``. Candidates are checked
@@ -33,12 +36,14 @@ from avfc.bitstream.units import (
     MAX_UNIT_PAYLOAD,
     MIN_UNIT_SIZE,
     PREAMBLE_SIZE,
+    UNIT_TYPES_1_0,
     Damage,
     DamageReason,
     Event,
     Unit,
     as_unit_type,
     read_length,
+    unit_types_of,
 )
 from avfc.errors import AvfcError, ConfigError, FormatError, TruncatedError, UnsupportedVersionError
 
@@ -51,7 +56,11 @@ RESYNC_WORK_BASE = 64 * 1024
 MAX_PENDING_CANDIDATES = 65536
 # drop consumed bytes from the buffer once this many can go
 _COMPACT_BYTES = 64 * 1024
-_KNOWN_TYPE_RE = re.compile(b"[" + b"".join(re.escape(bytes((t,))) for t in sorted(KNOWN_UNIT_TYPES)) + b"]")
+# per type set: a regex matching any byte of the set (the resync's fast skip)
+_TYPE_RE = {
+    types: re.compile(b"[" + b"".join(re.escape(bytes((t,))) for t in sorted(types)) + b"]")
+    for types in (UNIT_TYPES_1_0, KNOWN_UNIT_TYPES)
+}
 
 
 @dataclass
@@ -89,6 +98,7 @@ class StreamParser:
         self._base = 0  # absolute offset of _buf[0]
         self._pos = 0  # absolute offset where the next unit starts
         self._version: Optional[tuple[int, int]] = None
+        self._types = KNOWN_UNIT_TYPES  # the stream's unit types, set from its preamble
         self._resync: Optional[_Resync] = None
         self._closed = False
         self._error: Optional[AvfcError] = None
@@ -159,6 +169,7 @@ class StreamParser:
                 f"stream is .avfc version {major}.{minor}; this decoder reads version {SUPPORTED_MAJOR}.x"
             )
         self._version = (major, minor)
+        self._types = unit_types_of(self._version)
         self._pos = PREAMBLE_SIZE
         return True
 
@@ -196,7 +207,7 @@ class StreamParser:
     def _unit(self, start: int, n: int, end: int) -> Unit:
         """The unit at ``[start, end)`` whose length varint has ``n`` bytes."""
         buf, i, k = self._buf, start - self._base, end - self._base - CRC_SIZE
-        return Unit(as_unit_type(buf[i]), bytes(buf[i + 1 + n : k]), start)
+        return Unit(as_unit_type(buf[i], self._types), bytes(buf[i + 1 + n : k]), start)
 
     # -- resynchronisation ----------------------------------------------------------
 
@@ -204,7 +215,7 @@ class StreamParser:
         """Advance the scan; True when it finished (parsing goes on), False when waiting."""
         r = self._resync
         assert r is not None
-        buf, base, pending = self._buf, self._base, r.pending
+        buf, base, pending, types = self._buf, self._base, r.pending, self._types
         end_of_data = base + len(buf)
         last = end_of_data - MIN_UNIT_SIZE  # last candidate start processable now
         s = r.scan
@@ -213,7 +224,7 @@ class StreamParser:
             if pending and pending[0][0] <= s + MIN_UNIT_SIZE and self._check_pending(events, s + MIN_UNIT_SIZE):
                 return True
             i = s - base
-            if buf[i] in KNOWN_UNIT_TYPES:
+            if buf[i] in types:
                 length = buf[i + 1]
                 if length < 0x80 and length <= self._max_payload:  # the common one-byte length
                     n = 1
@@ -226,9 +237,9 @@ class StreamParser:
                         del pending[MAX_PENDING_CANDIDATES // 2 :]
                     heapq.heappush(pending, (s + 1 + n + length + CRC_SIZE, s, n))
             s += 1
-            if s <= last and buf[i + 1] not in KNOWN_UNIT_TYPES:
+            if s <= last and buf[i + 1] not in types:
                 # skip to the next known type byte, or to the next candidate's due step
-                match = _KNOWN_TYPE_RE.search(buf, i + 1, last - base + 1)
+                match = _TYPE_RE[types].search(buf, i + 1, last - base + 1)
                 nxt = last + 1 if match is None else match.start() + base
                 if pending and pending[0][0] - MIN_UNIT_SIZE < nxt:
                     nxt = max(s, pending[0][0] - MIN_UNIT_SIZE)

@@ -1,4 +1,4 @@
-"""Payload models of the v1 units: frozen pydantic models with exact byte layouts.
+"""Payload models of the v1.1 units: frozen pydantic models with exact byte layouts.
 
 Every model validates its ranges on construction and raises :class:`FormatError`
 (or :class:`LimitError` when a value exceeds an upper bound) naming the field.
@@ -7,6 +7,8 @@ the known fields (later minor versions append fields). KeyFrame, Motion and Audi
 end with their opaque ``data``, so everything after their fixed fields is data.
 Reserved flag bits must be 0 on construction and are ignored (masked off) when
 read, so a later minor version may define them as hints an older reader can skip.
+Version 1.1 appends the AVCC extension to the SequenceHeader and adds AudioCtx and
+MotionPred (docs/bitstream.md, part A).
 """
 
 from __future__ import annotations
@@ -14,13 +16,13 @@ from __future__ import annotations
 from abc import abstractmethod
 from enum import IntEnum
 from fractions import Fraction
-from typing import Annotated, Any, ClassVar, Optional, Union
+from typing import Annotated, Any, ClassVar, Optional, Self, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr
 from pydantic import ValidationError, model_validator
 
-from avfc.bitstream._fields import pack_fields, read_bytes, translate, unpack_fields
-from avfc.bitstream.units import MAX_UNIT_PAYLOAD, Unit, UnitType
+from avfc.bitstream._fields import Layout, pack_fields, read_bytes, translate, unpack_fields
+from avfc.bitstream.units import MAX_UNIT_PAYLOAD, VERSION_1_0, VERSION_1_1, Unit, UnitType
 from avfc.errors import FormatError, LimitError
 
 #: bound on frame counts and frame indices (about 4.6 days at 25 fps).
@@ -78,6 +80,21 @@ class ReferenceMode(IntEnum):
     BIDIRECTIONAL = 1
 
 
+class AudioCoder(IntEnum):
+    """How audio is carried (1.1): RAW in AUDIO units as in 1.0, or CONTEXT coded in AUDIO_CTX units."""
+
+    RAW = 0
+    CONTEXT = 1
+
+
+class MotionSource(IntEnum):
+    """Where motion comes from (1.1): MOTION units, MOTION_PRED units, or derived from the audio."""
+
+    TRANSMITTED = 0
+    PREDICTED = 1
+    FROM_SPEECH = 2
+
+
 def _as_bytes(value: Any) -> bytes:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
@@ -100,6 +117,8 @@ KpCount = Annotated[StrictInt, Field(ge=1, le=MAX_KP_COUNT)]
 KpDim = Annotated[StrictInt, Field(ge=1, le=MAX_KP_DIM)]
 KpPrecision = Annotated[StrictInt, Field(ge=0, le=MAX_KP_PRECISION)]
 Bytes = Annotated[bytes, BeforeValidator(_as_bytes)]
+ModelName = Annotated[StrictStr, Field(min_length=1, max_length=MAX_MODEL_NAME, pattern=r"^[A-Za-z0-9._-]+$")]
+Sha256Hex = Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
 class Payload(BaseModel):
@@ -163,17 +182,23 @@ _HEADER_LAYOUT = (
     ("max_refs", "B"),
     ("flags", "H"),
 )
+# the 1.1 extension after the name and digest of the AVCC bundle
+_HEADER_EXT_LAYOUT = (("audio_coder", "B"), ("motion_source", "B"), ("avcc_flags", "H"))
+#: the only audio token layout the AUDIO_CTX context model knows: Codec2 700C.
+_CONTEXT_AUDIO = (AudioCodecId.CODEC2, 700)
 
 
 class SequenceHeader(Payload):
-    """Everything a decoder needs before the first frame (the SEQUENCE_HEADER unit)."""
+    """Everything a decoder needs before the first frame (the SEQUENCE_HEADER unit).
+
+    The 1.1 fields (``avcc_name`` .. ``avcc_flags``) form the AVCC extension, written after
+    the 1.0 fields when ``avcc_name`` is set; without it the payload is the 1.0 payload.
+    """
 
     UNIT_TYPE: ClassVar[UnitType] = UnitType.SEQUENCE_HEADER
 
-    model_name: Annotated[
-        StrictStr, Field(min_length=1, max_length=MAX_MODEL_NAME, pattern=r"^[A-Za-z0-9._-]+$")
-    ]
-    weights_sha256: Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{64}$")]
+    model_name: ModelName
+    weights_sha256: Sha256Hex
     width: PictureSize
     height: PictureSize
     fps_num: Positive16
@@ -197,6 +222,12 @@ class SequenceHeader(Payload):
     reference_mode: ReferenceMode = ReferenceMode.LOW_DELAY
     max_refs: Annotated[StrictInt, Field(ge=1, le=MAX_REFS)] = 1
     flags: Uint16 = 0  # reserved: no bit is defined in version 1.0
+    # -- version 1.1: the AVCC extension
+    avcc_name: Optional[ModelName] = None
+    avcc_sha256: Optional[Sha256Hex] = None
+    audio_coder: AudioCoder = AudioCoder.RAW
+    motion_source: MotionSource = MotionSource.TRANSMITTED
+    avcc_flags: Uint16 = 0  # reserved: no bit is defined in version 1.1
 
     @model_validator(mode="after")
     def _check(self) -> "SequenceHeader":
@@ -211,6 +242,7 @@ class SequenceHeader(Payload):
                 f"does not lie inside the {self.source_width}x{self.source_height} source"
             )
         self._check_audio()
+        self._check_avcc()
         return self
 
     def _check_audio(self) -> None:
@@ -231,31 +263,83 @@ class SequenceHeader(Payload):
         if self.audio_frame_samples == 0:
             raise FormatError(f"SequenceHeader.audio_frame_samples: must be >= 1 when audio_codec is {name}")
 
+    def _check_avcc(self) -> None:
+        if (self.avcc_name is None) != (self.avcc_sha256 is None):
+            missing = "avcc_sha256" if self.avcc_sha256 is None else "avcc_name"
+            raise FormatError(f"SequenceHeader.{missing}: avcc_name and avcc_sha256 are set together or not at all")
+        if self.avcc_flags:
+            raise FormatError(f"SequenceHeader.avcc_flags: reserved bits set in {self.avcc_flags:#06x} (none defined)")
+        if self.avcc_name is None:
+            for field, default in (("audio_coder", AudioCoder.RAW), ("motion_source", MotionSource.TRANSMITTED)):
+                if getattr(self, field) != default:
+                    raise FormatError(
+                        f"SequenceHeader.{field}: {getattr(self, field).name} needs the AVCC bundle "
+                        "(avcc_name and avcc_sha256)"
+                    )
+            return
+        if self.audio_coder is AudioCoder.CONTEXT and (self.audio_codec, self.audio_param) != _CONTEXT_AUDIO:
+            raise FormatError(
+                f"SequenceHeader.audio_coder: CONTEXT needs audio_codec CODEC2 with audio_param 700, "
+                f"not {self.audio_codec.name} {self.audio_param}"
+            )
+        if self.motion_source is MotionSource.FROM_SPEECH and self.audio_codec is AudioCodecId.NONE:
+            raise FormatError("SequenceHeader.motion_source: FROM_SPEECH needs audio (audio_codec is NONE)")
+
     @property
     def fps(self) -> Fraction:
         """Frame rate as an exact fraction."""
         return Fraction(self.fps_num, self.fps_den)
 
+    @property
+    def min_version(self) -> tuple[int, int]:
+        """The oldest format version that holds this header: (1, 1) with the AVCC extension, else (1, 0)."""
+        return VERSION_1_0 if self.avcc_name is None else VERSION_1_1
+
     def to_bytes(self) -> bytes:
-        """Serialise: name length, name, raw SHA-256, then the fixed fields."""
-        name = self.model_name.encode("ascii")
-        values = {field: int(getattr(self, field)) for field, _ in _HEADER_LAYOUT}
-        return bytes((len(name),)) + name + bytes.fromhex(self.weights_sha256) + pack_fields(values, _HEADER_LAYOUT)
+        """Serialise: name length, name, raw SHA-256, the fixed fields, then the AVCC extension if set."""
+        out = _name_and_digest(self.model_name, self.weights_sha256) + self._pack(_HEADER_LAYOUT)
+        if self.avcc_name is not None:
+            assert self.avcc_sha256 is not None  # validated: set together
+            out += _name_and_digest(self.avcc_name, self.avcc_sha256) + self._pack(_HEADER_EXT_LAYOUT)
+        return out
+
+    def _pack(self, layout: Layout) -> bytes:
+        return pack_fields({field: int(getattr(self, field)) for field, _ in layout}, layout)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "SequenceHeader":
-        """Parse a SEQUENCE_HEADER payload (trailing bytes ignored, reserved flags ignored)."""
+        """Parse a SEQUENCE_HEADER payload: 1.0 fields, then the AVCC extension if bytes follow.
+
+        Bytes after the extension are ignored (later minor versions), reserved flags are ignored.
+        """
         data = _check_bytes(data)
-        length, offset = read_bytes("SequenceHeader", "model_name_length", data, 0, 1)
-        raw_name, offset = read_bytes("SequenceHeader", "model_name", data, offset, length[0])
-        digest, offset = read_bytes("SequenceHeader", "weights_sha256", data, offset, 32)
-        values, _ = unpack_fields("SequenceHeader", data, offset, _HEADER_LAYOUT)
-        try:
-            name = raw_name.decode("ascii")
-        except UnicodeDecodeError:
-            raise FormatError("SequenceHeader.model_name: not ASCII") from None
-        values["flags"] = 0  # no bit defined in 1.0: ignored
-        return cls(model_name=name, weights_sha256=digest.hex(), **values)
+        name, digest, offset = _read_name_and_digest(data, 0, "model_name", "weights_sha256")
+        values: dict[str, Any] = {"model_name": name, "weights_sha256": digest}
+        fixed, offset = unpack_fields("SequenceHeader", data, offset, _HEADER_LAYOUT)
+        values.update(fixed, flags=0)  # no bit defined in 1.0: ignored
+        if offset < len(data):
+            name, digest, offset = _read_name_and_digest(data, offset, "avcc_name", "avcc_sha256")
+            ext, _ = unpack_fields("SequenceHeader", data, offset, _HEADER_EXT_LAYOUT)
+            values.update(ext, avcc_name=name, avcc_sha256=digest, avcc_flags=0)  # no bit defined in 1.1
+        return cls(**values)
+
+
+def _name_and_digest(name: str, sha256: str) -> bytes:
+    """``name_length:u8``, the ASCII name, then the 32 raw bytes of the hex digest."""
+    raw = name.encode("ascii")
+    return bytes((len(raw),)) + raw + bytes.fromhex(sha256)
+
+
+def _read_name_and_digest(data: bytes, offset: int, name_field: str, digest_field: str) -> tuple[str, str, int]:
+    """Read a length-prefixed ASCII name and a 32-byte digest (as hex); FormatError naming the field."""
+    length, offset = read_bytes("SequenceHeader", f"{name_field}_length", data, offset, 1)
+    raw_name, offset = read_bytes("SequenceHeader", name_field, data, offset, length[0])
+    digest, offset = read_bytes("SequenceHeader", digest_field, data, offset, 32)
+    try:
+        name = raw_name.decode("ascii")
+    except UnicodeDecodeError:
+        raise FormatError(f"SequenceHeader.{name_field}: not ASCII") from None
+    return name, digest.hex(), offset
 
 
 _KEY_LAYOUT = (("frame_index", "I"), ("quality", "B"))
@@ -287,13 +371,8 @@ _MOTION_LAYOUT = (("first_frame", "I"), ("num_frames", "H"), ("flags", "B"))
 _MOTION_FIXED = 7
 
 
-class Motion(Payload):
-    """Entropy-coded keypoints of ``num_frames`` frames from ``first_frame`` (MOTION unit).
-
-    ``flags``: MOTION_FLAG_INTRA (the packet does not depend on earlier packets).
-    """
-
-    UNIT_TYPE: ClassVar[UnitType] = UnitType.MOTION
+class _MotionPacket(Payload):
+    """Fields, checks and layout shared by Motion and MotionPred (same bytes, different units)."""
 
     first_frame: FrameIndex
     num_frames: Annotated[StrictInt, Field(ge=1, le=MAX_MOTION_FRAMES)]
@@ -306,11 +385,12 @@ class Motion(Payload):
         return bool(self.flags & MOTION_FLAG_INTRA)
 
     @model_validator(mode="after")
-    def _check(self) -> "Motion":
-        _check_flags("Motion", self.flags, MOTION_FLAG_INTRA)
+    def _check(self) -> "_MotionPacket":
+        model = type(self).__name__
+        _check_flags(model, self.flags, MOTION_FLAG_INTRA)
         if self.first_frame + self.num_frames > MAX_FRAME_COUNT:
             raise LimitError(
-                f"Motion.num_frames: frames {self.first_frame}..{self.first_frame + self.num_frames - 1} "
+                f"{model}.num_frames: frames {self.first_frame}..{self.first_frame + self.num_frames - 1} "
                 f"exceed MAX_FRAME_COUNT ({MAX_FRAME_COUNT})"
             )
         return self
@@ -321,16 +401,40 @@ class Motion(Payload):
         return pack_fields(values, _MOTION_LAYOUT) + self.data
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "Motion":
-        """Parse a MOTION payload; reserved flag bits are ignored."""
+    def from_bytes(cls, data: bytes) -> Self:
+        """Parse the payload; reserved flag bits are ignored, everything after the fixed fields is data."""
         data = _check_bytes(data)
-        values, offset = unpack_fields("Motion", data, 0, _MOTION_LAYOUT)
+        values, offset = unpack_fields(cls.__name__, data, 0, _MOTION_LAYOUT)
         values["flags"] &= MOTION_FLAG_INTRA
         return cls(data=data[offset:], **values)
 
 
+class Motion(_MotionPacket):
+    """Entropy-coded keypoints of ``num_frames`` frames from ``first_frame`` (MOTION unit).
+
+    ``flags``: MOTION_FLAG_INTRA (the packet does not depend on earlier packets).
+    """
+
+    UNIT_TYPE: ClassVar[UnitType] = UnitType.MOTION
+
+
+class MotionPred(_MotionPacket):
+    """Speech-predicted keypoints of ``num_frames`` frames from ``first_frame`` (MOTION_PRED unit, 1.1).
+
+    Same layout and bounds as :class:`Motion`; ``data`` is coded against a predictor that sees the
+    decoded audio (part F). ``flags``: MOTION_FLAG_INTRA.
+    """
+
+    UNIT_TYPE: ClassVar[UnitType] = UnitType.MOTION_PRED
+
+
 _AUDIO_LAYOUT = (("first_frame", "I"), ("num_frames", "H"))
 _AUDIO_FIXED = 6
+
+
+def _check_audio_frames(model: str, first: int, count: int) -> None:
+    if first + count > U32 + 1:
+        raise LimitError(f"{model}.num_frames: frames {first}..{first + count - 1} run past the u32 frame index range")
 
 
 class Audio(Payload):
@@ -344,11 +448,7 @@ class Audio(Payload):
 
     @model_validator(mode="after")
     def _check(self) -> "Audio":
-        if self.first_frame + self.num_frames > U32 + 1:
-            raise LimitError(
-                f"Audio.num_frames: frames {self.first_frame}..{self.first_frame + self.num_frames - 1} "
-                "run past the u32 frame index range"
-            )
+        _check_audio_frames("Audio", self.first_frame, self.num_frames)
         return self
 
     def to_bytes(self) -> bytes:
@@ -360,6 +460,44 @@ class Audio(Payload):
         """Parse an AUDIO payload; everything after the fixed fields is ``data``."""
         data = _check_bytes(data)
         values, offset = unpack_fields("Audio", data, 0, _AUDIO_LAYOUT)
+        return cls(data=data[offset:], **values)
+
+
+_AUDIO_CTX_LAYOUT = (("first_frame", "I"), ("num_frames", "H"), ("flags", "B"))
+_AUDIO_CTX_FIXED = 7
+
+
+class AudioCtx(Payload):
+    """``num_frames`` context-coded audio tokens from audio frame ``first_frame`` (AUDIO_CTX unit, 1.1).
+
+    ``flags`` is reserved (no bit defined in 1.1). ``data`` is the context-model coded token
+    packet (part F).
+    """
+
+    UNIT_TYPE: ClassVar[UnitType] = UnitType.AUDIO_CTX
+
+    first_frame: Uint32
+    num_frames: Annotated[StrictInt, Field(ge=1, le=MAX_AUDIO_FRAMES)]
+    flags: Uint8 = 0
+    data: Bytes = _data_field(0, _AUDIO_CTX_FIXED)
+
+    @model_validator(mode="after")
+    def _check(self) -> "AudioCtx":
+        _check_flags("AudioCtx", self.flags, 0)
+        _check_audio_frames("AudioCtx", self.first_frame, self.num_frames)
+        return self
+
+    def to_bytes(self) -> bytes:
+        """Serialise: first_frame, num_frames, flags, data."""
+        values = {"first_frame": self.first_frame, "num_frames": self.num_frames, "flags": self.flags}
+        return pack_fields(values, _AUDIO_CTX_LAYOUT) + self.data
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "AudioCtx":
+        """Parse an AUDIO_CTX payload; reserved flag bits are ignored, everything after them is data."""
+        data = _check_bytes(data)
+        values, offset = unpack_fields("AudioCtx", data, 0, _AUDIO_CTX_LAYOUT)
+        values["flags"] = 0  # no bit defined in 1.1: ignored
         return cls(data=data[offset:], **values)
 
 
@@ -471,10 +609,11 @@ class EndOfStream(Payload):
 
 #: the payload model of every known unit type.
 PAYLOAD_TYPES: dict[UnitType, type[Payload]] = {
-    model.UNIT_TYPE: model for model in (SequenceHeader, KeyFrame, Motion, Audio, SideInfo, EndOfStream)
+    model.UNIT_TYPE: model
+    for model in (SequenceHeader, KeyFrame, Motion, Audio, SideInfo, AudioCtx, MotionPred, EndOfStream)
 }
 
-AnyPayload = Union[SequenceHeader, KeyFrame, Motion, Audio, SideInfo, EndOfStream]
+AnyPayload = Union[SequenceHeader, KeyFrame, Motion, Audio, SideInfo, AudioCtx, MotionPred, EndOfStream]
 
 
 def decode_payload(unit: Unit) -> Optional[AnyPayload]:

@@ -7,11 +7,19 @@ from dataclasses import dataclass
 from typing import BinaryIO, Union
 
 from avfc.bitstream.parser import StreamParser
-from avfc.bitstream.payloads import Payload, SequenceHeader
-from avfc.bitstream.units import FORMAT_VERSION, Damage, Event, Unit, UnitType, encode_preamble, encode_unit
+from avfc.bitstream.payloads import AudioCoder, MotionSource, Payload, SequenceHeader
+from avfc.bitstream.units import Damage, Event, Unit, UnitType, encode_preamble, encode_unit
 from avfc.errors import FormatError, MediaError
 
 _READ_CHUNK = 1 << 20
+
+# unit type -> (header field, the value it must have for the unit to belong in the stream)
+_UNIT_NEEDS = {
+    UnitType.AUDIO: ("audio_coder", AudioCoder.RAW),
+    UnitType.AUDIO_CTX: ("audio_coder", AudioCoder.CONTEXT),
+    UnitType.MOTION: ("motion_source", MotionSource.TRANSMITTED),
+    UnitType.MOTION_PRED: ("motion_source", MotionSource.PREDICTED),
+}
 
 
 class StreamWriter:
@@ -19,36 +27,53 @@ class StreamWriter:
 
     The header comes first (:meth:`write_header`), then any units; END_OF_STREAM
     ends the stream. Misuse (units before the header, a second header, units after
-    END_OF_STREAM) raises FormatError, as the result would not be a valid stream.
+    END_OF_STREAM, an audio or motion unit of a kind the header does not announce)
+    raises FormatError, as the result would not be a valid stream.
     """
 
     def __init__(self, fp: BinaryIO) -> None:
         """Wrap ``fp``, any object with a ``write(bytes)`` method."""
         self._fp = fp
-        self._header_written = False
+        self._header: SequenceHeader | None = None
         self._ended = False
         self.bytes_written = 0
 
     def write_header(self, header: SequenceHeader) -> int:
-        """Write the preamble (magic, version 1.0) and the SEQUENCE_HEADER unit; return bytes written."""
+        """Write the preamble and the SEQUENCE_HEADER unit; return bytes written.
+
+        The preamble's version is ``header.min_version``: 1.1 when the header has the AVCC
+        extension, else 1.0 (a stream that uses no 1.1 feature is a 1.0 stream, byte for byte).
+        """
         if not isinstance(header, SequenceHeader):
             raise FormatError(f"write_header expects a SequenceHeader, not {type(header).__name__}")
-        if self._header_written:
+        if self._header is not None:
             raise FormatError("a stream has exactly one sequence header, already written")
-        data = encode_preamble(FORMAT_VERSION) + encode_unit(UnitType.SEQUENCE_HEADER, header.to_bytes())
-        self._header_written = True
+        data = encode_preamble(header.min_version) + encode_unit(UnitType.SEQUENCE_HEADER, header.to_bytes())
+        self._header = header
         return self._emit(data)
 
     def write_unit(self, unit_type: UnitType, payload: bytes) -> int:
-        """Write one unit of a known type other than SEQUENCE_HEADER; return bytes written."""
+        """Write one unit of a known type other than SEQUENCE_HEADER; return bytes written.
+
+        AUDIO / AUDIO_CTX must match the header's ``audio_coder`` (RAW / CONTEXT) and MOTION /
+        MOTION_PRED its ``motion_source`` (TRANSMITTED / PREDICTED; FROM_SPEECH takes neither).
+        """
         if not isinstance(unit_type, UnitType):
             raise FormatError(f"write_unit expects a UnitType, not {unit_type!r}")
         if unit_type is UnitType.SEQUENCE_HEADER:
             raise FormatError("use write_header for the sequence header")
-        if not self._header_written:
+        if self._header is None:
             raise FormatError(f"{unit_type.name} written before the sequence header")
         if self._ended:
             raise FormatError(f"{unit_type.name} written after END_OF_STREAM")
+        if unit_type in _UNIT_NEEDS:
+            field, needed = _UNIT_NEEDS[unit_type]
+            actual = getattr(self._header, field)
+            if actual != needed:
+                raise FormatError(
+                    f"{unit_type.name} unit in a stream whose header has {field} {actual.name} "
+                    f"({unit_type.name} needs {needed.name})"
+                )
         data = encode_unit(unit_type, payload)
         self._ended = unit_type is UnitType.END_OF_STREAM
         return self._emit(data)

@@ -2,7 +2,8 @@
 
 A file is ``MAGIC`` + ``major:u8`` + ``minor:u8`` followed by units. A unit is
 ``type:u8 | length:LEB128 | payload | crc32:u32be`` where the CRC-32 (zlib) covers
-the type byte, the length bytes and the payload. See docs/bitstream.md (part A).
+the type byte, the length bytes and the payload. The unit types a stream may hold
+are those of its version (:func:`unit_types_of`). See docs/bitstream.md (part A).
 """
 
 from __future__ import annotations
@@ -15,8 +16,13 @@ from typing import Union
 from avfc.errors import FormatError, LimitError
 
 MAGIC = b"AVFC"
-#: (major, minor) written by this implementation; readers accept any minor of major 1.
-FORMAT_VERSION = (1, 0)
+#: version 1.0: what a stream that uses no 1.1 feature is written as.
+VERSION_1_0 = (1, 0)
+#: version 1.1: adds the AVCC header extension and the AUDIO_CTX / MOTION_PRED units.
+VERSION_1_1 = (1, 1)
+#: (major, minor): the newest version this implementation reads and writes; readers accept
+#: any minor of major 1, writers write the oldest version that holds the stream.
+FORMAT_VERSION = VERSION_1_1
 PREAMBLE_SIZE = len(MAGIC) + 2
 #: largest payload a unit may carry (16 MiB).
 MAX_UNIT_PAYLOAD = 16 * 1024 * 1024
@@ -28,17 +34,27 @@ MIN_UNIT_SIZE = 1 + 1 + CRC_SIZE
 
 
 class UnitType(IntEnum):
-    """The unit types of format version 1. Other type bytes are "unknown" and skipped."""
+    """The unit types of format version 1.1. Other type bytes are "unknown" and skipped."""
 
     SEQUENCE_HEADER = 0x01
     KEY_FRAME = 0x02
     MOTION = 0x03
     AUDIO = 0x04
     SIDE_INFO = 0x05
+    AUDIO_CTX = 0x06  # since 1.1
+    MOTION_PRED = 0x07  # since 1.1
     END_OF_STREAM = 0x0F
 
 
+#: every type byte this implementation knows (version 1.1).
 KNOWN_UNIT_TYPES = frozenset(int(t) for t in UnitType)
+#: the type bytes version 1.0 defines; in a 1.0 stream every other type is unknown.
+UNIT_TYPES_1_0 = KNOWN_UNIT_TYPES - {UnitType.AUDIO_CTX, UnitType.MOTION_PRED}
+
+
+def unit_types_of(version: tuple[int, int]) -> frozenset[int]:
+    """The type bytes a stream of ``version`` (major 1) defines: 1.0 types, or all known from 1.1 on."""
+    return UNIT_TYPES_1_0 if version[1] == 0 else KNOWN_UNIT_TYPES
 
 
 class DamageReason(str, Enum):
@@ -52,9 +68,9 @@ class DamageReason(str, Enum):
         return self.value
 
 
-def as_unit_type(value: int) -> Union[UnitType, int]:
-    """Return ``UnitType(value)`` for a known type byte, else the plain int."""
-    return UnitType(value) if value in KNOWN_UNIT_TYPES else value
+def as_unit_type(value: int, known: frozenset[int] = KNOWN_UNIT_TYPES) -> Union[UnitType, int]:
+    """Return ``UnitType(value)`` for a type byte in ``known``, else the plain int."""
+    return UnitType(value) if value in known else value
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +86,7 @@ class Unit:
 
     @property
     def known(self) -> bool:
-        """True when the unit's type is one this version of the format defines."""
+        """True when the unit's type is one the stream's version defines (see :func:`unit_types_of`)."""
         return isinstance(self.type, UnitType)
 
     @property
@@ -129,9 +145,12 @@ def read_length(buf: bytes | bytearray, start: int, end: int, max_payload: int) 
 
 
 def encode_preamble(version: tuple[int, int] = FORMAT_VERSION) -> bytes:
-    """The 6 bytes that open a file: magic, major, minor."""
-    major, minor = version
-    return MAGIC + bytes((major, minor))
+    """The 6 bytes that open a file: magic, major, minor (FormatError unless both are bytes)."""
+    try:
+        major, minor = version
+        return MAGIC + bytes((major, minor))
+    except (TypeError, ValueError):
+        raise FormatError(f"version {version!r} is not a (major, minor) pair of byte values") from None
 
 
 def encode_unit(unit_type: int, payload: bytes | bytearray | memoryview) -> bytes:

@@ -13,10 +13,14 @@ from avfc.bitstream import (
     SIDE_INFO_FLAG_BASE_PICTURE,
     Audio,
     AudioCodecId,
+    AudioCoder,
+    AudioCtx,
     EndOfStream,
     KeyCodec,
     KeyFrame,
     Motion,
+    MotionPred,
+    MotionSource,
     SequenceHeader,
     SideInfo,
     StreamWriter,
@@ -47,6 +51,13 @@ HEADER_FIELDS: dict[str, Any] = dict(
     motion_coder=1,
     reference_mode=0,
     max_refs=4,
+)
+#: the 1.1 AVCC extension: context-coded audio and speech-predicted motion.
+AVCC_FIELDS: dict[str, Any] = dict(
+    avcc_name="avcc-ctx_v1",
+    avcc_sha256="fedcba9876543210" * 4,
+    audio_coder=AudioCoder.CONTEXT,
+    motion_source=MotionSource.PREDICTED,
 )
 
 
@@ -84,6 +95,39 @@ def sample_payloads(seed: int = 0, count: int = 12) -> list:
             )
     out.append(EndOfStream(frame_count=frame, audio_frame_count=frame, audio_samples=frame * 320))
     return out
+
+
+@pytest.fixture
+def make_avcc_header() -> Callable[..., SequenceHeader]:
+    """Build a valid 1.1 SequenceHeader (AVCC extension: CONTEXT audio, PREDICTED motion)."""
+
+    def build(**overrides: Any) -> SequenceHeader:
+        return SequenceHeader(**{**HEADER_FIELDS, **AVCC_FIELDS, **overrides})
+
+    return build
+
+
+def sample_payloads_v1_1(seed: int = 0, count: int = 12) -> list:
+    """Like sample_payloads for a CONTEXT / PREDICTED stream: AudioCtx and MotionPred replace Audio and Motion."""
+    out: list = []
+    for payload in sample_payloads(seed, count):
+        if isinstance(payload, Motion):
+            payload = MotionPred(**payload.model_dump())
+        elif isinstance(payload, Audio):
+            payload = AudioCtx(**payload.model_dump())
+        out.append(payload)
+    return out
+
+
+@pytest.fixture
+def stream_bytes_v1_1(make_avcc_header: Callable[..., SequenceHeader]) -> bytes:
+    """A valid 1.1 stream: AVCC header, 12 mixed units (AUDIO_CTX, MOTION_PRED), END_OF_STREAM."""
+    fp = io.BytesIO()
+    writer = StreamWriter(fp)
+    writer.write_header(make_avcc_header())
+    for payload in sample_payloads_v1_1():
+        writer.write(payload)
+    return fp.getvalue()
 
 
 @pytest.fixture

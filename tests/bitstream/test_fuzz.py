@@ -8,23 +8,41 @@ import time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from avfc.bitstream import Damage, SequenceHeader, StreamParser, Unit, encode_unit, parse_stream
+from avfc.bitstream import (
+    PAYLOAD_TYPES,
+    VERSION_1_0,
+    VERSION_1_1,
+    Damage,
+    SequenceHeader,
+    StreamParser,
+    Unit,
+    decode_payload,
+    encode_unit,
+    parse_stream,
+)
 from avfc.bitstream.parser import MAX_PENDING_CANDIDATES
 from avfc.bitstream.units import encode_preamble
 from avfc.errors import AvfcError
 
-from .conftest import HEADER_FIELDS, sample_payloads
+from .conftest import AVCC_FIELDS, HEADER_FIELDS, sample_payloads, sample_payloads_v1_1
 
 _FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def _valid_stream() -> bytes:
-    units = [encode_unit(SequenceHeader.UNIT_TYPE, SequenceHeader(**HEADER_FIELDS).to_bytes())]
-    units += [encode_unit(p.UNIT_TYPE, p.to_bytes()) for p in sample_payloads(seed=7, count=8)]
-    return encode_preamble() + b"".join(units)
+def _valid_stream(version: tuple[int, int]) -> bytes:
+    if version == VERSION_1_0:
+        header, payloads = SequenceHeader(**HEADER_FIELDS), sample_payloads(seed=7, count=8)
+    else:
+        header, payloads = SequenceHeader(**HEADER_FIELDS, **AVCC_FIELDS), sample_payloads_v1_1(seed=7, count=8)
+    units = [encode_unit(SequenceHeader.UNIT_TYPE, header.to_bytes())]
+    units += [encode_unit(p.UNIT_TYPE, p.to_bytes()) for p in payloads]
+    return encode_preamble(version) + b"".join(units)
 
 
-VALID = _valid_stream()
+VALID = _valid_stream(VERSION_1_0)
+VALID_1_1 = _valid_stream(VERSION_1_1)
+# valid payloads of every type, the 1.1 header extension included, to mutate
+VALID_PAYLOADS = [(u.type, u.payload) for v in (VALID, VALID_1_1) for u in StreamParser().feed(v)]
 
 
 def _events(data: bytes, chunks: list[int] | None = None) -> list:
@@ -57,7 +75,7 @@ def _check_tiling(data: bytes, events: list) -> None:
 
 @st.composite
 def mutated_streams(draw: st.DrawFn) -> bytes:
-    data = bytearray(VALID)
+    data = bytearray(draw(st.sampled_from([VALID, VALID_1_1])))
     for _ in range(draw(st.integers(0, 6))):
         if len(data) <= 6:
             break
@@ -99,17 +117,51 @@ def test_mutated_streams_tile_and_ignore_chunking(data: bytes, chunks: list[int]
     assert parsed.units == [e for e in whole if isinstance(e, Unit)][1:]
 
 
-@given(st.binary(min_size=1, max_size=600), st.lists(st.integers(1, 50), min_size=1, max_size=5))
+@given(
+    st.binary(min_size=1, max_size=600),
+    st.lists(st.integers(1, 50), min_size=1, max_size=5),
+    st.sampled_from([VALID, VALID_1_1]),
+)
 @_FUZZ
-def test_garbage_after_preamble_tiles_and_ignores_chunking(garbage: bytes, chunks: list[int]) -> None:
-    data = encode_preamble() + garbage + VALID[6:]
+def test_garbage_after_preamble_tiles_and_ignores_chunking(garbage: bytes, chunks: list[int], valid: bytes) -> None:
+    data = valid[:6] + garbage + valid[6:]
     whole = _events(data)
     _check_tiling(data, whole)
     assert _events(data, chunks) == whole
     # every unit of the valid stream after the garbage is found again
-    tail = [e.payload for e in _events(VALID)]
+    tail = [e.payload for e in _events(valid)]
     found = [e.payload for e in whole if isinstance(e, Unit)]
     assert found[len(found) - len(tail) :] == tail
+
+
+@st.composite
+def mutated_payloads(draw: st.DrawFn) -> tuple[int, bytes]:
+    unit_type, payload = draw(st.sampled_from(VALID_PAYLOADS))
+    data = bytearray(payload)
+    for _ in range(draw(st.integers(1, 4))):
+        op = draw(st.sampled_from(["set", "insert", "truncate", "append"]))
+        pos = draw(st.integers(0, len(data)))
+        if op == "set" and pos < len(data):
+            data[pos] = draw(st.integers(0, 255))
+        elif op == "insert":
+            data[pos:pos] = draw(st.binary(min_size=1, max_size=8))
+        elif op == "truncate":
+            del data[pos:]
+        else:
+            data += draw(st.binary(min_size=1, max_size=40))
+    return unit_type, bytes(data)
+
+
+@given(mutated_payloads())
+@_FUZZ
+def test_mutated_payloads_raise_only_avfc_errors_and_reencode(case: tuple[int, bytes]) -> None:
+    unit_type, data = case
+    try:
+        payload = decode_payload(Unit(unit_type, data, 0))
+    except AvfcError:
+        return
+    assert payload is not None
+    assert PAYLOAD_TYPES[unit_type].from_bytes(payload.to_bytes()) == payload  # what was read is valid
 
 
 def test_two_megabytes_of_random_garbage_is_fast() -> None:

@@ -165,8 +165,8 @@ def test_bad_magic_is_reported_early_and_sticks() -> None:
     assert parser2.feed(b"AVF") == []  # a valid prefix waits
 
 
-def test_newer_minor_version_unknown_units_and_appended_fields(make_header) -> None:
-    header = make_header()
+def test_newer_minor_version_unknown_units_and_appended_fields(make_avcc_header) -> None:
+    header = make_avcc_header()  # fields a later minor appends follow the 1.1 extension
     body = encode_unit(UnitType.SEQUENCE_HEADER, header.to_bytes() + b"\x07new fields")
     body += encode_unit(0x42, b"unknown unit") + encode_unit(UnitType.END_OF_STREAM, bytes(12) + b"\x01")
     parsed = parse_stream(encode_preamble((1, 7)) + body)

@@ -113,8 +113,8 @@ def test_motion_round_trip_property(first: int, count: int, flags: int, data: by
     assert Motion.from_bytes(motion.to_bytes()) == motion
 
 
-def test_trailing_bytes_ignored_for_extensible_payloads(make_header) -> None:
-    header = make_header()
+def test_trailing_bytes_ignored_for_extensible_payloads(make_avcc_header) -> None:
+    header = make_avcc_header()  # bytes after the 1.0 fields are the 1.1 extension; after it, ignored
     assert SequenceHeader.from_bytes(header.to_bytes() + b"\x01\x02future") == header
     side = sample_payloads()[3]
     assert isinstance(side, SideInfo)

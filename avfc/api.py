@@ -115,11 +115,12 @@ def encode(src: MediaSource, dst: Optional[PathLike] = None, *,
     model = load_model(cfg.model, cfg.size)
     kps = []
     step = 25
-    for i in range(0, len(frames), step):
+    for i in range(0, len(frames) if cfg.motion_source != "speech" else 0, step):
         kps.append(analyse(model, frames[i:i + step], cfg.kp_precision))
         if progress:
             progress("analyse", min(i + step, len(frames)), len(frames))
-    keypoints = np.concatenate(kps) if kps else np.zeros((0, model.motion_channels), np.int32)
+    # motion from speech sends no keypoints: nothing to analyse
+    keypoints = np.concatenate(kps) if kps else np.zeros((len(frames), model.motion_channels), np.int32)
     duration = len(frames) / cfg.fps
     source_size = (int(media.frames.shape[2]), int(media.frames.shape[1]))
 
@@ -127,8 +128,14 @@ def encode(src: MediaSource, dst: Optional[PathLike] = None, *,
         c = cfg if qp_override is None else EncoderConfig.make(cfg, key_qp=qp_override)
         enc = Encoder(c, source_size=source_size, crop=box, frame_count=len(frames),
                       key_bytes=key_bytes, model=model)
-        enc.push_frames(frames, keypoints=keypoints)
-        if pcm is not None and enc.audio_codec is not None:
+        # one packet of frames, then its audio: the units come out in time order, as a live encoder's
+        step = cfg.packet_frames
+        for i in range(0, len(frames), step):
+            enc.push_frames(frames[i:i + step], keypoints=keypoints[i:i + step])
+            if pcm is not None and enc.audio_codec is not None:
+                end = len(pcm) if i + step >= len(frames) else (i + step) * 16000 // cfg.fps
+                enc.push_audio(pcm[i * 16000 // cfg.fps:end])
+        if len(frames) == 0 and pcm is not None and enc.audio_codec is not None:
             enc.push_audio(pcm)
         enc.close()
         return enc

@@ -56,6 +56,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
         opus_bitrate=args.opus_bitrate, key_codec=args.key_codec, key_qp=args.key_qp,
         key_interval=args.key_interval, max_frames=args.frames, crop=args.crop,
         packet_frames=args.packet_frames, kp_precision=args.kp_precision, size=args.size, fps=args.fps,
+        audio_coder=args.audio_coder, motion_source=args.motion_source, avcc=args.avcc,
     )
     progress, done = _progress_bar(not args.quiet and sys.stderr.isatty() or args.progress)
     try:
@@ -117,6 +118,8 @@ def _format_info(info: dict[str, Any]) -> str:
              f"  key frames   {info['key_codec']}",
              f"  audio        {info['audio']}",
              f"  motion       {h['kp_count']} keypoints x {h['kp_dim']}, precision 2^-{h['kp_precision']}",
+             *([f"  avcc         {info['avcc']['bundle']}: audio {info['avcc']['audio_coder']}, motion "
+                f"{info['avcc']['motion_source']}"] if info.get("avcc") else []),
              f"  total        {info['bytes']} bytes, {info['kbps']:.3f} kbps",
              "",
              f"  {'unit type':<16}{'units':>7}{'bytes':>10}{'kbps':>9}{'bits/frame':>12}"]
@@ -130,9 +133,17 @@ def _format_info(info: dict[str, Any]) -> str:
 def cmd_models(args: argparse.Namespace) -> int:
     from avfc.models.zoo import DEFAULT_MODEL, ZOO
 
+    from avfc.avcc.zoo import AVCC_ZOO, DEFAULT_AVCC
+
     for name, e in ZOO.items():
         mark = " (default)" if name == DEFAULT_MODEL else ""
         print(f"{name}{mark}\n  arch {e.arch}, sha256 {e.sha256}\n  {e.description}")
+    if AVCC_ZOO:
+        print("\nAVCC bundles (--audio-coder context, --motion-source predicted|speech):")
+    for name, a in AVCC_ZOO.items():
+        mark = " (default)" if name == DEFAULT_AVCC else ""
+        print(f"{name}{mark}\n  for {a.animation_model} at precision {a.kp_precision}, sha256 {a.sha256}\n"
+              f"  {a.description}")
     return 0
 
 
@@ -161,6 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--fps", type=int, help="coded frame rate (default 25)")
     e.add_argument("--packet-frames", type=int, metavar="N", help="frames per motion packet (default 25)")
     e.add_argument("--kp-precision", type=int, metavar="BITS", help="fractional bits of keypoints (default 6)")
+    e.add_argument("--audio-coder", choices=["raw", "context"],
+                   help="context: code Codec2 700C tokens with the AVCC context model (fewer bits, same audio)")
+    e.add_argument("--motion-source", choices=["transmitted", "predicted", "speech"],
+                   help="predicted: code keypoints as residuals of a speech-driven predictor; speech: send no "
+                        "motion, the decoder draws the lips from the speech (lowest rates)")
+    e.add_argument("--avcc", metavar="NAME", help="AVCC bundle for --audio-coder/--motion-source (see `avfc models`)")
     e.set_defaults(func=cmd_encode)
 
     d = sub.add_parser("decode", help="decode .avfc to .mp4 (or .wav)",

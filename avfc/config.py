@@ -58,6 +58,15 @@ class EncoderConfig(BaseModel):
     crop: Literal["face", "center", "none"] = "face"
     max_frames: Optional[int] = Field(None, ge=1, description="code at most this many frames")
     max_refs: int = Field(4, ge=1, le=16, description="reference buffer size in the decoder")
+    audio_coder: Literal["raw", "context"] = Field(
+        "raw", description="context: Codec2 700C tokens coded by the AVCC context model with rANS instead of "
+                           "28 raw bits per frame (same decoded tokens; needs audio codec2 700C)")
+    motion_source: Literal["transmitted", "predicted", "speech"] = Field(
+        "transmitted", description="predicted: keypoints coded as residuals of a predictor driven by the "
+                                   "decoded speech; speech: no per-frame motion is sent, the decoder draws "
+                                   "the lips from the speech (needs audio codec2 700C)")
+    avcc: Optional[str] = Field(None, description="AVCC bundle (default: the shipped one) for audio_coder / "
+                                                  "motion_source other than raw / transmitted")
     side_info: bool = Field(
         False, description="write a SIDE_INFO unit (reference structure, flags) after every key frame; "
                            "about 25 bytes each, informative only")
@@ -67,7 +76,17 @@ class EncoderConfig(BaseModel):
         if self.reference_mode == "bidirectional" and (self.key_policy != "fixed" or self.key_interval <= 0
                                                         or self.max_refs < 2):
             raise ValueError("bidirectional mode needs key_policy 'fixed', key_interval > 0 and max_refs >= 2")
+        if self.uses_avcc and (self.audio != "codec2" or self.codec2_mode != "700C"):
+            raise ValueError("audio_coder 'context' and motion_source 'predicted' / 'speech' need "
+                                 "audio 'codec2' in mode 700C")
+        if self.motion_source == "speech" and (self.key_policy != "fixed" or self.reference_mode != "low-delay"):
+            raise ValueError("motion_source 'speech' needs key_policy 'fixed' and reference_mode 'low-delay'")
         return self
+
+    @property
+    def uses_avcc(self) -> bool:
+        """True when the stream needs an AVCC bundle (format 1.1)."""
+        return self.audio_coder != "raw" or self.motion_source != "transmitted"
 
     @classmethod
     def make(cls, config: "EncoderConfig | dict | None" = None, **overrides: object) -> "EncoderConfig":

@@ -9,8 +9,10 @@ import torch
 
 from avfc import bitstream as bs
 from avfc.audio import AudioCodec, make_audio_codec, make_audio_codec_by_name
+from avfc.avcc.zoo import DEFAULT_AVCC, AvccBundle, get_avcc_entry, load_avcc
 from avfc.config import EncoderConfig
 from avfc.entropy import dequantize, quantize
+from avfc.errors import ConfigError, ModelMismatchError
 from avfc.models.base import AnimationModel, Reference
 
 KEY_CODEC_IDS = {"av1": bs.KeyCodec.AV1, "hevc": bs.KeyCodec.HEVC}
@@ -18,6 +20,57 @@ KEY_CODEC_NAMES = {int(v): k for k, v in KEY_CODEC_IDS.items()}
 
 #: motion_coder id of the v1 entropy scheme (docs/bitstream.md, "Motion packet coding")
 MOTION_CODER_LAPLACE_V1 = 1
+
+AUDIO_CODER_IDS = {"raw": bs.AudioCoder.RAW, "context": bs.AudioCoder.CONTEXT}
+MOTION_SOURCE_IDS = {"transmitted": bs.MotionSource.TRANSMITTED, "predicted": bs.MotionSource.PREDICTED,
+                     "speech": bs.MotionSource.FROM_SPEECH}
+
+
+def check_avcc(bundle: AvccBundle, model: AnimationModel, precision: int) -> None:
+    """Refuse a bundle whose motion parts do not fit the model's channels or the keypoint grid."""
+    entry = bundle.entry
+    if bundle.motion.num_channels != model.motion_channels or bundle.lips.num_channels != model.motion_channels:
+        raise ModelMismatchError(f"AVCC bundle {entry.name!r} predicts {bundle.motion.num_channels} motion "
+                                 f"channels, the model has {model.motion_channels}")
+    if precision != entry.kp_precision:
+        raise ModelMismatchError(f"AVCC bundle {entry.name!r} works on the keypoint grid of precision "
+                                 f"{entry.kp_precision}, the stream uses {precision}")
+
+
+def avcc_for_config(config: EncoderConfig, model: AnimationModel) -> Optional[AvccBundle]:
+    """The AVCC bundle an encoder configuration needs (None when it uses no AVCC mode)."""
+    if not config.uses_avcc:
+        return None
+    name = config.avcc or DEFAULT_AVCC
+    if name is None:
+        raise ConfigError("this installation ships no AVCC bundle")
+    get_avcc_entry(name)
+    bundle = load_avcc(name)
+    try:
+        check_avcc(bundle, model, config.kp_precision)
+    except ModelMismatchError as exc:
+        raise ConfigError(str(exc)) from None
+    return bundle
+
+
+def audio_rows(fields: np.ndarray, start: int, end: int) -> np.ndarray:
+    """Rows ``start..end-1`` of the per-frame 700C fields ``(N, 4)``; rows outside ``[0, N)`` are -1
+    (unknown), exactly as the AVCC predictors expect."""
+    out = np.full((max(end - start, 0), 4), -1, dtype=np.int64)
+    lo, hi = max(start, 0), min(end, len(fields))
+    if hi > lo:
+        out[lo - start:hi - start] = fields[lo:hi]
+    return out
+
+
+def last_two(prev: Optional[np.ndarray], q: np.ndarray) -> np.ndarray:
+    """``(2, C)``: the last coded motion frame after packet ``q``, then the one before it (the
+    last repeated when only one exists), as the AVCC motion predictor takes them.
+
+    ``prev`` is the same pair from before ``q`` (or None)."""
+    rows = q[::-1] if prev is None else np.vstack([q[::-1], prev])
+    rows = rows[:2]
+    return np.vstack([rows, rows]) if len(rows) == 1 else rows.copy()
 
 
 def audio_codec_for_config(config: EncoderConfig) -> Optional[AudioCodec]:

@@ -17,15 +17,19 @@ import torch
 
 from avfc import bitstream as bs
 from avfc.audio import AudioCodec
+from avfc.avcc.motion_pred import decode_predicted_motion
+from avfc.avcc.tokens import split_700c
+from avfc.avcc.zoo import AvccBundle, avcc_for_stream
 from avfc.codec.common import (
     KEY_CODEC_NAMES,
     MOTION_CODER_LAPLACE_V1,
     audio_codec_for_header,
+    check_avcc,
     make_reference,
     references_for,
     tensor_to_frames,
 )
-from avfc.entropy import decode_motion, dequantize
+from avfc.entropy import decode_motion, dequantize, quantize
 from avfc.errors import AvfcError, FormatError, LimitError, TruncatedError
 from avfc.media import decode_intra
 from avfc.models.base import AnimationModel, Reference
@@ -33,6 +37,12 @@ from avfc.models.zoo import model_for_stream
 
 #: largest gap (in seconds) of missing frames the decoder conceals before it calls a packet implausible
 MAX_GAP_SECONDS = 600
+
+#: motion-from-speech streams: most key frames held while waiting for the audio that draws the frames
+MAX_PENDING_KEYS = 64
+#: predicted-motion streams: most motion packets held while waiting for their audio
+MAX_WAITING_PACKETS = 64
+_WAIT, _LOST = "wait", "lost"
 
 
 @dataclass(frozen=True)
@@ -76,6 +86,11 @@ class Decoder:
         self.side_info: list[bs.SideInfo] = []
         self._bidirectional = False
         self._closed = False
+        self.avcc: Optional[AvccBundle] = None
+        self._motion_source = bs.MotionSource.TRANSMITTED
+        self._fields: dict[int, tuple[int, int, int, int]] = {}  # 700C fields of decoded audio frames
+        self._pending_keys: list[Reference] = []  # motion from speech: keys ahead of the rendering
+        self._waiting_motion: list[bs.MotionPred] = []  # predicted motion waiting for its audio
 
     # ------------------------------------------------------------------ input
     def push(self, data: bytes) -> None:
@@ -94,6 +109,9 @@ class Decoder:
         self._closed = True
         if self.header is None:
             raise TruncatedError("the stream ended before its sequence header")
+        self._decode_waiting(final=True)
+        if self._motion_source is bs.MotionSource.FROM_SPEECH and self.avcc is not None:
+            self._render_from_speech(final=True)
         total = self._expected_frames()
         if total is not None and self._next_render < total:
             self._conceal(self._next_render, total, "the stream ends before these frames' motion")
@@ -129,9 +147,9 @@ class Decoder:
         try:
             if isinstance(payload, bs.KeyFrame):
                 self._key_frame(payload)
-            elif isinstance(payload, bs.Motion):
+            elif isinstance(payload, (bs.Motion, bs.MotionPred)):
                 self._motion(payload, ev.offset)
-            elif isinstance(payload, bs.Audio):
+            elif isinstance(payload, (bs.Audio, bs.AudioCtx)):
                 self._audio(payload, ev.offset)
             elif isinstance(payload, bs.SideInfo):
                 self._side_info(payload, ev.offset)
@@ -158,6 +176,11 @@ class Decoder:
         self.model = self.model.to(self.device)
         self.audio_codec = audio_codec_for_header(header)
         self._bidirectional = int(header.reference_mode) == int(bs.ReferenceMode.BIDIRECTIONAL)
+        self._motion_source = bs.MotionSource(int(header.motion_source))
+        if header.avcc_name is not None:
+            assert header.avcc_sha256 is not None
+            self.avcc = avcc_for_stream(header.avcc_name, header.avcc_sha256)
+            check_avcc(self.avcc, self.model, int(header.kp_precision))
 
     # ------------------------------------------------------------------ video
     def _max_frame(self) -> int:
@@ -175,6 +198,16 @@ class Decoder:
         pic = decode_intra(kf.data, codec, self.header.width, self.header.height)
         self._keys[kf.frame_index] = pic
         ref = make_reference(self.model, pic, kf.frame_index, self.header.kp_precision, self.device)
+        if self._motion_source is bs.MotionSource.FROM_SPEECH and kf.frame_index > self._next_render:
+            # the frames before it are drawn when their audio arrives: hold it until then
+            if len(self._pending_keys) >= MAX_PENDING_KEYS:
+                raise LimitError(f"more than {MAX_PENDING_KEYS} key frames ahead of the audio")
+            self._pending_keys.append(ref)
+            return
+        self._add_reference(ref)
+
+    def _add_reference(self, ref: Reference) -> None:
+        assert self.header is not None
         self._refs.append(ref)
         self._refs = self._refs[-int(self.header.max_refs):]  # bounded buffer
 
@@ -186,13 +219,47 @@ class Decoder:
             self.issues.append(Issue("side_info", f"side info says the references are {list(si.refs)}, "
                                      f"the decoder has {list(mine)} (a key frame was lost?)", offset))
 
-    def _motion(self, m: bs.Motion, offset: int) -> None:
+    def _motion(self, m: bs.Motion | bs.MotionPred, offset: int) -> None:
         assert self.header is not None and self.model is not None
+        predicted = isinstance(m, bs.MotionPred)
+        expected = bs.MotionSource.PREDICTED if predicted else bs.MotionSource.TRANSMITTED
+        if self._motion_source is not expected:
+            raise FormatError(f"{type(m).__name__} unit in a stream whose motion source is "
+                              f"{self._motion_source.name}")
         first, n = int(m.first_frame), int(m.num_frames)
         if first + n > self._max_frame():
             raise LimitError(f"motion packet for frames {first}..{first + n - 1} is beyond the stream")
         if first < self._next_render:
             raise FormatError(f"motion packet for frames {first}.. repeats frames already decoded")
+        if predicted and (self._waiting_motion or self._audio_rows(*self._audio_span(m)) is _WAIT):
+            # its audio has not arrived yet (it normally comes first): decode it when it does
+            if len(self._waiting_motion) >= MAX_WAITING_PACKETS:
+                raise LimitError(f"more than {MAX_WAITING_PACKETS} motion packets wait for their audio")
+            self._waiting_motion.append(m)
+            return
+        self._decode_motion(m)
+
+    def _audio_span(self, m: bs.MotionPred) -> tuple[int, int]:
+        assert self.avcc is not None
+        return int(m.first_frame) - self.avcc.motion.history, int(m.first_frame) + int(m.num_frames)
+
+    def _decode_waiting(self, final: bool) -> None:
+        """Decode the predicted-motion packets whose audio is complete (all of them at the end)."""
+        while self._waiting_motion:
+            m = self._waiting_motion[0]
+            if not final and self._audio_rows(*self._audio_span(m)) is _WAIT:
+                return
+            self._waiting_motion.pop(0)
+            try:
+                self._decode_motion(m, final=final)
+            except AvfcError as e:
+                self.issues.append(Issue("undecodable", f"motion_pred unit for frames {m.first_frame}..: {e}"))
+
+    def _decode_motion(self, m: bs.Motion | bs.MotionPred, final: bool = False) -> None:
+        assert self.header is not None and self.model is not None
+        first, n = int(m.first_frame), int(m.num_frames)
+        if first > self._next_render:
+            self._conceal(self._next_render, first, "their motion packet is missing or damaged")
         intra = bool(int(m.flags) & bs.MOTION_FLAG_INTRA)
         prev = None
         if not intra:
@@ -200,9 +267,17 @@ class Decoder:
             if prev is None:
                 self._conceal(first, first + n, "its motion packet depends on a lost packet")
                 return
-        if first > self._next_render:
-            self._conceal(self._next_render, first, "their motion packet is missing or damaged")
-        q = decode_motion(m.data, n, self.model.motion_channels, prev)
+        if isinstance(m, bs.MotionPred):
+            assert self.avcc is not None
+            if prev is not None:
+                prev = np.stack([prev, self.motion.get(first - 2, prev)])  # last frame first
+            audio = self._audio_rows(*self._audio_span(m), final=final)
+            if not isinstance(audio, np.ndarray):
+                self._conceal(first, first + n, "the audio their predicted motion depends on is lost")
+                return
+            q = decode_predicted_motion(m.data, n, self.model.motion_channels, self.avcc.motion, audio, prev)
+        else:
+            q = decode_motion(m.data, n, self.model.motion_channels, prev)
         for i in range(n):
             self.motion[first + i] = q[i]
         self._render(first, q)
@@ -249,12 +324,97 @@ class Decoder:
             self._emit(idx, frame)
 
     # ------------------------------------------------------------------ audio
-    def _audio(self, a: bs.Audio, offset: int) -> None:
+    def _audio(self, a: bs.Audio | bs.AudioCtx, offset: int) -> None:
+        assert self.header is not None
         if self.audio_codec is None:
             raise FormatError("audio unit in a stream whose header says it has no audio")
-        tokens = self.audio_codec.unpack(a.data, int(a.num_frames))
+        context = isinstance(a, bs.AudioCtx)
+        if context != (int(self.header.audio_coder) == int(bs.AudioCoder.CONTEXT)):
+            raise FormatError(f"{type(a).__name__} unit in a stream whose audio coder is "
+                              f"{bs.AudioCoder(int(self.header.audio_coder)).name}")
+        if context:
+            assert self.avcc is not None
+            tokens = self.avcc.audio.decode(a.data, int(a.num_frames))
+        else:
+            tokens = self.audio_codec.unpack(a.data, int(a.num_frames))
         for i, t in enumerate(tokens):
             self.audio_tokens[int(a.first_frame) + i] = t
+            if self.avcc is not None:
+                self._fields[int(a.first_frame) + i] = tuple(split_700c(int(t)))
+        if self._motion_source is bs.MotionSource.FROM_SPEECH:
+            self._render_from_speech(final=False)
+        self._decode_waiting(final=False)
+
+    def _audio_end(self) -> int:
+        """Audio frames the stream has (from END_OF_STREAM, else those received so far)."""
+        if self.end is not None:
+            return int(self.end.audio_frame_count)
+        return max(self._fields, default=-1) + 1
+
+    def _known_rows(self, start: int, end: int) -> np.ndarray:
+        """700C fields of audio frames ``start..end-1``, -1 for every frame not received."""
+        out = np.full((max(end - start, 0), 4), -1, dtype=np.int64)
+        for i in range(max(start, 0), end):
+            row = self._fields.get(i)
+            if row is not None:
+                out[i - start] = row
+        return out
+
+    def _audio_rows(self, start: int, end: int, final: bool = False) -> np.ndarray | str:
+        """700C fields of audio frames ``start..end-1`` as the encoder's predictor saw them.
+
+        Rows before frame 0 and past the end of the stream's audio are -1. Returns ``_LOST`` when
+        a frame the encoder had is missing (a later one has arrived, or the stream has ended),
+        ``_WAIT`` when frames may still arrive (the encoder writes them before the motion that
+        needs them, so this happens only after a loss or at the end of the stream).
+        """
+        out = np.full((max(end - start, 0), 4), -1, dtype=np.int64)
+        received_end = max(self._fields, default=-1) + 1
+        total = int(self.end.audio_frame_count) if self.end is not None else None
+        for i in range(max(start, 0), end):
+            row = self._fields.get(i)
+            if row is not None:
+                out[i - start] = row
+            elif total is not None and i >= total:
+                continue  # past the stream's audio: unknown on both sides
+            elif i < received_end or final or total is not None:
+                return _LOST
+            else:
+                return _WAIT
+        return out
+
+    def _render_from_speech(self, final: bool) -> None:
+        """Motion from speech: draw every frame whose audio window has arrived (all at the end)."""
+        assert self.header is not None and self.avcc is not None and self.model is not None
+        lips = self.avcc.lips
+        total = self._expected_frames()
+        if final:
+            limit = total if total is not None else self._audio_end()
+        else:
+            limit = self._audio_end() - lips.lookahead
+            if total is not None:
+                limit = min(limit, total)
+        while self._next_render < limit:
+            idx = self._next_render
+            while self._pending_keys and self._pending_keys[0].frame_index <= idx:
+                self._add_reference(self._pending_keys.pop(0))
+            refs = references_for(self._refs, idx, False)
+            if idx in self._keys:
+                self._emit(idx, self._keys[idx])
+                continue
+            if not refs:
+                self._conceal(idx, idx + 1, "no reference frame precedes it")
+                continue
+            audio = self._known_rows(idx - lips.history, idx + 1 + lips.lookahead)
+            base = refs[-1]
+            ref_q = quantize(base.keypoints[0].cpu().numpy().astype(np.float64).reshape(-1),
+                             int(self.header.kp_precision))
+            q = lips.generate(ref_q, audio)
+            self.motion[idx] = q[0]
+            kp = torch.from_numpy(dequantize(q, self.header.kp_precision)).to(self.device)
+            with torch.no_grad():
+                out = self.model.render(refs, kp, idx)
+            self._emit(idx, tensor_to_frames(out.cpu())[0])
 
     def audio(self) -> Optional[np.ndarray]:
         """The decoded audio (float32 mono), after :meth:`close`; lost frames are concealed."""

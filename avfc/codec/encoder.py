@@ -18,11 +18,18 @@ import torch
 
 from avfc import bitstream as bs
 from avfc.audio import AudioCodec
+from avfc.avcc.tokens import fields_array
+from avfc.avcc.motion_pred import encode_predicted_motion
 from avfc.codec.common import (
+    AUDIO_CODER_IDS,
     KEY_CODEC_IDS,
+    MOTION_SOURCE_IDS,
     MOTION_CODER_LAPLACE_V1,
     audio_codec_for_config,
+    audio_rows,
+    avcc_for_config,
     frames_to_tensor,
+    last_two,
     make_reference,
     references_for,
     tensor_to_frames,
@@ -89,6 +96,10 @@ class Encoder:
         self.key_bytes = key_bytes
         self.key_qp = config.key_qp if config.key_qp is not None else DEFAULT_QP[config.key_codec]
         ac = self.audio_codec
+        self.avcc = avcc_for_config(config, self.model)
+        avcc_fields = {} if self.avcc is None else dict(
+            avcc_name=self.avcc.entry.name, avcc_sha256=self.avcc.entry.sha256,
+            audio_coder=AUDIO_CODER_IDS[config.audio_coder], motion_source=MOTION_SOURCE_IDS[config.motion_source])
         self.header = bs.SequenceHeader(
             model_name=config.model,
             weights_sha256=self.entry.sha256,
@@ -108,6 +119,7 @@ class Encoder:
             reference_mode=int(config.reference_mode == "bidirectional"),
             max_refs=config.max_refs,
             flags=0,
+            **avcc_fields,
         )
         self._buf = io.BytesIO()
         self._writer = bs.StreamWriter(self._buf)
@@ -116,11 +128,13 @@ class Encoder:
         self._pending_q: list[np.ndarray] = []
         self._packet_start = 0
         self._packets = 0
-        self._prev_q: Optional[np.ndarray] = None
+        self._prev_q: Optional[np.ndarray] = None  # last coded frames (up to 2 rows) of the previous packet
+        self._motion_queue: list[tuple[int, np.ndarray]] = []  # predicted mode: packets waiting for audio
         self._frame = 0
         # one stateful audio encoder for the whole stream: packets do not restart the codec
         self._audio_enc = self.audio_codec.stream_encoder() if self.audio_codec else None
         self._tokens: list = []
+        self._fields = np.zeros((0, 4), np.int64)  # 700C fields of every audio frame written (AVCC)
         self._audio_frame = 0
         self._audio_samples = 0
         self._closed = False
@@ -204,7 +218,10 @@ class Encoder:
         if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != (s, s, 3):
             raise MediaError(f"frames must be uint8 (N, {s}, {s}, 3), got {frames.dtype} {frames.shape}")
         if keypoints is None:
-            keypoints = analyse(self.model, frames, self.config.kp_precision)
+            if self.config.motion_source == "speech":  # no motion is sent: nothing to analyse
+                keypoints = np.zeros((len(frames), self.model.motion_channels), np.int32)
+            else:
+                keypoints = analyse(self.model, frames, self.config.kp_precision)
         if keypoints.shape != (len(frames), self.model.motion_channels):
             raise ConfigError(f"keypoints must be ({len(frames)}, {self.model.motion_channels})")
         for frame, q in zip(frames, keypoints):
@@ -221,6 +238,10 @@ class Encoder:
 
     def _release(self) -> None:
         """Move the waiting frames' motion into packets (emitted as they fill)."""
+        if self.config.motion_source == "speech":  # the decoder draws the motion from the audio
+            self._packet_start += len(self._waiting)
+            self._waiting = []
+            return
         for q in self._waiting:
             self._pending_q.append(q)
             if len(self._pending_q) >= self.config.packet_frames:
@@ -231,14 +252,37 @@ class Encoder:
         if not self._pending_q:
             return
         q = np.stack(self._pending_q)
-        intra = self._prev_q is None or self._packets % self.config.intra_period == 0
-        data = encode_motion(q, None if intra else self._prev_q)
-        self._write("motion", bs.Motion(first_frame=self._packet_start, num_frames=len(q),
-                                        flags=bs.MOTION_FLAG_INTRA if intra else 0, data=data))
-        self._prev_q = q[-1].copy()
-        self._packets += 1
+        self._motion_queue.append((self._packet_start, q))
         self._packet_start += len(q)
         self._pending_q = []
+        self._emit_motion(final=False)
+
+    def _emit_motion(self, final: bool) -> None:
+        """Write the queued motion packets that can be coded now.
+
+        Predicted motion needs the audio of its frames: a packet waits until the audio units
+        covering its last frame are written (or, at the end, until every audio unit is), so
+        that the decoder has exactly the audio the encoder's predictor saw.
+        """
+        predicted = self.config.motion_source == "predicted"
+        while self._motion_queue:
+            first, q = self._motion_queue[0]
+            if predicted and not final and self._audio_frame < first + len(q):
+                return
+            self._motion_queue.pop(0)
+            intra = self._prev_q is None or self._packets % self.config.intra_period == 0
+            if predicted:
+                assert self.avcc is not None
+                audio = audio_rows(self._fields, first - self.avcc.motion.history, first + len(q))
+                data = encode_predicted_motion(q, self.avcc.motion, audio, None if intra else self._prev_q)
+                self._write("motion", bs.MotionPred(first_frame=first, num_frames=len(q),
+                                                    flags=bs.MOTION_FLAG_INTRA if intra else 0, data=data))
+            else:
+                data = encode_motion(q, None if intra else self._prev_q[0])
+                self._write("motion", bs.Motion(first_frame=first, num_frames=len(q),
+                                                flags=bs.MOTION_FLAG_INTRA if intra else 0, data=data))
+            self._prev_q = last_two(self._prev_q, q)
+            self._packets += 1
 
     # ------------------------------------------------------------------ audio
     def push_audio(self, pcm: np.ndarray) -> None:
@@ -268,9 +312,17 @@ class Encoder:
         per_packet = self._audio_packet_frames()
         while len(self._tokens) >= per_packet or (final and self._tokens):
             tokens, self._tokens = self._tokens[:per_packet], self._tokens[per_packet:]
-            self._write("audio", bs.Audio(first_frame=self._audio_frame, num_frames=len(tokens),
-                                          data=ac.pack(tokens)))
+            if self.avcc is not None:
+                self._fields = np.concatenate([self._fields, fields_array(tokens)])
+            if self.config.audio_coder == "context":
+                assert self.avcc is not None
+                self._write("audio", bs.AudioCtx(first_frame=self._audio_frame, num_frames=len(tokens),
+                                                 data=self.avcc.audio.encode(tokens)))
+            else:
+                self._write("audio", bs.Audio(first_frame=self._audio_frame, num_frames=len(tokens),
+                                              data=ac.pack(tokens)))
             self._audio_frame += len(tokens)
+        self._emit_motion(final=False)
 
     # ------------------------------------------------------------------ output
     def read(self) -> bytes:
@@ -287,6 +339,7 @@ class Encoder:
         self._release()
         self._flush_motion()
         self._flush_audio(final=True)
+        self._emit_motion(final=True)
         self._write("end_of_stream", bs.EndOfStream(
             frame_count=self._frame, audio_frame_count=self._audio_frame,
             audio_samples=self._audio_samples))

@@ -50,8 +50,14 @@ def stream_info(data: bytes) -> dict[str, Any]:
         audio += f" {h.audio_param if h.audio_param != 700 else '700C'} ({h.audio_sample_rate} Hz)"
     elif audio == "opus":
         audio += f" {h.audio_param} bps ({h.audio_sample_rate} Hz)"
+    avcc = None
+    if getattr(h, "avcc_name", None) is not None:
+        avcc = {"bundle": h.avcc_name, "sha256": h.avcc_sha256,
+                "audio_coder": bs.AudioCoder(int(h.audio_coder)).name.lower(),
+                "motion_source": bs.MotionSource(int(h.motion_source)).name.lower()}
     return {
         "version": f"{parsed.version[0]}.{parsed.version[1]}",
+        "avcc": avcc,
         "header": header,
         "fps": fps,
         "frames": frames,

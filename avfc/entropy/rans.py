@@ -86,6 +86,65 @@ def encode_symbols(symbols: Sequence[tuple[int, ModelKey]]) -> bytes:
     return words.astype(">u4").tobytes()
 
 
+class TableSet:
+    """An ordered collection of integer frequency tables, addressed by index.
+
+    Lets a coder use tables that are data (e.g. learned and shipped in a bundle) rather
+    than the motion coder's fixed ones. Each table is checked and turned into its
+    constriction model once, when the set is built.
+    """
+
+    def __init__(self, tables: Sequence[np.ndarray]) -> None:
+        """Check every table (see :func:`categorical_model`) and build its model.
+
+        Raises:
+            EntropyError: if a table is not a valid frequency table.
+        """
+        self._sizes = tuple(int(np.asarray(t).size) for t in tables)
+        self._models = tuple(categorical_model(t) for t in tables)
+
+    def __len__(self) -> int:
+        """Number of tables."""
+        return len(self._models)
+
+    def size(self, index: int) -> int:
+        """Alphabet size of table ``index``."""
+        return self._sizes[index]
+
+    def model(self, index: int) -> object:
+        """The constriction model of table ``index``.
+
+        Raises:
+            EntropyError: if there is no table ``index``.
+        """
+        if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)) \
+                or not 0 <= int(index) < len(self._models):
+            raise EntropyError(f"no table {index!r} in a set of {len(self._models)}")
+        return self._models[int(index)]
+
+
+def encode_table_symbols(symbols: Sequence[tuple[int, int]], tables: TableSet) -> bytes:
+    """rANS-encode ``(symbol, table index)`` pairs of ``tables`` so that they decode in order.
+
+    Same word format as :func:`encode_symbols`.
+
+    Raises:
+        EntropyError: if a table index does not exist or a symbol is outside its table.
+    """
+    coder = _AnsCoder()
+    for symbol, index in reversed(symbols):
+        model = tables.model(index)
+        if isinstance(symbol, (bool, np.bool_)) or not isinstance(symbol, (int, np.integer)) \
+                or not 0 <= int(symbol) < tables.size(int(index)):
+            raise EntropyError(f"symbol {symbol!r} is outside table {index}")
+        try:
+            coder.encode_reverse(int(symbol), model)
+        except (KeyError, ValueError, OverflowError, TypeError) as exc:
+            raise EntropyError(f"symbol cannot be coded: {exc}") from exc
+    words = np.asarray(coder.get_compressed(), dtype=np.uint32)
+    return words.astype(">u4").tobytes()
+
+
 def words_from_bytes(data: bytes, max_words: int) -> np.ndarray:
     """Parse big-endian u32 words after checking the length (multiple of 4, bounded).
 
@@ -122,6 +181,18 @@ class SymbolDecoder:
         if self._coder.is_empty():
             raise EntropyError("compressed data exhausted before the last symbol")
         return int(self._coder.decode(cached_model(key)))
+
+    def decode_table(self, tables: TableSet, index: int) -> int:
+        """Decode one symbol with table ``index`` of ``tables``.
+
+        Raises:
+            EntropyError: if the data is exhausted (ANS state 0) before this symbol, or
+                there is no table ``index``.
+        """
+        model = tables.model(index)
+        if self._coder.is_empty():
+            raise EntropyError("compressed data exhausted before the last symbol")
+        return int(self._coder.decode(model))
 
     def finish(self) -> None:
         """Check that every word was consumed and the final ANS state is 0.

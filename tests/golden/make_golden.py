@@ -25,6 +25,13 @@ STREAMS = {
                                 key_interval=20, intra_period=2, side_info=True, max_refs=2, packet_frames=8),
     "v1_0-video-only": dict(n=20, size=96, model="tiny-test", audio="none", key_codec="av1", key_qp=45, kp_precision=6,
                             packet_frames=7),
+    # format 1.1 (AVCC bundle avcc-mrdac-cpu-v1)
+    "v1_1-context-predicted": dict(n=60, size=64, model="tiny-test", audio="codec2", codec2_mode="700C", key_codec="av1",
+                                   key_qp=35, packet_frames=25, intra_period=2, audio_coder="context",
+                                   motion_source="predicted"),
+    "v1_1-lips-from-speech": dict(n=40, size=64, model="tiny-test", audio="codec2", codec2_mode="700C", key_codec="av1",
+                                  key_qp=35, key_interval=20, max_refs=2, audio_coder="context",
+                                  motion_source="speech"),
 }
 
 

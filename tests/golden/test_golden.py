@@ -1,7 +1,7 @@
 """Golden .avfc files: every later avfc must decode them to the same integers.
 
-The files were written once by make_golden.py with avfc 0.1.0 (format 1.0) and are never
-regenerated. Decoded motion, audio tokens and key-frame pictures must hash exactly the same;
+The files were written once by make_golden.py (``v1_0-*``: avfc 0.1.0, format 1.0; ``v1_1-*``:
+format 1.1 with the AVCC bundle ``avcc-mrdac-cpu-v1``) and are never regenerated. Decoded motion, audio tokens and key-frame pictures must hash exactly the same;
 rendered frames (a float network) must match per-frame means within a small tolerance.
 """
 
@@ -22,6 +22,12 @@ GOLDEN = sorted(p.stem for p in HERE.glob("*.avfc"))
 
 def test_there_are_golden_files_for_format_1_0():
     assert {"v1_0-codec2-av1", "v1_0-opus-hevc-keys", "v1_0-video-only"} <= set(GOLDEN)
+
+
+def test_there_are_golden_files_for_format_1_1():
+    assert {"v1_1-context-predicted", "v1_1-lips-from-speech"} <= set(GOLDEN)
+    for name in ("v1_1-context-predicted", "v1_1-lips-from-speech"):
+        assert (HERE / f"{name}.avfc").read_bytes()[4:6] == bytes((1, 1))
 
 
 @pytest.mark.parametrize("name", GOLDEN)

@@ -1,0 +1,126 @@
+"""Shipped AVCC bundles: the integer parameters of the cross-modal coders, by name and sha256.
+
+A bundle is one safetensors file of integer numpy arrays inside the package
+(``avfc/avcc/weights/<name>-<first 8 hex of sha256>.safetensors``), read with
+``safetensors.numpy`` (no pickle, no torch, nothing downloaded). Its arrays are grouped by
+prefix: ``audio.*`` (:class:`~avfc.avcc.audio_ctx.AudioContextModel`), ``motion.*``
+(:class:`~avfc.avcc.motion_pred.SpeechMotionPredictor`) and ``lips.*``
+(:class:`~avfc.avcc.lips.LipsFromSpeech`). A stream header that uses AVCC names the bundle and
+its sha256; entries are never changed once released (a retrained bundle is a new name).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load_file
+
+from avfc.avcc.audio_ctx import AudioContextModel
+from avfc.avcc.lips import LipsFromSpeech
+from avfc.avcc.motion_pred import SpeechMotionPredictor
+from avfc.errors import ConfigError, ModelMismatchError
+
+
+@dataclass(frozen=True)
+class AvccEntry:
+    """One shipped bundle."""
+
+    name: str
+    sha256: str
+    animation_model: str  # the model whose keypoints the motion parts were trained on
+    kp_precision: int  # the keypoint grid they were trained on
+    description: str = ""
+
+    @property
+    def filename(self) -> str:
+        return f"{self.name}-{self.sha256[:8]}.safetensors"
+
+
+@dataclass(frozen=True)
+class AvccBundle:
+    """The loaded parts of a bundle."""
+
+    entry: AvccEntry
+    audio: AudioContextModel
+    motion: SpeechMotionPredictor
+    lips: LipsFromSpeech
+
+
+#: released entries are never removed or changed
+AVCC_ZOO: dict[str, AvccEntry] = {
+    e.name: e
+    for e in [
+        AvccEntry(
+            name="avcc-mrdac-cpu-v1",
+            sha256="3ee8947dc5eb3b5b614065a42b34e843a34619fe614306c3cfe5a28f185e6f4b",
+            animation_model="mrdac-cpu-v1",
+            kp_precision=6,
+            description="Codec2 700C context model (speech/ + av/ audio), speech-conditioned motion predictor "
+                        "and lips-from-speech regressor (mrdac-cpu-v1 keypoints of av/ clips); integer "
+                        "arrays, 67 kB. See docs/model-card.md.",
+        ),
+    ]
+}
+
+#: the bundle the encoder uses when AVCC is asked for and none is named
+DEFAULT_AVCC: Optional[str] = "avcc-mrdac-cpu-v1"
+
+
+def weights_dir() -> Path:
+    """Folder of the shipped bundle files inside the installed package."""
+    return Path(str(resources.files("avfc.avcc") / "weights"))
+
+
+def get_avcc_entry(name: str) -> AvccEntry:
+    """The entry called ``name`` (ConfigError listing the known names otherwise)."""
+    try:
+        return AVCC_ZOO[name]
+    except KeyError:
+        known = ", ".join(sorted(AVCC_ZOO)) or "none"
+        raise ConfigError(f"unknown AVCC bundle {name!r}; known bundles: {known}") from None
+
+
+def bundle_from_arrays(entry: AvccEntry, arrays: dict[str, np.ndarray]) -> AvccBundle:
+    """Build the parts of a bundle from its arrays (avfc errors on a malformed bundle)."""
+    return AvccBundle(entry=entry, audio=AudioContextModel.from_arrays(arrays, prefix="audio."),
+                      motion=SpeechMotionPredictor.from_arrays(arrays, prefix="motion."),
+                      lips=LipsFromSpeech.from_arrays(arrays, prefix="lips."))
+
+
+@lru_cache(maxsize=4)
+def load_avcc(name: str) -> AvccBundle:
+    """The shipped bundle ``name``, its file checked against the zoo's sha256."""
+    entry = get_avcc_entry(name)
+    path = weights_dir() / entry.filename
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        raise ModelMismatchError(f"AVCC bundle {name!r} is missing from the installation: {path}") from None
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != entry.sha256:
+        raise ModelMismatchError(f"AVCC bundle {name!r} is damaged: sha256 {digest} != expected {entry.sha256}")
+    try:
+        arrays = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelMismatchError(f"AVCC bundle {name!r} cannot be read: {exc}") from None
+    return bundle_from_arrays(entry, arrays)
+
+
+def avcc_for_stream(name: str, sha256: str) -> AvccBundle:
+    """The bundle a stream header names, refusing a name/hash pair this installation lacks."""
+    entry = AVCC_ZOO.get(name)
+    if entry is None:
+        raise ModelMismatchError(
+            f"the stream was coded with AVCC bundle {name!r} (sha256 {sha256}), which this installation "
+            f"of avfc does not ship; known bundles: {', '.join(sorted(AVCC_ZOO)) or 'none'}")
+    if entry.sha256 != sha256:
+        raise ModelMismatchError(f"the stream names AVCC bundle {name!r} with sha256 {sha256}, but this "
+                                 f"installation's has sha256 {entry.sha256}")
+    return load_avcc(name)

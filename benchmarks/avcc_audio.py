@@ -1,0 +1,129 @@
+"""Rate of Codec2 700C tokens coded raw vs by the AUDIO_CTX context model, on held-out speech.
+
+For every file of ``--data`` (default: ``speech-eval/*.wav`` and the audio of ``av-eval/``
+videos of the shared data, read only), the speech is coded with avfc's Codec2 700C, the tokens
+are cut into packets of ``--packet-frames`` (25 = one second, as in AUDIO units) and each
+packet is coded with :class:`avfc.avcc.audio_ctx.AudioContextModel`; decoding every packet
+must give back exactly the original tokens (asserted). Prints markdown tables:
+
+* per file and in total: frames, raw bit/s (28 bits per 40 ms frame = 700; ``pack`` pads
+  each unit to whole bytes: ``unit bps``), context-model bit/s (the packets' bytes, rANS flush
+  included, over the duration), the saving;
+* per field in total: the ideal code length of each table kind (sum of ``-log2 p``) per frame,
+  i.e. where the bits go.
+
+The model is ``--model FILE`` (safetensors written by ``python -m avfc.train.audio_ctx``); the
+default is to train one in process on the shared ``speech/`` and ``av/`` folders (never on the
+evaluation folders). Exits cleanly when the data folder is absent.
+
+Run: ``python benchmarks/avcc_audio.py [--model FILE] [--data DIR ...] [--packet-frames 25]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from avfc.avcc.audio_ctx import KINDS, AudioContextModel, walk_packet
+from avfc.avcc.tokens import split_700c
+from avfc.train.audio_ctx import default_folders, file_tokens, media_files, train_model
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+FRAME_SECONDS = 0.04
+
+
+def load_model(path: Optional[Path]) -> AudioContextModel:
+    """The model of ``path``, or one trained now on the shared training folders."""
+    if path is not None:
+        from safetensors.numpy import load_file
+
+        return AudioContextModel.from_arrays(load_file(str(path)))
+    seqs = [file_tokens(p) for p in media_files(default_folders())]
+    return train_model(seqs)[0]
+
+
+def field_bits(model: AudioContextModel, tokens: list[int], packet_frames: int) -> np.ndarray:
+    """Ideal code length (bits) of each table kind over the packets of ``tokens``."""
+    arrays = model.to_arrays()
+    tables = [arrays["audio." + name].astype(np.float64) for name, _, _ in KINDS]
+    out = np.zeros(len(KINDS))
+
+    def step(kind: int, ctx: int, value: Optional[int]) -> int:
+        assert value is not None
+        out[kind] += np.log2(tables[kind][ctx].sum() / tables[kind][ctx, value + 1])
+        return value
+
+    fields = [split_700c(t) for t in tokens]
+    for start in range(0, len(fields), packet_frames):
+        chunk = fields[start:start + packet_frames]
+        walk_packet(len(chunk), step, chunk)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the measurement and print the tables."""
+    parser = argparse.ArgumentParser(description="AUDIO_CTX rate vs raw Codec2 700C")
+    parser.add_argument("--model", type=Path, help="trained model (.safetensors)")
+    parser.add_argument("--data", nargs="+", type=Path,
+                        default=[SHARED / "speech-eval", SHARED / "av-eval"])
+    parser.add_argument("--packet-frames", type=int, default=25)
+    args = parser.parse_args(argv)
+    if not all(d.is_dir() for d in args.data):
+        print(f"skipped: data folders {[str(d) for d in args.data]} not all present")
+        return 0
+    model = load_model(args.model)
+    unit_bytes = -(-args.packet_frames * 28 // 8)
+    print("| file | frames | raw bps | unit bps | ctx bps | saving | enc ms | dec ms |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    tot_frames = tot_bytes = tot_unit = 0
+    tot_fields = np.zeros(len(KINDS))
+    enc_s = dec_s = 0.0
+    for path in media_files(args.data):
+        tokens = file_tokens(path)
+        n_bytes = unit = 0
+        t_enc = t_dec = 0.0
+        for start in range(0, len(tokens), args.packet_frames):
+            packet = tokens[start:start + args.packet_frames]
+            t0 = time.perf_counter()
+            data = model.encode(packet)
+            t1 = time.perf_counter()
+            back = model.decode(data, len(packet))
+            t_dec += time.perf_counter() - t1
+            t_enc += t1 - t0
+            assert back == packet, f"{path.name}: decoded tokens differ at packet {start}"
+            n_bytes += len(data)
+            unit += -(-len(packet) * 28 // 8) if len(packet) < args.packet_frames else unit_bytes
+        seconds = len(tokens) * FRAME_SECONDS
+        bps = 8 * n_bytes / seconds
+        print(f"| {path.parent.name}/{path.name} | {len(tokens)} | 700 | {8 * unit / seconds:.0f} | "
+              f"{bps:.0f} | {100 * (1 - bps / 700):.1f}% | {1000 * t_enc:.0f} | {1000 * t_dec:.0f} |")
+        tot_frames += len(tokens)
+        tot_bytes += n_bytes
+        tot_unit += unit
+        tot_fields += field_bits(model, tokens, args.packet_frames)
+        enc_s += t_enc
+        dec_s += t_dec
+    seconds = tot_frames * FRAME_SECONDS
+    bps = 8 * tot_bytes / seconds
+    print(f"| **total** | {tot_frames} | 700 | {8 * tot_unit / seconds:.0f} | {bps:.0f} | "
+          f"{100 * (1 - bps / 700):.1f}% | {1000 * enc_s:.0f} | {1000 * dec_s:.0f} |")
+    print()
+    print("| field | raw bits/frame | ideal ctx bits/frame |")
+    print("| --- | --- | --- |")
+    raw = {"energy": 4, "pitch": 6, "vq1": 9, "vq2": 9}
+    for (name, _, _), bits in zip(KINDS, tot_fields):
+        print(f"| {name} | {raw.get(name, 0)} | {bits / tot_frames:.3f} |")
+    print(f"| all | 28 | {tot_fields.sum() / tot_frames:.3f} |")
+    print()
+    print(f"{tot_frames} frames ({seconds:.1f} s); every packet decoded to the original tokens; "
+          f"encode {tot_frames / enc_s:.0f} frames/s, decode {tot_frames / dec_s:.0f} frames/s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -79,6 +79,9 @@ class EncoderConfig(BaseModel):
         if self.uses_avcc and (self.audio != "codec2" or self.codec2_mode != "700C"):
             raise ValueError("audio_coder 'context' and motion_source 'predicted' / 'speech' need "
                                  "audio 'codec2' in mode 700C")
+        if self.uses_avcc and self.fps != 25:
+            raise ValueError("audio_coder 'context' and motion_source 'predicted' / 'speech' pair one 40 ms "
+                             "Codec2 700C frame with each video frame: they need fps 25")
         if self.motion_source == "speech" and (self.key_policy != "fixed" or self.reference_mode != "low-delay"):
             raise ValueError("motion_source 'speech' needs key_policy 'fixed' and reference_mode 'low-delay'")
         return self

@@ -25,7 +25,7 @@ from safetensors.numpy import load_file
 from avfc.avcc.audio_ctx import AudioContextModel
 from avfc.avcc.lips import LipsFromSpeech
 from avfc.avcc.motion_pred import SpeechMotionPredictor
-from avfc.errors import ConfigError, ModelMismatchError
+from avfc.errors import AvfcError, ConfigError, ModelMismatchError
 
 
 @dataclass(frozen=True)
@@ -88,10 +88,15 @@ def get_avcc_entry(name: str) -> AvccEntry:
 
 
 def bundle_from_arrays(entry: AvccEntry, arrays: dict[str, np.ndarray]) -> AvccBundle:
-    """Build the parts of a bundle from its arrays (avfc errors on a malformed bundle)."""
-    return AvccBundle(entry=entry, audio=AudioContextModel.from_arrays(arrays, prefix="audio."),
-                      motion=SpeechMotionPredictor.from_arrays(arrays, prefix="motion."),
-                      lips=LipsFromSpeech.from_arrays(arrays, prefix="lips."))
+    """Build the parts of a bundle from its arrays (ModelMismatchError on a malformed bundle)."""
+    try:
+        return AvccBundle(entry=entry, audio=AudioContextModel.from_arrays(arrays, prefix="audio."),
+                          motion=SpeechMotionPredictor.from_arrays(arrays, prefix="motion."),
+                          lips=LipsFromSpeech.from_arrays(arrays, prefix="lips."))
+    except ModelMismatchError:
+        raise
+    except AvfcError as exc:
+        raise ModelMismatchError(f"AVCC bundle {entry.name!r} is malformed: {exc}") from None
 
 
 @lru_cache(maxsize=4)

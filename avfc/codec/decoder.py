@@ -90,6 +90,7 @@ class Decoder:
         self._motion_source = bs.MotionSource.TRANSMITTED
         self._fields: dict[int, tuple[int, int, int, int]] = {}  # 700C fields of decoded audio frames
         self._pending_keys: list[Reference] = []  # motion from speech: keys ahead of the rendering
+        self._needs_fields = False  # the AVCC modes read the 700C fields of the audio
         self._waiting_motion: list[bs.MotionPred] = []  # predicted motion waiting for its audio
 
     # ------------------------------------------------------------------ input
@@ -181,6 +182,11 @@ class Decoder:
             assert header.avcc_sha256 is not None
             self.avcc = avcc_for_stream(header.avcc_name, header.avcc_sha256)
             check_avcc(self.avcc, self.model, int(header.kp_precision))
+        self._needs_fields = (int(header.audio_coder) == int(bs.AudioCoder.CONTEXT)
+                              or self._motion_source is not bs.MotionSource.TRANSMITTED)
+        if self._needs_fields and (int(header.audio_codec) != int(bs.AudioCodecId.CODEC2)
+                                   or int(header.audio_param) != 700):
+            raise FormatError("AVCC audio coding and speech-driven motion need Codec2 700C audio")
 
     # ------------------------------------------------------------------ video
     def _max_frame(self) -> int:
@@ -270,7 +276,11 @@ class Decoder:
         if isinstance(m, bs.MotionPred):
             assert self.avcc is not None
             if prev is not None:
-                prev = np.stack([prev, self.motion.get(first - 2, prev)])  # last frame first
+                before = self.motion.get(first - 2, prev if first < 2 else None)
+                if before is None:  # the encoder's predictor saw that frame: it is lost here
+                    self._conceal(first, first + n, "its motion packet depends on a lost packet")
+                    return
+                prev = np.stack([prev, before])  # last frame first
             audio = self._audio_rows(*self._audio_span(m), final=final)
             if not isinstance(audio, np.ndarray):
                 self._conceal(first, first + n, "the audio their predicted motion depends on is lost")
@@ -339,7 +349,7 @@ class Decoder:
             tokens = self.audio_codec.unpack(a.data, int(a.num_frames))
         for i, t in enumerate(tokens):
             self.audio_tokens[int(a.first_frame) + i] = t
-            if self.avcc is not None:
+            if self._needs_fields:
                 self._fields[int(a.first_frame) + i] = tuple(split_700c(int(t)))
         if self._motion_source is bs.MotionSource.FROM_SPEECH:
             self._render_from_speech(final=False)

@@ -311,6 +311,9 @@ class Encoder:
             self._tokens.extend(self._audio_enc.flush())
         per_packet = self._audio_packet_frames()
         while len(self._tokens) >= per_packet or (final and self._tokens):
+            if (self.config.motion_source == "speech" and not final
+                    and self._audio_frame + per_packet > self._frame):
+                break  # motion from speech: audio never runs ahead of the key frames it animates
             tokens, self._tokens = self._tokens[:per_packet], self._tokens[per_packet:]
             if self.avcc is not None:
                 self._fields = np.concatenate([self._fields, fields_array(tokens)])

@@ -162,3 +162,28 @@ def test_audio_rows_and_last_two_helpers():
     np.testing.assert_array_equal(last_two(None, q), [[3, 3], [2, 2]])
     np.testing.assert_array_equal(last_two(last_two(None, q), q[:1] + 10), [[11, 11], [3, 3]])
     np.testing.assert_array_equal(last_two(None, q[:1]), [[1, 1], [1, 1]])
+
+
+def test_streaming_lips_encoder_never_sends_audio_ahead_of_the_video(media):
+    from avfc.codec import Encoder
+    from avfc.config import EncoderConfig
+
+    frames, pcm = media
+    cfg = EncoderConfig.make(model=MODEL, size=SIZE, key_qp=40, key_interval=20, max_refs=2,
+                             audio_coder="context", motion_source="speech")
+    enc = Encoder(cfg, frame_count=N)
+    enc.push_audio(pcm)  # all the audio first, as a live source may deliver it
+    enc.push_frames(frames)
+    enc.close()
+    data = enc.read()
+    types = [u.type for u in bs.parse_stream(data).units]
+    assert types.index(bs.UnitType.KEY_FRAME) < types.index(bs.UnitType.AUDIO_CTX)
+    dec = Decoder()
+    dec.push(data)
+    dec.close()
+    assert dec.issues == [] and len(dec.pull_frames()) == N
+
+
+def test_avcc_modes_need_25_fps(media):
+    with pytest.raises(ConfigError):
+        _encode(media, audio_coder="context", fps=30)

@@ -1,6 +1,5 @@
 """Independent pure-Python decoders of AUDIO_CTX, MOTION_PRED and lips (docs/bitstream.md part F),
 written from the spec text, not from avfc's code paths: tests compare them with the library."""
-import numpy as np
 from avfc.entropy.tables import laplace_table, INITIAL_STATE_Q12, SCALE_THRESHOLDS_Q12
 
 M24 = (1 << 24) - 1

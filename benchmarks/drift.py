@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 import sys
 import time
 from dataclasses import dataclass, field
@@ -54,6 +53,7 @@ from avfc.config import EncoderConfig
 from avfc.errors import AvfcError, ConfigError
 from avfc.eval import anchors
 from avfc.eval.metrics import psnr
+from avfc.eval.report import cpu_model
 from avfc.media import Media, read_media
 
 MODES: dict[str, dict[str, object]] = {
@@ -103,17 +103,6 @@ def nearest_reference(count: int, keys: list[int], bidirectional: bool) -> tuple
         use_next = has_next & (nxt - t < t - prev)
         near[use_next] = nxt[use_next]
     return near, np.abs(t - near)
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (the platform's machine name elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
 
 
 def key_indices(data: bytes) -> list[int]:

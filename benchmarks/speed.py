@@ -54,17 +54,6 @@ DEFAULT_CLIP = Path("/work/shared/data/av-eval/hdtf_WDA_AOC_000.mp4")
 _KIB = 1 if sys.platform == "darwin" else 1024  # ru_maxrss unit: bytes on macOS, KiB elsewhere
 
 
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (the platform's machine name elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
-
-
 def peak_rss_mib() -> float:
     """Peak resident memory of this process so far, MiB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _KIB / 2**20
@@ -287,6 +276,8 @@ def main() -> int:
         return 0
 
     import torch
+
+    from avfc.eval.report import cpu_model  # here, not at the top: children measure their own imports
 
     meta: dict[str, Any] = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
                             "runs": args.runs, "warmup": args.warmup, "max_load": args.max_load}

@@ -386,7 +386,8 @@ def write_plots(out_dir: str | os.PathLike[str], rows: Sequence[Mapping[str, Any
     return written
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (the platform's processor name elsewhere)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
@@ -433,7 +434,7 @@ def environment(device: str = "cpu") -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             pass
     machine = {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "usable_cores": usable,
         "torch_threads": torch.get_num_threads(),

@@ -50,15 +50,18 @@ from avfc.entropy.motion import (
     _LAPLACE_KEYS,
     _SIDE_KEY,
     _append_residual,
-    _best_intra_index,
+    _check_frame,
     _costs,
+    _decode_intra_frame,
     _decode_residual,
+    _intra_frame_symbols,
     _next_states,
+    _open_packet,
     _symbol_index,
     max_motion_bytes,
 )
 from avfc.entropy.quant import QMAX, check_symbols
-from avfc.entropy.rans import ModelKey, SymbolDecoder, encode_symbols, words_from_bytes
+from avfc.entropy.rans import ModelKey, encode_symbols
 from avfc.entropy.tables import (
     INITIAL_STATE_Q12,
     NUM_SCALES,
@@ -387,10 +390,7 @@ def _packet_symbols(q: np.ndarray, predictor: SpeechMotionPredictor, audio: np.n
     out: list[tuple[int, ModelKey]] = []
     first = 0
     if prev is None:
-        ki = _best_intra_index(q[0])
-        out.append((ki, _SIDE_KEY))
-        for v in q[0].tolist():
-            _append_residual(out, v, _LAPLACE_KEYS[ki])
+        _intra_frame_symbols(out, q[0])
         first = 1
     if first >= q.shape[0]:
         return out
@@ -450,19 +450,13 @@ def decode_predicted_motion(data: bytes, num_frames: int, num_channels: int,
         raise EntropyError(f"the predictor codes {predictor.num_channels} channels, the packet has {c_count}")
     rows = check_audio_rows(audio, t_count + predictor.history)
     ref = _check_prev(prev, c_count)
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise EntropyError(f"data must be bytes, got {type(data).__name__}")
-    view = memoryview(data)
-    if view.nbytes > limit:
-        raise EntropyError(f"packet of {view.nbytes} bytes exceeds the bound of {limit} bytes")
+    dec = _open_packet(data, limit)
     out = np.zeros((t_count, c_count), dtype=np.int64)
-    if limit == 0:
+    if dec is None:
         return out.astype(np.int32)
-    dec = SymbolDecoder(words_from_bytes(view.tobytes(), limit // 4))
     first = 0
     if ref is None:
-        key = _LAPLACE_KEYS[dec.decode(_SIDE_KEY)]
-        out[0] = _checked_frame([_decode_residual(dec, key) for _ in range(c_count)])
+        out[0] = _decode_intra_frame(dec, c_count)
         first = 1
     if first < t_count:
         states = [initial_state(dec.decode(_SIDE_KEY))] * c_count
@@ -476,12 +470,7 @@ def decode_predicted_motion(data: bytes, num_frames: int, num_channels: int,
                 row.append(fc.prediction(c) + r)
                 fc.push(r)
                 states[c] = update_state(states[c], r)
-            out[t] = _checked_frame(row)
+            _check_frame(row)
+            out[t] = row
     dec.finish()
     return out.astype(np.int32)
-
-
-def _checked_frame(values: list[int]) -> list[int]:
-    if values and (min(values) < -QMAX or max(values) > QMAX):
-        raise EntropyError(f"decoded value outside [-{QMAX}, {QMAX}]")
-    return values

@@ -155,14 +155,40 @@ def _decode_residual(dec: SymbolDecoder, key: ModelKey) -> int:
     return r
 
 
+def _intra_frame_symbols(out: list[tuple[int, ModelKey]], values: np.ndarray) -> None:
+    """Append the symbols of an INTRA packet's frame 0: side parameter ``ki``, then the values."""
+    ki = _best_intra_index(values)
+    out.append((ki, _SIDE_KEY))
+    for v in values.tolist():
+        _append_residual(out, v, _LAPLACE_KEYS[ki])
+
+
+def _decode_intra_frame(dec: SymbolDecoder, num_channels: int) -> list[int]:
+    """Decode an INTRA packet's frame 0 (inverse of :func:`_intra_frame_symbols`), range-checked."""
+    key = _LAPLACE_KEYS[dec.decode(_SIDE_KEY)]
+    values = [_decode_residual(dec, key) for _ in range(num_channels)]
+    _check_frame(values)
+    return values
+
+
+def _open_packet(data: object, limit: int) -> SymbolDecoder | None:
+    """A decoder over ``data`` after checking its type and its size against ``limit`` bytes
+    (None when the packet is empty by construction, ``limit == 0``)."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise EntropyError(f"data must be bytes, got {type(data).__name__}")
+    view = memoryview(data)
+    if view.nbytes > limit:
+        raise EntropyError(f"packet of {view.nbytes} bytes exceeds the bound of {limit} bytes")
+    if limit == 0:
+        return None
+    return SymbolDecoder(words_from_bytes(view.tobytes(), limit // 4))
+
+
 def _packet_symbols(q: np.ndarray, prev: np.ndarray | None) -> list[tuple[int, ModelKey]]:
     """All ``(symbol, table)`` pairs of a packet, in decoding order."""
     out: list[tuple[int, ModelKey]] = []
     if prev is None:
-        ki = _best_intra_index(q[0])
-        out.append((ki, _SIDE_KEY))
-        for v in q[0].tolist():
-            _append_residual(out, v, _LAPLACE_KEYS[ki])
+        _intra_frame_symbols(out, q[0])
         residuals = np.diff(q, axis=0)
     else:
         residuals = np.diff(np.vstack([prev[None, :], q]), axis=0)
@@ -248,19 +274,12 @@ def decode_motion(
     limit = max_motion_bytes(num_frames, num_channels)
     t_count, c_count = int(num_frames), int(num_channels)
     ref = None if prev is None else _check_prev(prev, c_count)
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise EntropyError(f"data must be bytes, got {type(data).__name__}")
-    view = memoryview(data)
-    if view.nbytes > limit:
-        raise EntropyError(f"packet of {view.nbytes} bytes exceeds the bound of {limit} bytes")
+    dec = _open_packet(data, limit)
     out = np.zeros((t_count, c_count), dtype=np.int32)
-    if limit == 0:
+    if dec is None:
         return out
-    dec = SymbolDecoder(words_from_bytes(view.tobytes(), limit // 4))
     if ref is None:
-        key = _LAPLACE_KEYS[dec.decode(_SIDE_KEY)]
-        pred = [_decode_residual(dec, key) for _ in range(c_count)]
-        _check_frame(pred)
+        pred = _decode_intra_frame(dec, c_count)
         out[0] = pred
         first = 1
     else:

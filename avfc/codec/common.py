@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -53,13 +53,13 @@ def avcc_for_config(config: EncoderConfig, model: AnimationModel) -> Optional[Av
     return bundle
 
 
-def audio_rows(fields: np.ndarray, start: int, end: int) -> np.ndarray:
-    """Rows ``start..end-1`` of the per-frame 700C fields ``(N, 4)``; rows outside ``[0, N)`` are -1
-    (unknown), exactly as the AVCC predictors expect."""
+def audio_rows(fields: Sequence[np.ndarray], start: int, end: int) -> np.ndarray:
+    """Rows ``start..end-1`` of the per-frame 700C fields (``N`` rows of 4); rows outside ``[0, N)``
+    are -1 (unknown), exactly as the AVCC predictors expect."""
     out = np.full((max(end - start, 0), 4), -1, dtype=np.int64)
     lo, hi = max(start, 0), min(end, len(fields))
     if hi > lo:
-        out[lo - start:hi - start] = fields[lo:hi]
+        out[lo - start:hi - start] = np.asarray(fields[lo:hi], dtype=np.int64)
     return out
 
 

@@ -134,7 +134,7 @@ class Encoder:
         # one stateful audio encoder for the whole stream: packets do not restart the codec
         self._audio_enc = self.audio_codec.stream_encoder() if self.audio_codec else None
         self._tokens: list = []
-        self._fields = np.zeros((0, 4), np.int64)  # 700C fields of every audio frame written (AVCC)
+        self._fields: list[np.ndarray] = []  # 700C fields (4,) of every audio frame written (AVCC)
         self._audio_frame = 0
         self._audio_samples = 0
         self._closed = False
@@ -316,7 +316,7 @@ class Encoder:
                 break  # motion from speech: audio never runs ahead of the key frames it animates
             tokens, self._tokens = self._tokens[:per_packet], self._tokens[per_packet:]
             if self.avcc is not None:
-                self._fields = np.concatenate([self._fields, fields_array(tokens)])
+                self._fields.extend(fields_array(tokens))  # appended, not re-copied per packet
             if self.config.audio_coder == "context":
                 assert self.avcc is not None
                 self._write("audio", bs.AudioCtx(first_frame=self._audio_frame, num_frames=len(tokens),

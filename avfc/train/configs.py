@@ -69,6 +69,8 @@ class LossConfig(_Config):
     equivariance: float = Field(10.0, ge=0.0)
     sigma_affine: float = Field(0.05, ge=0.0, le=0.5)
     sigma_tps: float = Field(0.005, ge=0.0, le=0.1)
+    separation: float = Field(0.0, ge=0.0)  # keypoint separation (keeps keypoints from collapsing)
+    separation_sigma: float = Field(0.15, gt=0.0, le=2.0)
     contrastive: float = Field(0.1, ge=0.0)
     contrastive_temperature: float = Field(0.1, gt=0.0)
     kp_precision: int = Field(7, ge=1, le=16)  # the bitstream's keypoint grid, 1 / 2**precision
@@ -102,6 +104,7 @@ class TrainConfig(_Config):
     eval_every: int = Field(250, ge=1)  # L1 of single-reference renders on a fixed batch
     eval_samples: int = Field(8, ge=1, le=256)
     resume: bool = True
+    init_from: str | None = None  # start from these weights (exported safetensors or a zoo name)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(None, ge=1, le=256)  # torch CPU threads; None: torch's default
     export_dtype: Literal["float32", "float16"] = "float32"
@@ -128,11 +131,28 @@ PRESETS: dict[str, dict[str, Any]] = {
         "device": "cpu",
         "out_dir": "runs/cpu-small",
     },
+    # The 2-hour CPU training of mrdac-cpu-v2: cpu-small plus keypoint separation, the codec's
+    # keypoint grid (precision 6) and 7000 steps, warm-started from mrdac-cpu-v1.
+    "cpu": {
+        "name": "cpu",
+        "model": {"size": 128},
+        "loss": {"perceptual_scales": [1.0, 0.5], "perceptual_layers": ["relu1_2", "relu2_2", "relu3_3"],
+                 "separation": 1.0, "kp_precision": 6},
+        "optim": {"lr": 3e-4, "warmup_steps": 200},
+        "steps": 7000,
+        "batch_size": 4,
+        "checkpoint_every": 250,
+        "eval_every": 250,
+        "threads": 2,
+        "device": "cpu",
+        "init_from": "mrdac-cpu-v1",
+        "out_dir": "runs/cpu",
+    },
     # One GPU (or torchrun DDP): 256 px, full multi-scale perceptual loss, many more steps.
     "gpu": {
         "name": "gpu",
         "model": {"size": 256},
-        "loss": {"perceptual_scales": [1.0, 0.5, 0.25, 0.125]},
+        "loss": {"perceptual_scales": [1.0, 0.5, 0.25, 0.125], "separation": 1.0, "kp_precision": 6},
         "data": {"num_workers": 4},
         "optim": {"lr": 2e-4, "warmup_steps": 1000},
         "steps": 100_000,

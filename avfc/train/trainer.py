@@ -39,6 +39,7 @@ from avfc.train.losses import (
     contrastive_loss,
     equivariance_loss,
     l1_loss,
+    separation_loss,
     quantization_noise,
 )
 
@@ -84,13 +85,15 @@ class TrainStep(nn.Module):
             tps = RandomTPS(b, sigma_affine=cfg.sigma_affine, sigma_tps=cfg.sigma_tps, device=frames.device)
             kp_tr = model.keypoints(tps.transform_frames(target))
             losses["equivariance"] = equivariance_loss(kp_clean[:, 0], kp_tr, tps)
+        if cfg.separation > 0:
+            losses["separation"] = separation_loss(kp_clean.reshape(-1, model.num_kp, 2), cfg.separation_sigma)
         if cfg.contrastive > 0 and num_refs > 1:
             warped = out["warped"]
             losses["contrastive"] = sum(
                 contrastive_loss(warped[r], warped[r + 1], cfg.contrastive_temperature) for r in range(num_refs - 1)
             ) / (num_refs - 1)
         weights = {"l1": cfg.l1, "perceptual": cfg.perceptual, "equivariance": cfg.equivariance,
-                   "contrastive": cfg.contrastive}
+                   "contrastive": cfg.contrastive, "separation": cfg.separation}
         losses["total"] = sum(weights[k] * v for k, v in losses.items())
         return losses
 
@@ -206,6 +209,25 @@ def _eval_batch(clips: list[np.ndarray], cfg: TrainConfig) -> dict[str, torch.Te
     return {k: torch.stack([s[k] for s in samples]) for k in ("frames", "indices")}
 
 
+def init_weights(model: MRDAC, source: str) -> None:
+    """Load the weights of ``source`` (an exported safetensors file or a zoo model name) into
+    ``model`` (a warm start; the architectures must match). Checkpoints of a run still win:
+    resuming loads them over this."""
+    from avfc.models.zoo import ZOO, load_model  # the zoo imports every architecture
+
+    if source in ZOO:
+        state = {k: v.clone() for k, v in load_model(source).state_dict().items()}
+    else:
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"init_from {source!r} is neither a zoo model nor a weights file")
+        state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ConfigError(f"init_from {source!r} does not fit the configured model: {exc}") from None
+
+
 def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
@@ -231,7 +253,10 @@ def train(config: TrainConfig | str, *, progress: bool = True) -> Path:
     clips = _clips(cfg, rank, world)
     max_refs = cfg.model.max_refs
 
-    model = cfg.model.build().to(device)
+    model = cfg.model.build()
+    if cfg.init_from:
+        init_weights(model, cfg.init_from)
+    model = model.to(device)
     step_module: nn.Module = TrainStep(model, cfg.loss, _perceptual(cfg.loss)).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas,
                                   weight_decay=cfg.optim.weight_decay)

@@ -15,6 +15,7 @@ from avfc.train.losses import (
     equivariance_loss,
     l1_loss,
     quantization_noise,
+    separation_loss,
 )
 
 
@@ -130,3 +131,16 @@ def test_quantization_noise_stays_within_half_a_step() -> None:
 
 def test_l1_loss() -> None:
     assert float(l1_loss(torch.zeros(2, 3), torch.full((2, 3), 0.5))) == 0.5
+
+
+def test_separation_loss_is_high_for_collapsed_keypoints_and_pushes_them_apart() -> None:
+    collapsed = torch.zeros(2, 5, 2) + torch.randn(2, 5, 2, generator=torch.Generator().manual_seed(0)) * 0.01
+    spread = coordinate_grid(3, 3).view(1, 9, 2)[:, :5].expand(2, -1, -1) * 0.8
+    assert separation_loss(collapsed, 0.15) > 0.95
+    assert separation_loss(spread, 0.15) < 0.05
+    assert float(separation_loss(torch.zeros(3, 1, 2))) == 0.0  # one keypoint: nothing to separate
+    kp = collapsed.clone().requires_grad_(True)
+    separation_loss(kp, 0.15).backward()
+    moved = kp.detach() - 0.1 * kp.grad
+    spread_before = torch.cdist(collapsed, collapsed).mean()
+    assert torch.cdist(moved, moved).mean() > spread_before  # a descent step moves them apart

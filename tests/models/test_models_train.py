@@ -15,7 +15,7 @@ from avfc.models.base import Reference
 from avfc.models.mrdac import MRDAC
 from avfc.train import export_model, get_config, load_exported, train
 from avfc.train.configs import LossConfig, OptimConfig, TrainConfig
-from avfc.train.trainer import TrainStep, learning_rate, reference_weights, train_step
+from avfc.train.trainer import TrainStep, init_weights, learning_rate, reference_weights, train_step
 
 SIZE = 64
 
@@ -50,6 +50,36 @@ def test_train_step_reports_every_term() -> None:
         step(_batch()["frames"], _batch()["indices"], 3)
     with pytest.raises(ConfigError, match="perceptual"):
         TrainStep(model, LossConfig(perceptual=1.0))
+
+
+def test_separation_term_is_reported_and_weighted() -> None:
+    torch.manual_seed(0)
+    model = MRDAC(num_kp=5, size=SIZE)
+    on = TrainStep(model, LossConfig(perceptual=0.0, equivariance=0.0, contrastive=0.0, separation=2.0))
+    losses = {k: v.detach() for k, v in on(_batch()["frames"], _batch()["indices"], 1).items()}
+    assert 0.0 < float(losses["separation"]) <= 1.0
+    assert float(losses["total"]) == pytest.approx(float(losses["l1"] + 2.0 * losses["separation"]), rel=1e-5)
+    off = TrainStep(model, LossConfig(perceptual=0.0, separation=0.0))
+    assert "separation" not in off(_batch()["frames"], _batch()["indices"], 1)
+
+
+def test_init_from_loads_a_zoo_model_or_an_exported_file(tmp_path) -> None:
+    from avfc.models.zoo import load_model
+
+    model = get_config("cpu").model.build()
+    init_weights(model, "mrdac-cpu-v1")
+    shipped = load_model("mrdac-cpu-v1").state_dict()
+    assert all(torch.equal(v, shipped[k]) for k, v in model.state_dict().items())
+    torch.manual_seed(3)
+    small = MRDAC(num_kp=4, size=SIZE)
+    export_model(small, tmp_path / "s.safetensors")
+    other = MRDAC(num_kp=4, size=SIZE)
+    init_weights(other, str(tmp_path / "s.safetensors"))
+    assert all(torch.equal(v, small.state_dict()[k]) for k, v in other.state_dict().items())
+    with pytest.raises(ConfigError, match="does not fit"):
+        init_weights(MRDAC(num_kp=5, size=SIZE), str(tmp_path / "s.safetensors"))
+    with pytest.raises(ConfigError, match="neither"):
+        init_weights(other, str(tmp_path / "missing.safetensors"))
 
 
 def test_reference_weights_match_the_codec_weights() -> None:

@@ -8,7 +8,6 @@ and writing the results.
 
 from __future__ import annotations
 
-import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,7 +115,8 @@ def encode(src: MediaSource, dst: Optional[PathLike] = None, *,
     kps = []
     step = 25
     for i in range(0, len(frames) if cfg.motion_source != "speech" else 0, step):
-        kps.append(analyse(model, frames[i:i + step], cfg.kp_precision))
+        kps.append(analyse(model, frames[i:i + step], cfg.kp_precision, cfg.kp_hysteresis,
+                           prev=kps[-1][-1] if kps else None))
         if progress:
             progress("analyse", min(i + step, len(frames)), len(frames))
     # motion from speech sends no keypoints: nothing to analyse

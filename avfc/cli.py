@@ -55,7 +55,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
         model=args.model, bitrate_kbps=args.bitrate, audio=args.audio, codec2_mode=args.codec2_mode,
         opus_bitrate=args.opus_bitrate, key_codec=args.key_codec, key_qp=args.key_qp,
         key_interval=args.key_interval, max_frames=args.frames, crop=args.crop,
-        packet_frames=args.packet_frames, kp_precision=args.kp_precision, size=args.size, fps=args.fps,
+        packet_frames=args.packet_frames, kp_precision=args.kp_precision, kp_hysteresis=args.kp_hysteresis,
+        size=args.size, fps=args.fps,
         audio_coder=args.audio_coder, motion_source=args.motion_source, avcc=args.avcc,
     )
     progress, done = _progress_bar(not args.quiet and sys.stderr.isatty() or args.progress)
@@ -172,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--fps", type=int, help="coded frame rate (default 25)")
     e.add_argument("--packet-frames", type=int, metavar="N", help="frames per motion packet (default 25)")
     e.add_argument("--kp-precision", type=int, metavar="BITS", help="fractional bits of keypoints (default 6)")
+    e.add_argument("--kp-hysteresis", type=float, metavar="STEPS",
+                   help="keypoint dead zone in grid steps: jitter below 0.5 + this costs no motion bits")
     e.add_argument("--audio-coder", choices=["raw", "context"],
                    help="context: code Codec2 700C tokens with the AVCC context model (fewer bits, same audio)")
     e.add_argument("--motion-source", choices=["transmitted", "predicted", "speech"],

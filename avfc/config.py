@@ -51,6 +51,10 @@ class EncoderConfig(BaseModel):
         6, ge=0, le=15,
         description="fractional bits of the keypoint grid (6: 28% fewer motion bits than 7 at equal rendered "
                     "PSNR with mrdac-cpu-v1, measured on av-eval)")
+    kp_hysteresis: float = Field(
+        0.0, ge=0.0, lt=2.0,
+        description="dead zone of the keypoint quantizer in grid steps: a keypoint keeps its last value "
+                    "until it moves more than 0.5 + this, so detector jitter costs no bits (encoder only)")
     packet_frames: int = Field(25, ge=1, le=1024, description="frames per motion packet")
     intra_period: int = Field(
         1, ge=1, le=1000,

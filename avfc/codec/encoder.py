@@ -35,7 +35,7 @@ from avfc.codec.common import (
     tensor_to_frames,
 )
 from avfc.config import EncoderConfig
-from avfc.entropy import dequantize, encode_motion, quantize
+from avfc.entropy import dequantize, encode_motion, quantize_track
 from avfc.errors import ConfigError, MediaError
 from avfc.media import DEFAULT_QP, CropBox, decode_intra, encode_intra, encode_intra_to_size
 from avfc.models.base import AnimationModel, Reference
@@ -131,6 +131,7 @@ class Encoder:
         self._prev_q: Optional[np.ndarray] = None  # last coded frames (up to 2 rows) of the previous packet
         self._motion_queue: list[tuple[int, np.ndarray]] = []  # predicted mode: packets waiting for audio
         self._frame = 0
+        self._last_analysed: Optional[np.ndarray] = None  # keypoints of the last frame analysed here
         # one stateful audio encoder for the whole stream: packets do not restart the codec
         self._audio_enc = self.audio_codec.stream_encoder() if self.audio_codec else None
         self._tokens: list = []
@@ -221,7 +222,9 @@ class Encoder:
             if self.config.motion_source == "speech":  # no motion is sent: nothing to analyse
                 keypoints = np.zeros((len(frames), self.model.motion_channels), np.int32)
             else:
-                keypoints = analyse(self.model, frames, self.config.kp_precision)
+                keypoints = analyse(self.model, frames, self.config.kp_precision, self.config.kp_hysteresis,
+                                    prev=self._last_analysed)
+            self._last_analysed = keypoints[-1] if len(keypoints) else self._last_analysed
         if keypoints.shape != (len(frames), self.model.motion_channels):
             raise ConfigError(f"keypoints must be ({len(frames)}, {self.model.motion_channels})")
         for frame, q in zip(frames, keypoints):
@@ -352,12 +355,16 @@ class Encoder:
 
 
 @torch.no_grad()
-def analyse(model: AnimationModel, frames: np.ndarray, precision: int, batch: int = 16) -> np.ndarray:
-    """Quantized keypoints ``(N, C)`` int32 of frames ``(N, H, W, 3)`` uint8."""
+def analyse(model: AnimationModel, frames: np.ndarray, precision: int, hysteresis: float = 0.0,
+            prev: Optional[np.ndarray] = None, batch: int = 16) -> np.ndarray:
+    """Quantized keypoints ``(N, C)`` int32 of frames ``(N, H, W, 3)`` uint8.
+
+    ``hysteresis`` and ``prev`` (the quantized keypoints of the frame before, if any) are those
+    of :func:`avfc.entropy.quantize_track`.
+    """
     out = []
     for i in range(0, len(frames), batch):
-        kp = model.detect(frames_to_tensor(frames[i:i + batch]))
-        out.append(quantize(kp.numpy().astype(np.float64), precision))
+        out.append(model.detect(frames_to_tensor(frames[i:i + batch])).numpy().astype(np.float64))
     if not out:
         return np.zeros((0, model.motion_channels), dtype=np.int32)
-    return np.concatenate(out).astype(np.int32)
+    return quantize_track(np.concatenate(out), precision, hysteresis, prev).astype(np.int32)

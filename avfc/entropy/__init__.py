@@ -12,7 +12,7 @@ from avfc.entropy.motion import (
     estimate_motion_bits,
     max_motion_bytes,
 )
-from avfc.entropy.quant import DEFAULT_PRECISION, MAX_PRECISION, QMAX, dequantize, quantize
+from avfc.entropy.quant import DEFAULT_PRECISION, MAX_PRECISION, QMAX, dequantize, quantize, quantize_track
 from avfc.entropy.tables import laplace_table, motion_tables_digest
 
 __all__ = [
@@ -29,4 +29,5 @@ __all__ = [
     "max_motion_bytes",
     "motion_tables_digest",
     "quantize",
+    "quantize_track",
 ]

@@ -60,6 +60,38 @@ def quantize(values: np.ndarray, precision: int = DEFAULT_PRECISION) -> np.ndarr
     return q.astype(np.int32)
 
 
+def quantize_track(values: np.ndarray, precision: int = DEFAULT_PRECISION, hysteresis: float = 0.0,
+                   prev: np.ndarray | None = None) -> np.ndarray:
+    """Quantize a trajectory ``(T, C)`` frame by frame with a dead zone around the last value.
+
+    With ``hysteresis`` ``h`` (in grid steps, ``0 <= h < 2``) a channel keeps its previous
+    integer ``q`` while ``|x * 2**precision - q| <= 0.5 + h`` and otherwise takes
+    ``rint(x * 2**precision)``: detector jitter of less than a step no longer costs motion
+    bits, and the error stays below ``0.5 + h`` steps. ``prev`` (``(C,)`` integers) is the
+    value before the first frame (``None``: the first frame is rounded plainly). ``h = 0`` is
+    :func:`quantize` exactly. This is an encoder choice only: decoders see integers either way.
+
+    Raises:
+        ConfigError: bad precision or hysteresis. EntropyError: bad values or ``prev``.
+    """
+    q = quantize(values, precision)
+    if not isinstance(hysteresis, (int, float, np.floating)) or not 0.0 <= float(hysteresis) < 2.0:
+        raise ConfigError(f"hysteresis must be a number in [0, 2), got {hysteresis!r}")
+    if q.ndim != 2:
+        raise EntropyError(f"a trajectory must be (T, C), got shape {q.shape}")
+    if hysteresis == 0.0 or len(q) == 0:
+        return q
+    x = np.asarray(values, dtype=np.float64) * float(2**check_precision(precision))
+    cur = None if prev is None else check_symbols(prev, "prev").astype(np.int64)
+    if cur is not None and cur.shape != (q.shape[1],):
+        raise EntropyError(f"prev must have shape ({q.shape[1]},), got {cur.shape}")
+    out = np.empty_like(q)
+    for t in range(len(q)):
+        cur = q[t] if cur is None else np.where(np.abs(x[t] - cur) > 0.5 + float(hysteresis), q[t], cur)
+        out[t] = cur
+    return out
+
+
 def dequantize(q: np.ndarray, precision: int = DEFAULT_PRECISION) -> np.ndarray:
     """Map quantized integers back to reals: ``q / 2**precision`` as float32 (exact).
 

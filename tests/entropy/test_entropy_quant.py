@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from avfc.entropy import QMAX, dequantize, quantize
+from avfc.entropy import QMAX, dequantize, quantize, quantize_track
 from avfc.errors import ConfigError, EntropyError
 
 
@@ -61,3 +61,34 @@ def test_bad_values_are_entropy_error(bad: np.ndarray) -> None:
 def test_dequantize_rejects_non_symbols(bad: np.ndarray) -> None:
     with pytest.raises(EntropyError):
         dequantize(bad, 7)
+
+
+def test_quantize_track_holds_values_inside_the_dead_zone() -> None:
+    x = np.array([[0.0], [0.7], [1.0], [1.7], [0.1], [-0.6]]) / 64  # in grid steps at precision 6
+    assert quantize_track(x, 6, 0.0).tolist() == quantize(x, 6).tolist()  # h = 0: plain rounding
+    # h = 0.3: move only when more than 0.8 steps away from the held value
+    assert quantize_track(x, 6, 0.3)[:, 0].tolist() == [0, 0, 1, 1, 0, 0]
+    assert quantize_track(x, 6, 0.3, prev=np.array([2]))[:, 0].tolist() == [0, 0, 1, 1, 0, 0]
+    assert quantize_track(x[1:3], 6, 0.3, prev=np.array([1]))[:, 0].tolist() == [1, 1]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.floats(0.0, 1.5))
+def test_quantize_track_error_is_bounded_and_it_never_changes_more_often(seed: int, h: float) -> None:
+    rng = np.random.default_rng(seed)
+    x = np.cumsum(rng.normal(0, 0.01, (40, 3)), axis=0)
+    plain, held = quantize(x, 6), quantize_track(x, 6, h)
+    assert np.all(np.abs(held - x * 64) <= 0.5 + h + 1e-9)
+    assert np.count_nonzero(np.diff(held, axis=0)) <= np.count_nonzero(np.diff(plain, axis=0))
+
+
+def test_quantize_track_checks_its_arguments() -> None:
+    x = np.zeros((3, 2))
+    with pytest.raises(ConfigError):
+        quantize_track(x, 6, 2.0)
+    with pytest.raises(ConfigError):
+        quantize_track(x, 6, -0.1)
+    with pytest.raises(EntropyError):
+        quantize_track(np.zeros(3), 6, 0.3)
+    with pytest.raises(EntropyError):
+        quantize_track(x, 6, 0.3, prev=np.zeros(3, np.int32))

@@ -73,6 +73,12 @@ AVCC_ZOO: dict[str, AvccEntry] = {
 DEFAULT_AVCC: Optional[str] = "avcc-mrdac-cpu-v1"
 
 
+def default_avcc_for(model: str) -> Optional[str]:
+    """The newest shipped bundle trained on the keypoints of ``model`` (None if there is none)."""
+    names = [e.name for e in AVCC_ZOO.values() if e.animation_model == model]
+    return names[-1] if names else None
+
+
 def weights_dir() -> Path:
     """Folder of the shipped bundle files inside the installed package."""
     return Path(str(resources.files("avfc.avcc") / "weights"))

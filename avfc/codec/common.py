@@ -9,7 +9,7 @@ import torch
 
 from avfc import bitstream as bs
 from avfc.audio import AudioCodec, make_audio_codec, make_audio_codec_by_name
-from avfc.avcc.zoo import DEFAULT_AVCC, AvccBundle, get_avcc_entry, load_avcc
+from avfc.avcc.zoo import AVCC_ZOO, AvccBundle, default_avcc_for, get_avcc_entry, load_avcc
 from avfc.config import EncoderConfig
 from avfc.entropy import dequantize, quantize
 from avfc.errors import ConfigError, ModelMismatchError
@@ -41,9 +41,11 @@ def avcc_for_config(config: EncoderConfig, model: AnimationModel) -> Optional[Av
     """The AVCC bundle an encoder configuration needs (None when it uses no AVCC mode)."""
     if not config.uses_avcc:
         return None
-    name = config.avcc or DEFAULT_AVCC
+    name = config.avcc or default_avcc_for(config.model)
     if name is None:
-        raise ConfigError("this installation ships no AVCC bundle")
+        raise ConfigError(f"this installation ships no AVCC bundle trained for model {config.model!r}; name one "
+                          f"with avcc= (--avcc); known bundles: "
+                          f"{', '.join(f'{e.name} (for {e.animation_model})' for e in AVCC_ZOO.values()) or 'none'}")
     get_avcc_entry(name)
     bundle = load_avcc(name)
     try:

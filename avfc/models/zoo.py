@@ -20,7 +20,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import torch
 from safetensors.torch import load_file
 
 from avfc.errors import ConfigError, ModelMismatchError

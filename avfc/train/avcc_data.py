@@ -36,7 +36,7 @@ PREP_VERSION = 1
 #: the coded picture size and frame rate the AVCC models are trained for
 SIZE = 256
 FPS = 25
-#: keypoint precision of the stream (the package default)
+#: keypoint precision of the stream (the grid of avcc-mrdac-cpu-v1; pass another one for other models)
 PRECISION = 6
 #: frames :func:`avfc.api.encode` analyses at a time
 _ANALYSE_CHUNK = 25
@@ -73,20 +73,24 @@ def find_clips(folder: str | Path) -> list[Path]:
     return out
 
 
-def _cache_path(path: Path, model: str, max_frames: Optional[int], cache_dir: Path) -> Path:
+def _cache_path(path: Path, model: str, max_frames: Optional[int], cache_dir: Path, precision: int,
+                hysteresis: float) -> Path:
     st = path.stat()
-    key = f"{PREP_VERSION}|{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{model}|{SIZE}|{FPS}|{PRECISION}|{max_frames}"
+    key = f"{PREP_VERSION}|{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{model}|{SIZE}|{FPS}|{precision}|{max_frames}"
+    if hysteresis:  # keys of the plain quantizer stay as they were: existing caches remain valid
+        key += f"|h{hysteresis!r}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return cache_dir / "avcc" / f"{path.stem}-{digest}.npz"
 
 
-def _read(path: Path, model_name: str, max_frames: Optional[int]):
+def _read(path: Path, model_name: str, max_frames: Optional[int], precision: int = PRECISION,
+          hysteresis: float = 0.0):
     from avfc.api import prepare
     from avfc.config import EncoderConfig
     from avfc.media import read_media
 
-    cfg = EncoderConfig.make(model=model_name, size=SIZE, fps=FPS, kp_precision=PRECISION,
-                             max_frames=max_frames)
+    cfg = EncoderConfig.make(model=model_name, size=SIZE, fps=FPS, kp_precision=precision,
+                             kp_hysteresis=hysteresis, max_frames=max_frames)
     media = read_media(path, fps=cfg.fps, sample_rate=16000, max_frames=cfg.max_frames)
     frames, _ = prepare(media, cfg)
     return cfg, media, frames
@@ -101,7 +105,8 @@ def load_frames(path: str | Path, model: str = "mrdac-cpu-v1", max_frames: Optio
     return _read(Path(path), model, max_frames)[2]
 
 
-def _compute(path: Path, model_name: str, max_frames: Optional[int]) -> AvccClip:
+def _compute(path: Path, model_name: str, max_frames: Optional[int], precision: int,
+             hysteresis: float) -> AvccClip:
     from avfc.audio import make_audio_codec_by_name
     from avfc.codec.common import make_reference
     from avfc.codec.encoder import analyse
@@ -109,12 +114,15 @@ def _compute(path: Path, model_name: str, max_frames: Optional[int]) -> AvccClip
     from avfc.media import DEFAULT_QP, decode_intra, encode_intra
     from avfc.models.zoo import load_model
 
-    cfg, media, frames = _read(path, model_name, max_frames)
+    cfg, media, frames = _read(path, model_name, max_frames, precision, hysteresis)
     if media.audio is None:
         raise MediaError(f"{path} has no audio track")
     model = load_model(cfg.model, cfg.size)
-    q = np.concatenate([analyse(model, frames[i:i + _ANALYSE_CHUNK], cfg.kp_precision)
-                        for i in range(0, len(frames), _ANALYSE_CHUNK)])
+    chunks: list[np.ndarray] = []
+    for i in range(0, len(frames), _ANALYSE_CHUNK):  # as avfc.encode analyses
+        chunks.append(analyse(model, frames[i:i + _ANALYSE_CHUNK], cfg.kp_precision, cfg.kp_hysteresis,
+                              prev=chunks[-1][-1] if chunks else None))
+    q = np.concatenate(chunks)
     pcm = media.audio[: int(round(len(frames) / cfg.fps * 16000))]
     tokens = make_audio_codec_by_name("codec2", cfg.codec2_mode).encode(pcm)
     if len(tokens) != len(frames):
@@ -127,7 +135,7 @@ def _compute(path: Path, model_name: str, max_frames: Optional[int]) -> AvccClip
 
 
 def load_clip(path: str | Path, model: str = "mrdac-cpu-v1", max_frames: Optional[int] = None,
-              cache_dir: Optional[Path] = None) -> AvccClip:
+              cache_dir: Optional[Path] = None, precision: int = PRECISION, hysteresis: float = 0.0) -> AvccClip:
     """The aligned data of one clip, computed once and cached as ``.npz``.
 
     Args:
@@ -135,6 +143,7 @@ def load_clip(path: str | Path, model: str = "mrdac-cpu-v1", max_frames: Optiona
         model: zoo model whose keypoint detector gives the motion.
         max_frames: use at most this many frames (None: all).
         cache_dir: cache root (default ``$AVFC_CACHE`` or ``~/.cache/avfc``).
+        precision, hysteresis: the encoder's keypoint grid and dead zone.
 
     Raises:
         MediaError: unreadable media, no audio, or misaligned tokens.
@@ -142,11 +151,11 @@ def load_clip(path: str | Path, model: str = "mrdac-cpu-v1", max_frames: Optiona
     p = Path(path)
     if not p.is_file():
         raise MediaError(f"no such file: {p}")
-    cache = _cache_path(p, model, max_frames, cache_dir or default_cache_dir())
+    cache = _cache_path(p, model, max_frames, cache_dir or default_cache_dir(), precision, hysteresis)
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as z:
             return AvccClip(name=p.stem, q=z["q"], fields=z["fields"], ref_q=z["ref_q"], key=z["key"])
-    clip = _compute(p, model, max_frames)
+    clip = _compute(p, model, max_frames, precision, hysteresis)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp.npz")
     np.savez(tmp, q=clip.q, fields=clip.fields, ref_q=clip.ref_q, key=clip.key)
@@ -155,13 +164,14 @@ def load_clip(path: str | Path, model: str = "mrdac-cpu-v1", max_frames: Optiona
 
 
 def load_clips(folders: Sequence[str | Path], model: str = "mrdac-cpu-v1",
-               max_frames: Optional[int] = None) -> list[AvccClip]:
+               max_frames: Optional[int] = None, precision: int = PRECISION,
+               hysteresis: float = 0.0) -> list[AvccClip]:
     """:func:`load_clip` for every video in ``folders`` (clips without audio are skipped)."""
     out = []
     for folder in folders:
         for path in find_clips(folder):
             try:
-                out.append(load_clip(path, model, max_frames))
+                out.append(load_clip(path, model, max_frames, precision=precision, hysteresis=hysteresis))
             except MediaError:
                 continue
     return out

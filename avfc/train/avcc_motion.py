@@ -229,8 +229,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--data", nargs="+", default=["/work/shared/data/av"], help="training folders")
     ap.add_argument("--history", type=int, default=2, help="predictor: audio frames before the current one")
     ap.add_argument("--lam", type=float, default=100.0, help="predictor ridge strength")
+    ap.add_argument("--precision", type=int, default=6, help="keypoint grid of the streams (kp_precision)")
+    ap.add_argument("--hysteresis", type=float, default=0.0, help="the encoder's keypoint dead zone (kp_hysteresis)")
     args = ap.parse_args(argv)
-    clips = load_clips(args.data, args.model)
+    clips = load_clips(args.data, args.model, precision=args.precision, hysteresis=args.hysteresis)
     pred = fit_predictor(clips, history=args.history, lam=args.lam)
     lips = fit_lips(clips)
     arrays = {**pred.to_arrays(), **lips.to_arrays()}

@@ -11,14 +11,14 @@ import pytest
 
 import avfc
 from avfc import bitstream as bs
-from avfc.avcc.zoo import DEFAULT_AVCC, load_avcc
+from avfc.avcc.zoo import AVCC_ZOO, DEFAULT_AVCC, default_avcc_for, load_avcc
 from avfc.codec import Decoder
 from avfc.codec.common import audio_rows, last_two
 from avfc.errors import ConfigError
 from synthetic import speech_like, talking_face
 
 SIZE = 64
-MODEL = "tiny-test"  # 20 motion channels like the shipped model: the bundle fits it
+MODEL = "tiny-test"  # 20 motion channels like the shipped model: the bundle fits it (named explicitly)
 N = 60
 
 
@@ -29,6 +29,8 @@ def media():
 
 def _encode(media, **mode):
     frames, pcm = media
+    if mode.get("audio_coder", "raw") != "raw" or mode.get("motion_source", "transmitted") != "transmitted":
+        mode.setdefault("avcc", DEFAULT_AVCC)
     return avfc.encode(frames, pcm=pcm, model=MODEL, size=SIZE, key_qp=40, packet_frames=25, **mode)
 
 
@@ -153,6 +155,16 @@ def test_avcc_modes_need_codec2_700c_and_the_bundle_grid(media):
         _encode(media, motion_source="speech", key_policy="adaptive")
 
 
+def test_the_default_bundle_is_the_one_trained_for_the_model(media):
+    frames, pcm = media
+    # tiny-test has no bundle of its own: the encoder asks for one by name instead of guessing
+    with pytest.raises(ConfigError, match="no AVCC bundle trained for model 'tiny-test'"):
+        avfc.encode(frames, pcm=pcm, model=MODEL, size=SIZE, key_qp=40, audio_coder="context")
+    for name, entry in AVCC_ZOO.items():
+        assert default_avcc_for(entry.animation_model) is not None
+        assert AVCC_ZOO[default_avcc_for(entry.animation_model)].animation_model == entry.animation_model
+
+
 def test_audio_rows_and_last_two_helpers():
     fields = np.arange(12).reshape(3, 4)
     rows = audio_rows(fields, -2, 4)
@@ -170,7 +182,7 @@ def test_streaming_lips_encoder_never_sends_audio_ahead_of_the_video(media):
 
     frames, pcm = media
     cfg = EncoderConfig.make(model=MODEL, size=SIZE, key_qp=40, key_interval=20, max_refs=2,
-                             audio_coder="context", motion_source="speech")
+                             audio_coder="context", motion_source="speech", avcc=DEFAULT_AVCC)
     enc = Encoder(cfg, frame_count=N)
     enc.push_audio(pcm)  # all the audio first, as a live source may deliver it
     enc.push_frames(frames)

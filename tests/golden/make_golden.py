@@ -28,10 +28,10 @@ STREAMS = {
     # format 1.1 (AVCC bundle avcc-mrdac-cpu-v1)
     "v1_1-context-predicted": dict(n=60, size=64, model="tiny-test", audio="codec2", codec2_mode="700C", key_codec="av1",
                                    key_qp=35, packet_frames=25, intra_period=2, audio_coder="context",
-                                   motion_source="predicted"),
+                                   motion_source="predicted", avcc="avcc-mrdac-cpu-v1"),
     "v1_1-lips-from-speech": dict(n=40, size=64, model="tiny-test", audio="codec2", codec2_mode="700C", key_codec="av1",
                                   key_qp=35, key_interval=20, max_refs=2, audio_coder="context",
-                                  motion_source="speech"),
+                                  motion_source="speech", avcc="avcc-mrdac-cpu-v1"),
 }
 
 

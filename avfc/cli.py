@@ -172,9 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--size", type=int, help="coded width and height (default 256)")
     e.add_argument("--fps", type=int, help="coded frame rate (default 25)")
     e.add_argument("--packet-frames", type=int, metavar="N", help="frames per motion packet (default 25)")
-    e.add_argument("--kp-precision", type=int, metavar="BITS", help="fractional bits of keypoints (default 6)")
+    e.add_argument("--kp-precision", type=int, metavar="BITS", help="fractional bits of keypoints (default 5)")
     e.add_argument("--kp-hysteresis", type=float, metavar="STEPS",
-                   help="keypoint dead zone in grid steps: jitter below 0.5 + this costs no motion bits")
+                   help="keypoint dead zone in grid steps (default 0.3): jitter below 0.5 + this costs no motion bits")
     e.add_argument("--audio-coder", choices=["raw", "context"],
                    help="context: code Codec2 700C tokens with the AVCC context model (fewer bits, same audio)")
     e.add_argument("--motion-source", choices=["transmitted", "predicted", "speech"],

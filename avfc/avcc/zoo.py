@@ -66,11 +66,20 @@ AVCC_ZOO: dict[str, AvccEntry] = {
                         "and lips-from-speech regressor (mrdac-cpu-v1 keypoints of av/ clips); integer "
                         "arrays, 67 kB. See docs/model-card.md.",
         ),
+        AvccEntry(
+            name="avcc-mrdac-cpu-v2",
+            sha256="9884fef20405b140cb3c0b89278cbc6679bef6809443abc79b4c0afe0ce5cce1",
+            animation_model="mrdac-cpu-v2",
+            kp_precision=5,
+            description="The audio context model of avcc-mrdac-cpu-v1 (same arrays) with the motion predictor "
+                        "and lips regressor refitted on mrdac-cpu-v2 keypoints of av/ clips (precision 5, "
+                        "dead zone 0.3, as the encoder's defaults); integer arrays. See docs/model-card.md.",
+        ),
     ]
 }
 
 #: the bundle the encoder uses when AVCC is asked for and none is named
-DEFAULT_AVCC: Optional[str] = "avcc-mrdac-cpu-v1"
+DEFAULT_AVCC: Optional[str] = "avcc-mrdac-cpu-v2"
 
 
 def default_avcc_for(model: str) -> Optional[str]:

@@ -36,7 +36,8 @@ def test_encode_file_then_decode_round_trips_the_integers(clip, encoded):
     # the decoder's motion integers are exactly what the encoder computed from the frames
     media = avfc.api.read_media(clip, fps=25)
     frames, _ = avfc.api.prepare(media, EncoderConfig.make(size=SIZE, model=MODEL))
-    expected = analyse(load_model("tiny-test"), frames, EncoderConfig().kp_precision)
+    cfg = EncoderConfig()
+    expected = analyse(load_model("tiny-test"), frames, cfg.kp_precision, cfg.kp_hysteresis)
     np.testing.assert_array_equal(res.motion, expected)
     # audio: 2 s at 16 kHz, in sync with the video
     assert res.sample_rate == 16000 and res.audio is not None
@@ -100,7 +101,7 @@ def test_streaming_encoder_in_chunks_gives_the_same_bytes():
 
 
 def test_keypoint_hysteresis_costs_fewer_motion_bits_and_streams_identically(clip):
-    plain = avfc.encode(clip, size=SIZE, model=MODEL, packet_frames=10, key_qp=30)
+    plain = avfc.encode(clip, size=SIZE, model=MODEL, packet_frames=10, key_qp=30, kp_hysteresis=0.0)
     held = avfc.encode(clip, size=SIZE, model=MODEL, packet_frames=10, key_qp=30, kp_hysteresis=0.5)
     assert held.stats.bytes_by_type["motion"] < plain.stats.bytes_by_type["motion"]
     dec = avfc.decode(held.data)

@@ -17,21 +17,25 @@ import numpy as np
 
 HERE = Path(__file__).parent
 
-#: name -> encoder settings; frames and audio are synthetic (avfc.media.synthetic)
+#: name -> encoder settings; frames and audio are synthetic (avfc.media.synthetic). Every setting whose
+#: default changed later (kp_precision 7 -> 6 -> 5, kp_hysteresis 0 -> 0.3) is pinned to what the file used.
 STREAMS = {
     "v1_0-codec2-av1": dict(n=30, size=64, model="tiny-test", audio="codec2", codec2_mode="700C", key_codec="av1", key_qp=35,
-                            packet_frames=10),
+                            packet_frames=10, kp_precision=7, kp_hysteresis=0.0),
     "v1_0-opus-hevc-keys": dict(n=40, size=64, model="tiny-test", audio="opus", opus_bitrate=6000, key_codec="hevc", key_qp=35,
-                                key_interval=20, intra_period=2, side_info=True, max_refs=2, packet_frames=8),
+                                key_interval=20, intra_period=2, side_info=True, max_refs=2, packet_frames=8,
+                                kp_precision=7, kp_hysteresis=0.0),
     "v1_0-video-only": dict(n=20, size=96, model="tiny-test", audio="none", key_codec="av1", key_qp=45, kp_precision=6,
-                            packet_frames=7),
+                            packet_frames=7, kp_hysteresis=0.0),
     # format 1.1 (AVCC bundle avcc-mrdac-cpu-v1)
     "v1_1-context-predicted": dict(n=60, size=64, model="tiny-test", audio="codec2", codec2_mode="700C", key_codec="av1",
                                    key_qp=35, packet_frames=25, intra_period=2, audio_coder="context",
-                                   motion_source="predicted", avcc="avcc-mrdac-cpu-v1"),
+                                   motion_source="predicted", avcc="avcc-mrdac-cpu-v1", kp_precision=6,
+                                   kp_hysteresis=0.0),
     "v1_1-lips-from-speech": dict(n=40, size=64, model="tiny-test", audio="codec2", codec2_mode="700C", key_codec="av1",
                                   key_qp=35, key_interval=20, max_refs=2, audio_coder="context",
-                                  motion_source="speech", avcc="avcc-mrdac-cpu-v1"),
+                                  motion_source="speech", avcc="avcc-mrdac-cpu-v1", kp_precision=6,
+                                  kp_hysteresis=0.0),
 }
 
 

@@ -50,7 +50,7 @@ class EncoderConfig(BaseModel):
     kp_precision: int = Field(
         5, ge=0, le=15,
         description="fractional bits of the keypoint grid (5 with a 0.3 dead zone: 39% fewer motion bits than 6 "
-                    "at 0.05 dB less rendered PSNR with mrdac-cpu-v2, measured on av-eval)")
+                    "at 0.07 dB less rendered PSNR with mrdac-cpu-v2: benchmarks/kp_grid.py on av-eval)")
     kp_hysteresis: float = Field(
         0.3, ge=0.0, lt=2.0,
         description="dead zone of the keypoint quantizer in grid steps: a keypoint keeps its last value "

@@ -17,7 +17,7 @@ import numpy as np
 
 from avfc import bitstream as bs
 from avfc.codec.decoder import Decoder, Issue
-from avfc.codec.encoder import Encoder, EncoderStats, analyse
+from avfc.codec.encoder import Encoder, EncoderStats, analyse_clip
 from avfc.config import EncoderConfig
 from avfc.errors import ConfigError, FormatError, MediaError
 from avfc.media import QP_RANGE, CropBox, Media, apply_crop, find_crop, read_media, write_media
@@ -112,15 +112,10 @@ def encode(src: MediaSource, dst: Optional[PathLike] = None, *,
     if pcm is not None:
         pcm = pcm[: int(round(len(frames) / cfg.fps * 16000))]
     model = load_model(cfg.model, cfg.size)
-    kps = []
-    step = 25
-    for i in range(0, len(frames) if cfg.motion_source != "speech" else 0, step):
-        kps.append(analyse(model, frames[i:i + step], cfg.kp_precision, cfg.kp_hysteresis,
-                           prev=kps[-1][-1] if kps else None))
-        if progress:
-            progress("analyse", min(i + step, len(frames)), len(frames))
-    # motion from speech sends no keypoints: nothing to analyse
-    keypoints = np.concatenate(kps) if kps else np.zeros((len(frames), model.motion_channels), np.int32)
+    if cfg.motion_source == "speech":  # motion from speech sends no keypoints: nothing to analyse
+        keypoints = np.zeros((len(frames), model.motion_channels), np.int32)
+    else:
+        keypoints = analyse_clip(model, frames, cfg.kp_precision, cfg.kp_hysteresis, progress)
     duration = len(frames) / cfg.fps
     source_size = (int(media.frames.shape[2]), int(media.frames.shape[1]))
 

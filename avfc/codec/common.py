@@ -9,7 +9,7 @@ import torch
 
 from avfc import bitstream as bs
 from avfc.audio import AudioCodec, make_audio_codec, make_audio_codec_by_name
-from avfc.avcc.zoo import AVCC_ZOO, AvccBundle, default_avcc_for, get_avcc_entry, load_avcc
+from avfc.avcc.zoo import AVCC_ZOO, AvccBundle, default_avcc_for, load_avcc
 from avfc.config import EncoderConfig
 from avfc.entropy import dequantize, quantize
 from avfc.errors import ConfigError, ModelMismatchError
@@ -46,8 +46,7 @@ def avcc_for_config(config: EncoderConfig, model: AnimationModel) -> Optional[Av
         raise ConfigError(f"this installation ships no AVCC bundle trained for model {config.model!r}; name one "
                           f"with avcc= (--avcc); known bundles: "
                           f"{', '.join(f'{e.name} (for {e.animation_model})' for e in AVCC_ZOO.values()) or 'none'}")
-    get_avcc_entry(name)
-    bundle = load_avcc(name)
+    bundle = load_avcc(name)  # ConfigError for an unknown name
     try:
         check_avcc(bundle, model, config.kp_precision)
     except ModelMismatchError as exc:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -224,9 +224,10 @@ class Encoder:
             else:
                 keypoints = analyse(self.model, frames, self.config.kp_precision, self.config.kp_hysteresis,
                                     prev=self._last_analysed)
-            self._last_analysed = keypoints[-1] if len(keypoints) else self._last_analysed
         if keypoints.shape != (len(frames), self.model.motion_channels):
             raise ConfigError(f"keypoints must be ({len(frames)}, {self.model.motion_channels})")
+        if len(keypoints):  # the dead zone of the next analysis starts from the last coded frame
+            self._last_analysed = np.asarray(keypoints[-1], dtype=np.int32)
         for frame, q in zip(frames, keypoints):
             index, q = self._frame, np.asarray(q, dtype=np.int32)
             self._frame += 1
@@ -368,3 +369,20 @@ def analyse(model: AnimationModel, frames: np.ndarray, precision: int, hysteresi
     if not out:
         return np.zeros((0, model.motion_channels), dtype=np.int32)
     return quantize_track(np.concatenate(out), precision, hysteresis, prev).astype(np.int32)
+
+
+#: frames :func:`analyse_clip` analyses at a time (one progress step)
+ANALYSE_CHUNK = 25
+
+
+def analyse_clip(model: AnimationModel, frames: np.ndarray, precision: int, hysteresis: float = 0.0,
+                 progress: Optional[Callable[[str, int, int], None]] = None) -> np.ndarray:
+    """:func:`analyse` of a whole clip, :data:`ANALYSE_CHUNK` frames at a time (the dead zone carried
+    across chunks), calling ``progress("analyse", done, total)`` after each chunk."""
+    chunks: list[np.ndarray] = []
+    for i in range(0, len(frames), ANALYSE_CHUNK):
+        chunks.append(analyse(model, frames[i:i + ANALYSE_CHUNK], precision, hysteresis,
+                              prev=chunks[-1][-1] if chunks else None))
+        if progress:
+            progress("analyse", min(i + ANALYSE_CHUNK, len(frames)), len(frames))
+    return np.concatenate(chunks) if chunks else np.zeros((0, model.motion_channels), np.int32)

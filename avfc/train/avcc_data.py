@@ -4,8 +4,8 @@ For one talking-face clip this computes exactly what the codec's encoder sees:
 
 * the face crop at 256x256, 25 fps, through :func:`avfc.api.prepare` (the same read and crop as
   :func:`avfc.api.encode`);
-* the quantized keypoints of every frame, :func:`avfc.codec.encoder.analyse` in chunks of 25
-  frames as ``encode`` runs it, ``(T, C)`` int32;
+* the quantized keypoints of every frame, :func:`avfc.codec.encoder.analyse_clip` as ``encode``
+  runs it, ``(T, C)`` int32;
 * the Codec2 700C tokens of the clip's 16 kHz mono speech, trimmed to the video's duration as
   ``encode`` does, so that there are ``T`` tokens and token ``t`` covers frame ``t``'s 40 ms
   (the codec compensates its own delay), and their four fields ``(T, 4)`` int64;
@@ -38,8 +38,6 @@ SIZE = 256
 FPS = 25
 #: keypoint precision of the stream (the grid of avcc-mrdac-cpu-v1; pass another one for other models)
 PRECISION = 6
-#: frames :func:`avfc.api.encode` analyses at a time
-_ANALYSE_CHUNK = 25
 
 
 @dataclass(frozen=True)
@@ -109,7 +107,7 @@ def _compute(path: Path, model_name: str, max_frames: Optional[int], precision: 
              hysteresis: float) -> AvccClip:
     from avfc.audio import make_audio_codec_by_name
     from avfc.codec.common import make_reference
-    from avfc.codec.encoder import analyse
+    from avfc.codec.encoder import analyse_clip
     from avfc.entropy import quantize
     from avfc.media import DEFAULT_QP, decode_intra, encode_intra
     from avfc.models.zoo import load_model
@@ -118,11 +116,7 @@ def _compute(path: Path, model_name: str, max_frames: Optional[int], precision: 
     if media.audio is None:
         raise MediaError(f"{path} has no audio track")
     model = load_model(cfg.model, cfg.size)
-    chunks: list[np.ndarray] = []
-    for i in range(0, len(frames), _ANALYSE_CHUNK):  # as avfc.encode analyses
-        chunks.append(analyse(model, frames[i:i + _ANALYSE_CHUNK], cfg.kp_precision, cfg.kp_hysteresis,
-                              prev=chunks[-1][-1] if chunks else None))
-    q = np.concatenate(chunks)
+    q = analyse_clip(model, frames, cfg.kp_precision, cfg.kp_hysteresis)  # as avfc.encode analyses
     pcm = media.audio[: int(round(len(frames) / cfg.fps * 16000))]
     tokens = make_audio_codec_by_name("codec2", cfg.codec2_mode).encode(pcm)
     if len(tokens) != len(frames):

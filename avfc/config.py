@@ -55,6 +55,10 @@ class EncoderConfig(BaseModel):
         0.3, ge=0.0, lt=2.0,
         description="dead zone of the keypoint quantizer in grid steps: a keypoint keeps its last value "
                     "until it moves more than 0.5 + this, so detector jitter costs no bits (encoder only)")
+    motion_stride: int = Field(
+        1, ge=1, le=24,
+        description="code the keypoints of every Nth frame (and of each packet's last frame); the decoder "
+                    "interpolates the others (format 1.2 MOTION_SPARSE units; 1: every frame, format 1.0/1.1)")
     packet_frames: int = Field(25, ge=1, le=1024, description="frames per motion packet")
     intra_period: int = Field(
         1, ge=1, le=1000,
@@ -86,6 +90,8 @@ class EncoderConfig(BaseModel):
         if self.uses_avcc and self.fps != 25:
             raise ValueError("audio_coder 'context' and motion_source 'predicted' / 'speech' pair one 40 ms "
                              "Codec2 700C frame with each video frame: they need fps 25")
+        if self.motion_stride > 1 and self.motion_source != "transmitted":
+            raise ValueError("motion_stride > 1 needs motion_source 'transmitted'")
         if self.motion_source == "speech" and (self.key_policy != "fixed" or self.reference_mode != "low-delay"):
             raise ValueError("motion_source 'speech' needs key_policy 'fixed' and reference_mode 'low-delay'")
         return self

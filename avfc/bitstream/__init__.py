@@ -1,4 +1,4 @@
-"""The .avfc bitstream v1.1 container: units, payload models, writer and incremental reader.
+"""The .avfc bitstream v1.2 container: units, payload models, writer and incremental reader.
 
 No torch here: this layer only frames, checks and (de)serialises bytes. The format
 is specified field by field in docs/bitstream.md (container section).
@@ -6,7 +6,9 @@ is specified field by field in docs/bitstream.md (container section).
 
 from avfc.bitstream.parser import StreamParser
 from avfc.bitstream.payloads import (
+    HEADER_FLAG_SPARSE_MOTION,
     MAX_FRAME_COUNT,
+    MAX_MOTION_STRIDE,
     MOTION_FLAG_INTRA,
     PAYLOAD_TYPES,
     SIDE_INFO_FLAG_BASE_PICTURE,
@@ -24,6 +26,7 @@ from avfc.bitstream.payloads import (
     Motion,
     MotionCoder,
     MotionPred,
+    MotionSparse,
     MotionSource,
     Payload,
     ReferenceMode,
@@ -38,6 +41,7 @@ from avfc.bitstream.units import (
     MAX_UNIT_PAYLOAD,
     VERSION_1_0,
     VERSION_1_1,
+    VERSION_1_2,
     Damage,
     DamageReason,
     Event,
@@ -50,7 +54,9 @@ from avfc.bitstream.units import (
 __all__ = [
     "FORMAT_VERSION",
     "MAGIC",
+    "HEADER_FLAG_SPARSE_MOTION",
     "MAX_FRAME_COUNT",
+    "MAX_MOTION_STRIDE",
     "MAX_UNIT_PAYLOAD",
     "MOTION_FLAG_INTRA",
     "PAYLOAD_TYPES",
@@ -61,6 +67,7 @@ __all__ = [
     "SIDE_INFO_FLAG_NETWORK_PRESENT",
     "VERSION_1_0",
     "VERSION_1_1",
+    "VERSION_1_2",
     "Audio",
     "AudioCodecId",
     "AudioCoder",
@@ -74,6 +81,7 @@ __all__ = [
     "Motion",
     "MotionCoder",
     "MotionPred",
+    "MotionSparse",
     "MotionSource",
     "ParsedStream",
     "Payload",

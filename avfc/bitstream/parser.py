@@ -37,6 +37,7 @@ from avfc.bitstream.units import (
     MIN_UNIT_SIZE,
     PREAMBLE_SIZE,
     UNIT_TYPES_1_0,
+    UNIT_TYPES_1_1,
     Damage,
     DamageReason,
     Event,
@@ -59,7 +60,7 @@ _COMPACT_BYTES = 64 * 1024
 # per type set: a regex matching any byte of the set (the resync's fast skip)
 _TYPE_RE = {
     types: re.compile(b"[" + b"".join(re.escape(bytes((t,))) for t in sorted(types)) + b"]")
-    for types in (UNIT_TYPES_1_0, KNOWN_UNIT_TYPES)
+    for types in (UNIT_TYPES_1_0, UNIT_TYPES_1_1, KNOWN_UNIT_TYPES)
 }
 
 

@@ -8,7 +8,8 @@ end with their opaque ``data``, so everything after their fixed fields is data.
 Reserved flag bits must be 0 on construction and are ignored (masked off) when
 read, so a later minor version may define them as hints an older reader can skip.
 Version 1.1 appends the AVCC extension to the SequenceHeader and adds AudioCtx and
-MotionPred (docs/bitstream.md, part A).
+MotionPred; version 1.2 defines the header flag SPARSE_MOTION and adds MotionSparse
+(docs/bitstream.md, part A).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, S
 from pydantic import ValidationError, model_validator
 
 from avfc.bitstream._fields import Layout, pack_fields, read_bytes, translate, unpack_fields
-from avfc.bitstream.units import MAX_UNIT_PAYLOAD, VERSION_1_0, VERSION_1_1, Unit, UnitType
+from avfc.bitstream.units import MAX_UNIT_PAYLOAD, VERSION_1_0, VERSION_1_1, VERSION_1_2, Unit, UnitType
 from avfc.errors import FormatError, LimitError
 
 #: bound on frame counts and frame indices (about 4.6 days at 25 fps).
@@ -43,6 +44,10 @@ U8, U16, U32 = 0xFF, 0xFFFF, 0xFFFF_FFFF
 
 #: Motion.flags bit: the packet does not depend on earlier packets.
 MOTION_FLAG_INTRA = 0x01
+#: SequenceHeader.flags bit (since 1.2): the stream's motion may come in MOTION_SPARSE units.
+HEADER_FLAG_SPARSE_MOTION = 0x0001
+#: the largest MotionSparse.stride
+MAX_MOTION_STRIDE = 64
 #: SideInfo.flags bits (after the VVC generative face video SEI message).
 SIDE_INFO_FLAG_BASE_PICTURE = 0x01
 SIDE_INFO_FLAG_NETWORK_PRESENT = 0x02
@@ -221,7 +226,7 @@ class SequenceHeader(Payload):
     motion_coder: MotionCoder = MotionCoder.LAPLACE_V1
     reference_mode: ReferenceMode = ReferenceMode.LOW_DELAY
     max_refs: Annotated[StrictInt, Field(ge=1, le=MAX_REFS)] = 1
-    flags: Uint16 = 0  # reserved: no bit is defined in version 1.0
+    flags: Uint16 = 0  # bit 0 (since 1.2): HEADER_FLAG_SPARSE_MOTION; the other bits are reserved
     # -- version 1.1: the AVCC extension
     avcc_name: Optional[ModelName] = None
     avcc_sha256: Optional[Sha256Hex] = None
@@ -231,7 +236,7 @@ class SequenceHeader(Payload):
 
     @model_validator(mode="after")
     def _check(self) -> "SequenceHeader":
-        _check_flags("SequenceHeader", self.flags, 0)
+        _check_flags("SequenceHeader", self.flags, HEADER_FLAG_SPARSE_MOTION)
         if self.width % 2 or self.height % 2:
             raise FormatError(f"SequenceHeader.width/height: {self.width}x{self.height} must both be even")
         if self.fps_num > MAX_FPS * self.fps_den:
@@ -284,6 +289,9 @@ class SequenceHeader(Payload):
             )
         if self.motion_source is MotionSource.FROM_SPEECH and self.audio_codec is AudioCodecId.NONE:
             raise FormatError("SequenceHeader.motion_source: FROM_SPEECH needs audio (audio_codec is NONE)")
+        if self.sparse_motion and self.motion_source is not MotionSource.TRANSMITTED:
+            raise FormatError(f"SequenceHeader.flags: SPARSE_MOTION needs motion_source TRANSMITTED, "
+                              f"not {self.motion_source.name}")
 
     @property
     def fps(self) -> Fraction:
@@ -291,8 +299,16 @@ class SequenceHeader(Payload):
         return Fraction(self.fps_num, self.fps_den)
 
     @property
+    def sparse_motion(self) -> bool:
+        """The stream's motion may come in MOTION_SPARSE units (flag bit 0, since 1.2)."""
+        return bool(self.flags & HEADER_FLAG_SPARSE_MOTION)
+
+    @property
     def min_version(self) -> tuple[int, int]:
-        """The oldest format version that holds this header: (1, 1) with the AVCC extension, else (1, 0)."""
+        """The oldest format version that holds this header: (1, 2) with the SPARSE_MOTION flag,
+        else (1, 1) with the AVCC extension, else (1, 0)."""
+        if self.sparse_motion:
+            return VERSION_1_2
         return VERSION_1_0 if self.avcc_name is None else VERSION_1_1
 
     def to_bytes(self) -> bytes:
@@ -316,7 +332,8 @@ class SequenceHeader(Payload):
         name, digest, offset = _read_name_and_digest(data, 0, "model_name", "weights_sha256")
         values: dict[str, Any] = {"model_name": name, "weights_sha256": digest}
         fixed, offset = unpack_fields("SequenceHeader", data, offset, _HEADER_LAYOUT)
-        values.update(fixed, flags=0)  # no bit defined in 1.0: ignored
+        values.update(fixed)
+        values["flags"] &= HEADER_FLAG_SPARSE_MOTION  # reserved bits are ignored
         if offset < len(data):
             name, digest, offset = _read_name_and_digest(data, offset, "avcc_name", "avcc_sha256")
             ext, _ = unpack_fields("SequenceHeader", data, offset, _HEADER_EXT_LAYOUT)
@@ -426,6 +443,42 @@ class MotionPred(_MotionPacket):
     """
 
     UNIT_TYPE: ClassVar[UnitType] = UnitType.MOTION_PRED
+
+
+_SPARSE_LAYOUT = (("first_frame", "I"), ("num_frames", "H"), ("flags", "B"), ("stride", "B"))
+_SPARSE_FIXED = 8
+
+
+class MotionSparse(_MotionPacket):
+    """Keypoints of every ``stride``-th frame of ``num_frames`` frames from ``first_frame`` and of the
+    packet's last frame (MOTION_SPARSE unit, 1.2); the frames between are interpolated.
+
+    ``data`` is a motion packet (part B) of :func:`avfc.entropy.sparse_positions` frames; the decoder
+    fills the others with :func:`avfc.entropy.interpolate_track`. ``flags``: MOTION_FLAG_INTRA.
+    """
+
+    UNIT_TYPE: ClassVar[UnitType] = UnitType.MOTION_SPARSE
+
+    stride: Annotated[StrictInt, Field(ge=1, le=MAX_MOTION_STRIDE)] = 1
+    data: Bytes = _data_field(0, _SPARSE_FIXED)
+
+    def to_bytes(self) -> bytes:
+        """Serialise: first_frame, num_frames, flags, stride, data."""
+        values = {"first_frame": self.first_frame, "num_frames": self.num_frames, "flags": self.flags,
+                  "stride": self.stride}
+        return pack_fields(values, _SPARSE_LAYOUT) + self.data
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Self:
+        """Parse the payload; reserved flag bits are ignored, everything after the fixed fields is data."""
+        data = _check_bytes(data)
+        values, offset = unpack_fields(cls.__name__, data, 0, _SPARSE_LAYOUT)
+        values["flags"] &= MOTION_FLAG_INTRA
+        if values["stride"] == 0:
+            raise FormatError("MotionSparse.stride: must be >= 1, got 0")
+        if values["stride"] > MAX_MOTION_STRIDE:
+            raise LimitError(f"MotionSparse.stride: {values['stride']} exceeds {MAX_MOTION_STRIDE}")
+        return cls(data=data[offset:], **values)
 
 
 _AUDIO_LAYOUT = (("first_frame", "I"), ("num_frames", "H"))
@@ -610,10 +663,12 @@ class EndOfStream(Payload):
 #: the payload model of every known unit type.
 PAYLOAD_TYPES: dict[UnitType, type[Payload]] = {
     model.UNIT_TYPE: model
-    for model in (SequenceHeader, KeyFrame, Motion, Audio, SideInfo, AudioCtx, MotionPred, EndOfStream)
+    for model in (SequenceHeader, KeyFrame, Motion, Audio, SideInfo, AudioCtx, MotionPred, MotionSparse,
+                  EndOfStream)
 }
 
-AnyPayload = Union[SequenceHeader, KeyFrame, Motion, Audio, SideInfo, AudioCtx, MotionPred, EndOfStream]
+AnyPayload = Union[SequenceHeader, KeyFrame, Motion, Audio, SideInfo, AudioCtx, MotionPred, MotionSparse,
+                   EndOfStream]
 
 
 def decode_payload(unit: Unit) -> Optional[AnyPayload]:

@@ -19,7 +19,12 @@ _UNIT_NEEDS = {
     UnitType.AUDIO_CTX: ("audio_coder", AudioCoder.CONTEXT),
     UnitType.MOTION: ("motion_source", MotionSource.TRANSMITTED),
     UnitType.MOTION_PRED: ("motion_source", MotionSource.PREDICTED),
+    UnitType.MOTION_SPARSE: ("sparse_motion", True),
 }
+
+
+def _show(value: object) -> str:
+    return getattr(value, "name", str(value))
 
 
 class StreamWriter:
@@ -41,8 +46,9 @@ class StreamWriter:
     def write_header(self, header: SequenceHeader) -> int:
         """Write the preamble and the SEQUENCE_HEADER unit; return bytes written.
 
-        The preamble's version is ``header.min_version``: 1.1 when the header has the AVCC
-        extension, else 1.0 (a stream that uses no 1.1 feature is a 1.0 stream, byte for byte).
+        The preamble's version is ``header.min_version``: 1.2 when the header has the SPARSE_MOTION
+        flag, else 1.1 when it has the AVCC extension, else 1.0 (a stream that uses no 1.1 feature
+        is a 1.0 stream, byte for byte).
         """
         if not isinstance(header, SequenceHeader):
             raise FormatError(f"write_header expects a SequenceHeader, not {type(header).__name__}")
@@ -56,7 +62,8 @@ class StreamWriter:
         """Write one unit of a known type other than SEQUENCE_HEADER; return bytes written.
 
         AUDIO / AUDIO_CTX must match the header's ``audio_coder`` (RAW / CONTEXT) and MOTION /
-        MOTION_PRED its ``motion_source`` (TRANSMITTED / PREDICTED; FROM_SPEECH takes neither).
+        MOTION_PRED its ``motion_source`` (TRANSMITTED / PREDICTED; FROM_SPEECH takes neither);
+        MOTION_SPARSE needs the header flag SPARSE_MOTION (which needs TRANSMITTED).
         """
         if not isinstance(unit_type, UnitType):
             raise FormatError(f"write_unit expects a UnitType, not {unit_type!r}")
@@ -71,8 +78,8 @@ class StreamWriter:
             actual = getattr(self._header, field)
             if actual != needed:
                 raise FormatError(
-                    f"{unit_type.name} unit in a stream whose header has {field} {actual.name} "
-                    f"({unit_type.name} needs {needed.name})"
+                    f"{unit_type.name} unit in a stream whose header has {field} {_show(actual)} "
+                    f"({unit_type.name} needs {_show(needed)})"
                 )
         data = encode_unit(unit_type, payload)
         self._ended = unit_type is UnitType.END_OF_STREAM

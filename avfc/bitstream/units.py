@@ -20,9 +20,12 @@ MAGIC = b"AVFC"
 VERSION_1_0 = (1, 0)
 #: version 1.1: adds the AVCC header extension and the AUDIO_CTX / MOTION_PRED units.
 VERSION_1_1 = (1, 1)
+#: version 1.2: adds the MOTION_SPARSE unit (keypoints of every ``stride``-th frame) and the
+#: header flag that announces it.
+VERSION_1_2 = (1, 2)
 #: (major, minor): the newest version this implementation reads and writes; readers accept
 #: any minor of major 1, writers write the oldest version that holds the stream.
-FORMAT_VERSION = VERSION_1_1
+FORMAT_VERSION = VERSION_1_2
 PREAMBLE_SIZE = len(MAGIC) + 2
 #: largest payload a unit may carry (16 MiB).
 MAX_UNIT_PAYLOAD = 16 * 1024 * 1024
@@ -34,7 +37,7 @@ MIN_UNIT_SIZE = 1 + 1 + CRC_SIZE
 
 
 class UnitType(IntEnum):
-    """The unit types of format version 1.1. Other type bytes are "unknown" and skipped."""
+    """The unit types of format version 1.2. Other type bytes are "unknown" and skipped."""
 
     SEQUENCE_HEADER = 0x01
     KEY_FRAME = 0x02
@@ -43,18 +46,22 @@ class UnitType(IntEnum):
     SIDE_INFO = 0x05
     AUDIO_CTX = 0x06  # since 1.1
     MOTION_PRED = 0x07  # since 1.1
+    MOTION_SPARSE = 0x08  # since 1.2
     END_OF_STREAM = 0x0F
 
 
-#: every type byte this implementation knows (version 1.1).
+#: every type byte this implementation knows (version 1.2).
 KNOWN_UNIT_TYPES = frozenset(int(t) for t in UnitType)
+#: the type bytes version 1.1 defines; in a 1.1 stream every other type is unknown.
+UNIT_TYPES_1_1 = KNOWN_UNIT_TYPES - {UnitType.MOTION_SPARSE}
 #: the type bytes version 1.0 defines; in a 1.0 stream every other type is unknown.
-UNIT_TYPES_1_0 = KNOWN_UNIT_TYPES - {UnitType.AUDIO_CTX, UnitType.MOTION_PRED}
+UNIT_TYPES_1_0 = UNIT_TYPES_1_1 - {UnitType.AUDIO_CTX, UnitType.MOTION_PRED}
 
 
 def unit_types_of(version: tuple[int, int]) -> frozenset[int]:
-    """The type bytes a stream of ``version`` (major 1) defines: 1.0 types, or all known from 1.1 on."""
-    return UNIT_TYPES_1_0 if version[1] == 0 else KNOWN_UNIT_TYPES
+    """The type bytes a stream of ``version`` (major 1) defines: those of 1.0, of 1.1, or all known
+    from 1.2 on."""
+    return (UNIT_TYPES_1_0, UNIT_TYPES_1_1)[version[1]] if version[1] < 2 else KNOWN_UNIT_TYPES
 
 
 class DamageReason(str, Enum):

@@ -29,7 +29,7 @@ from avfc.codec.common import (
     references_for,
     tensor_to_frames,
 )
-from avfc.entropy import decode_motion, dequantize, quantize
+from avfc.entropy import decode_motion, dequantize, interpolate_track, quantize, sparse_positions
 from avfc.errors import AvfcError, FormatError, LimitError, TruncatedError
 from avfc.media import decode_intra
 from avfc.models.base import AnimationModel, Reference
@@ -148,7 +148,7 @@ class Decoder:
         try:
             if isinstance(payload, bs.KeyFrame):
                 self._key_frame(payload)
-            elif isinstance(payload, (bs.Motion, bs.MotionPred)):
+            elif isinstance(payload, (bs.Motion, bs.MotionPred, bs.MotionSparse)):
                 self._motion(payload, ev.offset)
             elif isinstance(payload, (bs.Audio, bs.AudioCtx)):
                 self._audio(payload, ev.offset)
@@ -225,7 +225,7 @@ class Decoder:
             self.issues.append(Issue("side_info", f"side info says the references are {list(si.refs)}, "
                                      f"the decoder has {list(mine)} (a key frame was lost?)", offset))
 
-    def _motion(self, m: bs.Motion | bs.MotionPred, offset: int) -> None:
+    def _motion(self, m: bs.Motion | bs.MotionPred | bs.MotionSparse, offset: int) -> None:
         assert self.header is not None and self.model is not None
         predicted = isinstance(m, bs.MotionPred)
         expected = bs.MotionSource.PREDICTED if predicted else bs.MotionSource.TRANSMITTED
@@ -261,7 +261,7 @@ class Decoder:
             except AvfcError as e:
                 self.issues.append(Issue("undecodable", f"motion_pred unit for frames {m.first_frame}..: {e}"))
 
-    def _decode_motion(self, m: bs.Motion | bs.MotionPred, final: bool = False) -> None:
+    def _decode_motion(self, m: bs.Motion | bs.MotionPred | bs.MotionSparse, final: bool = False) -> None:
         assert self.header is not None and self.model is not None
         first, n = int(m.first_frame), int(m.num_frames)
         if first > self._next_render:
@@ -286,6 +286,9 @@ class Decoder:
                 self._conceal(first, first + n, "the audio their predicted motion depends on is lost")
                 return
             q = decode_predicted_motion(m.data, n, self.model.motion_channels, self.avcc.motion, audio, prev)
+        elif isinstance(m, bs.MotionSparse):
+            coded = decode_motion(m.data, len(sparse_positions(n, m.stride)), self.model.motion_channels, prev)
+            q = interpolate_track(coded, n, m.stride)
         else:
             q = decode_motion(m.data, n, self.model.motion_channels, prev)
         for i in range(n):

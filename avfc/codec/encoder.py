@@ -35,7 +35,7 @@ from avfc.codec.common import (
     tensor_to_frames,
 )
 from avfc.config import EncoderConfig
-from avfc.entropy import dequantize, encode_motion, quantize_track
+from avfc.entropy import dequantize, encode_motion, interpolate_track, quantize_track, sparse_positions
 from avfc.errors import ConfigError, MediaError
 from avfc.media import DEFAULT_QP, CropBox, decode_intra, encode_intra, encode_intra_to_size
 from avfc.models.base import AnimationModel, Reference
@@ -118,7 +118,7 @@ class Encoder:
             motion_coder=MOTION_CODER_LAPLACE_V1,
             reference_mode=int(config.reference_mode == "bidirectional"),
             max_refs=config.max_refs,
-            flags=0,
+            flags=bs.HEADER_FLAG_SPARSE_MOTION if config.motion_stride > 1 else 0,
             **avcc_fields,
         )
         self._buf = io.BytesIO()
@@ -281,6 +281,15 @@ class Encoder:
                 data = encode_predicted_motion(q, self.avcc.motion, audio, None if intra else self._prev_q)
                 self._write("motion", bs.MotionPred(first_frame=first, num_frames=len(q),
                                                     flags=bs.MOTION_FLAG_INTRA if intra else 0, data=data))
+            elif self.config.motion_stride > 1:
+                # sparse (1.2): code every stride-th frame and the last; the decoder interpolates the
+                # rest, and so does the encoder, so that the next packet predicts from what was decoded
+                stride = self.config.motion_stride
+                coded = q[sparse_positions(len(q), stride)]
+                data = encode_motion(coded, None if intra else self._prev_q[0])
+                self._write("motion", bs.MotionSparse(first_frame=first, num_frames=len(q), stride=stride,
+                                                      flags=bs.MOTION_FLAG_INTRA if intra else 0, data=data))
+                q = interpolate_track(coded, len(q), stride)
             else:
                 data = encode_motion(q, None if intra else self._prev_q[0])
                 self._write("motion", bs.Motion(first_frame=first, num_frames=len(q),

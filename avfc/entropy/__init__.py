@@ -13,6 +13,7 @@ from avfc.entropy.motion import (
     max_motion_bytes,
 )
 from avfc.entropy.quant import DEFAULT_PRECISION, MAX_PRECISION, QMAX, dequantize, quantize, quantize_track
+from avfc.entropy.sparse import interpolate_track, sparse_positions
 from avfc.entropy.tables import laplace_table, motion_tables_digest
 
 __all__ = [
@@ -25,9 +26,11 @@ __all__ = [
     "dequantize",
     "encode_motion",
     "estimate_motion_bits",
+    "interpolate_track",
     "laplace_table",
     "max_motion_bytes",
     "motion_tables_digest",
     "quantize",
     "quantize_track",
+    "sparse_positions",
 ]

@@ -87,6 +87,10 @@ AVFC_MODES: dict[str, dict[str, Any]] = {
     "bidir": {"key_interval": 50, "max_refs": 2, "reference_mode": "bidirectional"},
     "adaptive": {"key_policy": "adaptive", "max_refs": 4},  # keys where the reconstruction falls
     "tiny": {"model": "tiny-test"},  # the untrained test model, for reference
+    # sparse motion (format 1.2): keypoints of every 2nd / 3rd frame, the rest interpolated; dense: every frame
+    "dense": {"motion_stride": 1},
+    "stride2": {"motion_stride": 2},
+    "stride3": {"motion_stride": 3},
     # audio-visual cross-modal coding (format 1.1): context-coded audio, speech-predicted motion
     "avcc": {"audio_coder": "context", "motion_source": "predicted"},
     # no motion at all: the decoder draws the lips from the speech (the lowest rates)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from avfc.bitstream import (
     MAX_FRAME_COUNT,
+    HEADER_FLAG_SPARSE_MOTION,
     MOTION_FLAG_INTRA,
     SIDE_INFO_FLAG_BASE_PICTURE,
     SIDE_INFO_FLAG_DRIVE_PICTURE_FUSION,
@@ -124,7 +125,9 @@ def test_trailing_bytes_ignored_for_extensible_payloads(make_avcc_header) -> Non
 
 
 def test_reserved_flag_bits_ignored_on_read(make_header) -> None:
-    assert SequenceHeader.from_bytes(raw_header(flags=0xFFFF)) == make_header()
+    assert SequenceHeader.from_bytes(raw_header(flags=0xFFFE)) == make_header()
+    # bit 0 is defined since 1.2 (SPARSE_MOTION), the other 15 are reserved
+    assert SequenceHeader.from_bytes(raw_header(flags=0xFFFF)) == make_header(flags=HEADER_FLAG_SPARSE_MOTION)
     motion = Motion.from_bytes(bytes.fromhex("00000001 0001 fe") + b"x")
     assert motion.flags == 0 and motion.intra is False and motion.data == b"x"
     assert Motion.from_bytes(bytes.fromhex("00000001 0001 ff")).flags == MOTION_FLAG_INTRA
@@ -134,7 +137,7 @@ def test_reserved_flag_bits_ignored_on_read(make_header) -> None:
 
 def test_reserved_flag_bits_rejected_on_construction(make_header) -> None:
     with pytest.raises(FormatError, match="SequenceHeader.flags"):
-        make_header(flags=1)
+        make_header(flags=2)
     with pytest.raises(FormatError, match="Motion.flags"):
         Motion(first_frame=0, num_frames=1, flags=0x02, data=b"")
     with pytest.raises(FormatError, match="SideInfo.flags"):

@@ -63,3 +63,14 @@ def test_errors_are_one_line_not_tracebacks(tmp_path, capsys):
 def test_models_lists_the_zoo(capsys):
     assert main(["models"]) == 0
     assert "tiny-test" in capsys.readouterr().out
+
+
+def test_encode_with_motion_stride_writes_sparse_units(clip, tmp_path, capsys):
+    out = tmp_path / "sparse.avfc"
+    assert main(["encode", str(clip), "-o", str(out), "--size", "64", "--model", "tiny-test", "--motion-stride", "3",
+                 "-q"]) == 0
+    assert out.read_bytes()[4:6] == bytes((1, 2))
+    assert main(["info", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["units"]["motion_sparse"]["count"] == 2 and "motion" not in info["units"]
+    assert main(["decode", str(out), "-o", str(tmp_path / "sparse.mp4")]) == 0

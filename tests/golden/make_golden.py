@@ -36,6 +36,10 @@ STREAMS = {
                                   key_qp=35, key_interval=20, max_refs=2, audio_coder="context",
                                   motion_source="speech", avcc="avcc-mrdac-cpu-v1", kp_precision=6,
                                   kp_hysteresis=0.0),
+    # format 1.2: sparse motion (every 3rd frame coded, the rest interpolated; a 4-frame last packet)
+    "v1_2-sparse-motion": dict(n=34, size=64, model="tiny-test", audio="codec2", codec2_mode="700C", key_codec="av1",
+                               key_qp=35, packet_frames=10, intra_period=2, motion_stride=3, kp_precision=5,
+                               kp_hysteresis=0.3),
 }
 
 

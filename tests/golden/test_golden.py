@@ -1,7 +1,7 @@
 """Golden .avfc files: every later avfc must decode them to the same integers.
 
 The files were written once by make_golden.py (``v1_0-*``: avfc 0.1.0, format 1.0; ``v1_1-*``:
-format 1.1 with the AVCC bundle ``avcc-mrdac-cpu-v1``) and are never regenerated. Decoded motion, audio tokens and key-frame pictures must hash exactly the same;
+format 1.1 with the AVCC bundle ``avcc-mrdac-cpu-v1``; ``v1_2-*``: format 1.2, sparse motion) and are never regenerated. Decoded motion, audio tokens and key-frame pictures must hash exactly the same;
 rendered frames (a float network) must match per-frame means within a small tolerance.
 """
 
@@ -28,6 +28,17 @@ def test_there_are_golden_files_for_format_1_1():
     assert {"v1_1-context-predicted", "v1_1-lips-from-speech"} <= set(GOLDEN)
     for name in ("v1_1-context-predicted", "v1_1-lips-from-speech"):
         assert (HERE / f"{name}.avfc").read_bytes()[4:6] == bytes((1, 1))
+
+
+def test_there_are_golden_files_for_format_1_2():
+    assert "v1_2-sparse-motion" in GOLDEN
+    data = (HERE / "v1_2-sparse-motion.avfc").read_bytes()
+    assert data[4:6] == bytes((1, 2))
+    from avfc import bitstream as bs
+
+    units = bs.parse_stream(data).units
+    assert any(u.type == bs.UnitType.MOTION_SPARSE for u in units)
+    assert not any(u.type == bs.UnitType.MOTION for u in units)
 
 
 @pytest.mark.parametrize("name", GOLDEN)

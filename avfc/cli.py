@@ -56,7 +56,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
         opus_bitrate=args.opus_bitrate, key_codec=args.key_codec, key_qp=args.key_qp,
         key_interval=args.key_interval, max_frames=args.frames, crop=args.crop,
         packet_frames=args.packet_frames, kp_precision=args.kp_precision, kp_hysteresis=args.kp_hysteresis,
-        motion_stride=args.motion_stride,
+        motion_stride=args.motion_stride, motion_hold=args.motion_hold,
         size=args.size, fps=args.fps,
         audio_coder=args.audio_coder, motion_source=args.motion_source, avcc=args.avcc,
     )
@@ -176,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--kp-precision", type=int, metavar="BITS", help="fractional bits of keypoints (default 5)")
     e.add_argument("--kp-hysteresis", type=float, metavar="STEPS",
                    help="keypoint dead zone in grid steps (default 0.3): jitter below 0.5 + this costs no motion bits")
+    e.add_argument("--motion-hold", action="store_true", default=None,
+                   help="per motion packet, send the reference's keypoints held still when that reconstructs "
+                        "the source better (closed loop; slower encode)")
     e.add_argument("--motion-stride", type=int, metavar="N",
                    help="send the keypoints of every Nth frame, the decoder interpolates the rest "
                         "(format 1.2; default 1)")

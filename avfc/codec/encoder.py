@@ -147,6 +147,11 @@ class Encoder:
         self._base_psnr: Optional[float] = None
         self._bidirectional = config.reference_mode == "bidirectional"
         self._waiting: list[np.ndarray] = []  # motion of frames held back (bi-directional mode)
+        # motion_hold: the frames of the waiting / pending motion rows (to measure the two choices)
+        self._hold = config.motion_hold
+        self._waiting_frames: list[np.ndarray] = []
+        self._pending_frames: list[np.ndarray] = []
+        self.held_packets = 0  # motion_hold: packets sent as the reference's keypoints held still
         self.device = next(iter(self.model.parameters()), torch.empty(0)).device
 
     # ------------------------------------------------------------------ video
@@ -193,7 +198,7 @@ class Encoder:
         self._last_key = index
         self._base_psnr = None
         self._ref_indices = (self._ref_indices + [index])[-self.config.max_refs:]
-        if self.config.key_policy == "adaptive":  # the encoder's own copy of the decoder's buffer
+        if self.config.key_policy == "adaptive" or self._hold:  # the encoder's copy of the decoder's buffer
             ref = make_reference(self.model, decoded, index, self.config.kp_precision, self.device)
             self._refs = (self._refs + [ref])[-self.config.max_refs:]
         if self.config.side_info:
@@ -235,6 +240,8 @@ class Encoder:
             if key:
                 self._code_key(index, frame)
             self._waiting.append(q)
+            if self._hold:
+                self._waiting_frames.append(frame)
             # low delay: motion goes out at once; bi-directional: frames wait for the next key frame
             if not self._bidirectional or key:
                 self._release()
@@ -246,16 +253,23 @@ class Encoder:
             self._packet_start += len(self._waiting)
             self._waiting = []
             return
-        for q in self._waiting:
+        frames = self._waiting_frames if self._hold else [None] * len(self._waiting)
+        for q, frame in zip(self._waiting, frames):
             self._pending_q.append(q)
+            if self._hold:
+                self._pending_frames.append(frame)
             if len(self._pending_q) >= self.config.packet_frames:
                 self._flush_motion()
         self._waiting = []
+        self._waiting_frames = []
 
     def _flush_motion(self) -> None:
         if not self._pending_q:
             return
         q = np.stack(self._pending_q)
+        if self._hold:
+            q = self._hold_or_move(self._packet_start, q, self._pending_frames)
+            self._pending_frames = []
         self._motion_queue.append((self._packet_start, q))
         self._packet_start += len(q)
         self._pending_q = []
@@ -296,6 +310,35 @@ class Encoder:
                                                 flags=bs.MOTION_FLAG_INTRA if intra else 0, data=data))
             self._prev_q = last_two(self._prev_q, q)
             self._packets += 1
+
+    @torch.no_grad()
+    def _hold_or_move(self, first: int, q: np.ndarray, frames: list[np.ndarray]) -> np.ndarray:
+        """motion_hold: the packet's rows, or the latest reference's keypoints held, whichever the
+        decoder reconstructs closer to the source (MSE over the packet's frames; ties hold, as the
+        hold costs fewer bits). Both are rendered exactly as the decoder will (closed loop)."""
+        p = self.config.kp_precision
+        held = np.empty_like(q)
+        for i in range(len(q)):
+            past = [r for r in self._refs if r.frame_index <= first + i]
+            ref = past[-1] if past else self._refs[0]
+            held[i] = np.rint(ref.keypoints[0].cpu().numpy().astype(np.float64) * 2.0 ** p).astype(q.dtype)
+        if np.array_equal(held, q):
+            return q
+        err = {"move": 0.0, "hold": 0.0}
+        for i, frame in enumerate(frames):
+            idx = first + i
+            if idx in self.decoded_keys:
+                continue  # a key frame shows its picture whatever the motion
+            refs = references_for(self._refs, idx, self._bidirectional)
+            target = frame.astype(np.float64)
+            for name, rows in (("move", q), ("hold", held)):
+                kp = torch.from_numpy(dequantize(rows[i:i + 1], p)).to(self.device)
+                out = tensor_to_frames(self.model.render(refs, kp, idx).cpu())[0]
+                err[name] += float(np.mean((out.astype(np.float64) - target) ** 2))
+        if err["hold"] <= err["move"]:
+            self.held_packets += 1
+            return held
+        return q
 
     # ------------------------------------------------------------------ audio
     def push_audio(self, pcm: np.ndarray) -> None:

@@ -91,6 +91,9 @@ AVFC_MODES: dict[str, dict[str, Any]] = {
     "dense": {"motion_stride": 1},
     "stride2": {"motion_stride": 2},
     "stride3": {"motion_stride": 3},
+    # closed-loop choice per motion packet between the analysed motion and holding the reference
+    "hold": {"motion_hold": True},
+    "hold-stride3": {"motion_hold": True, "motion_stride": 3},
     # audio-visual cross-modal coding (format 1.1): context-coded audio, speech-predicted motion
     "avcc": {"audio_coder": "context", "motion_source": "predicted"},
     # no motion at all: the decoder draws the lips from the speech (the lowest rates)

@@ -60,7 +60,7 @@ class EncoderConfig(BaseModel):
         description="code the keypoints of every Nth frame (and of each packet's last frame); the decoder "
                     "interpolates the others (format 1.2 MOTION_SPARSE units; 1: every frame, format 1.0/1.1)")
     motion_hold: bool = Field(
-        False,
+        True,
         description="closed loop, per motion packet: render the packet's frames as the decoder will, once with "
                     "the analysed keypoints and once holding the reference's keypoints, and send the hold (a "
                     "few bytes) when it reconstructs the source at least as well (encoder only; slower encode)")
@@ -95,8 +95,6 @@ class EncoderConfig(BaseModel):
         if self.uses_avcc and self.fps != 25:
             raise ValueError("audio_coder 'context' and motion_source 'predicted' / 'speech' pair one 40 ms "
                              "Codec2 700C frame with each video frame: they need fps 25")
-        if self.motion_hold and self.motion_source == "speech":
-            raise ValueError("motion_hold needs transmitted or predicted motion (motion_source 'speech' sends none)")
         if self.motion_stride > 1 and self.motion_source != "transmitted":
             raise ValueError("motion_stride > 1 needs motion_source 'transmitted'")
         if self.motion_source == "speech" and (self.key_policy != "fixed" or self.reference_mode != "low-delay"):

@@ -148,7 +148,7 @@ class Encoder:
         self._bidirectional = config.reference_mode == "bidirectional"
         self._waiting: list[np.ndarray] = []  # motion of frames held back (bi-directional mode)
         # motion_hold: the frames of the waiting / pending motion rows (to measure the two choices)
-        self._hold = config.motion_hold
+        self._hold = config.motion_hold and config.motion_source != "speech"  # speech: no motion is sent
         self._waiting_frames: list[np.ndarray] = []
         self._pending_frames: list[np.ndarray] = []
         self.held_packets = 0  # motion_hold: packets sent as the reference's keypoints held still

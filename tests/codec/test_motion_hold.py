@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 import avfc
 from avfc.codec import Decoder, Encoder
 from avfc.config import EncoderConfig
-from avfc.errors import ConfigError
 from synthetic import talking_face
 
 SIZE = 64
@@ -74,6 +72,8 @@ def test_motion_hold_through_the_api_and_with_sparse_motion():
     assert out.issues == [] and len(out.frames) == 20
 
 
-def test_motion_hold_needs_motion():
-    with pytest.raises(ConfigError, match="motion_hold"):
-        EncoderConfig.make(motion_hold=True, motion_source="speech", audio_coder="context")
+def test_motion_hold_is_off_without_motion():
+    assert EncoderConfig().motion_hold  # the default
+    enc = Encoder(EncoderConfig.make(size=SIZE, model=MODEL, motion_source="speech", audio_coder="context",
+                                     avcc="avcc-mrdac-cpu-v2"))
+    assert not enc._hold  # motion from speech sends no motion: nothing to choose

@@ -18,7 +18,8 @@ import numpy as np
 HERE = Path(__file__).parent
 
 #: name -> encoder settings; frames and audio are synthetic (avfc.media.synthetic). Every setting whose
-#: default changed later (kp_precision 7 -> 6 -> 5, kp_hysteresis 0 -> 0.3) is pinned to what the file used.
+#: default changed later (kp_precision 7 -> 6 -> 5, kp_hysteresis 0 -> 0.3, motion_hold off -> on) is pinned to what
+#: the file used (files written before motion_hold existed had it off).
 STREAMS = {
     "v1_0-codec2-av1": dict(n=30, size=64, model="tiny-test", audio="codec2", codec2_mode="700C", key_codec="av1", key_qp=35,
                             packet_frames=10, kp_precision=7, kp_hysteresis=0.0),
@@ -39,7 +40,7 @@ STREAMS = {
     # format 1.2: sparse motion (every 3rd frame coded, the rest interpolated; a 4-frame last packet)
     "v1_2-sparse-motion": dict(n=34, size=64, model="tiny-test", audio="codec2", codec2_mode="700C", key_codec="av1",
                                key_qp=35, packet_frames=10, intra_period=2, motion_stride=3, kp_precision=5,
-                               kp_hysteresis=0.3),
+                               kp_hysteresis=0.3, motion_hold=False),
 }
 
 

@@ -391,6 +391,9 @@ _MOTION_FIXED = 7
 class _MotionPacket(Payload):
     """Fields, checks and layout shared by Motion and MotionPred (same bytes, different units)."""
 
+    #: the fixed fields before ``data``, in byte order
+    _LAYOUT: ClassVar[Layout] = _MOTION_LAYOUT
+
     first_frame: FrameIndex
     num_frames: Annotated[StrictInt, Field(ge=1, le=MAX_MOTION_FRAMES)]
     flags: Uint8 = 0
@@ -413,15 +416,14 @@ class _MotionPacket(Payload):
         return self
 
     def to_bytes(self) -> bytes:
-        """Serialise: first_frame, num_frames, flags, data."""
-        values = {"first_frame": self.first_frame, "num_frames": self.num_frames, "flags": self.flags}
-        return pack_fields(values, _MOTION_LAYOUT) + self.data
+        """Serialise: the fixed fields (first_frame, num_frames, flags, ...), then data."""
+        return pack_fields({name: getattr(self, name) for name, _ in self._LAYOUT}, self._LAYOUT) + self.data
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Self:
         """Parse the payload; reserved flag bits are ignored, everything after the fixed fields is data."""
         data = _check_bytes(data)
-        values, offset = unpack_fields(cls.__name__, data, 0, _MOTION_LAYOUT)
+        values, offset = unpack_fields(cls.__name__, data, 0, cls._LAYOUT)
         values["flags"] &= MOTION_FLAG_INTRA
         return cls(data=data[offset:], **values)
 
@@ -458,27 +460,10 @@ class MotionSparse(_MotionPacket):
     """
 
     UNIT_TYPE: ClassVar[UnitType] = UnitType.MOTION_SPARSE
+    _LAYOUT: ClassVar[Layout] = _SPARSE_LAYOUT
 
     stride: Annotated[StrictInt, Field(ge=1, le=MAX_MOTION_STRIDE)] = 1
     data: Bytes = _data_field(0, _SPARSE_FIXED)
-
-    def to_bytes(self) -> bytes:
-        """Serialise: first_frame, num_frames, flags, stride, data."""
-        values = {"first_frame": self.first_frame, "num_frames": self.num_frames, "flags": self.flags,
-                  "stride": self.stride}
-        return pack_fields(values, _SPARSE_LAYOUT) + self.data
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Self:
-        """Parse the payload; reserved flag bits are ignored, everything after the fixed fields is data."""
-        data = _check_bytes(data)
-        values, offset = unpack_fields(cls.__name__, data, 0, _SPARSE_LAYOUT)
-        values["flags"] &= MOTION_FLAG_INTRA
-        if values["stride"] == 0:
-            raise FormatError("MotionSparse.stride: must be >= 1, got 0")
-        if values["stride"] > MAX_MOTION_STRIDE:
-            raise LimitError(f"MotionSparse.stride: {values['stride']} exceeds {MAX_MOTION_STRIDE}")
-        return cls(data=data[offset:], **values)
 
 
 _AUDIO_LAYOUT = (("first_frame", "I"), ("num_frames", "H"))

@@ -115,6 +115,13 @@ def test_sparse_units_are_unknown_in_older_versions():
 
 # ---------------------------------------------------------------- codec
 
+def _encode(frames, **kw) -> bytes:
+    enc = Encoder(EncoderConfig.make(size=SIZE, model=MODEL, audio="none", key_qp=35, packet_frames=10, **kw))
+    enc.push_frames(frames)
+    enc.close()
+    return enc.read()
+
+
 @pytest.mark.parametrize("stride", [2, 3, 4])
 def test_sparse_stream_decodes_to_the_interpolated_keypoints(stride):
     frames = talking_face(23, SIZE, SIZE)
@@ -159,11 +166,7 @@ def test_sparse_motion_costs_fewer_bytes_than_dense():
 def test_predicted_packets_follow_sparse_ones_from_the_coded_last_frame():
     # intra_period 3: packets 1 and 2 predict from the last frame of the packet before
     frames = talking_face(30, SIZE, SIZE)
-    enc = Encoder(EncoderConfig.make(size=SIZE, model=MODEL, audio="none", key_qp=35, packet_frames=10,
-                                     intra_period=3, motion_stride=3))
-    enc.push_frames(frames)
-    enc.close()
-    data = enc.read()
+    data = _encode(frames, intra_period=3, motion_stride=3)
     flags = [bs.decode_payload(u).flags for u in bs.parse_stream(data).units if u.type == bs.UnitType.MOTION_SPARSE]
     assert flags == [bs.MOTION_FLAG_INTRA, 0, 0]
     res = avfc.decode(data)
@@ -173,11 +176,7 @@ def test_predicted_packets_follow_sparse_ones_from_the_coded_last_frame():
 def test_a_1_1_reader_skips_sparse_units_and_conceals():
     """What an older reader does: type 08 is unknown in a 1.1 stream, so its frames are concealed."""
     frames = talking_face(20, SIZE, SIZE)
-    enc = Encoder(EncoderConfig.make(size=SIZE, model=MODEL, audio="none", key_qp=35, packet_frames=10,
-                                     motion_stride=2))
-    enc.push_frames(frames)
-    enc.close()
-    data = bytearray(enc.read())
+    data = bytearray(_encode(frames, motion_stride=2))
     data[5] = 1  # relabel as 1.1: MOTION_SPARSE becomes an unknown unit type
     res = avfc.decode(bytes(data))
     assert len(res.frames) == 20
@@ -187,11 +186,7 @@ def test_a_1_1_reader_skips_sparse_units_and_conceals():
 
 def test_damaged_sparse_packet_is_concealed_and_the_rest_decodes():
     frames = talking_face(30, SIZE, SIZE)
-    enc = Encoder(EncoderConfig.make(size=SIZE, model=MODEL, audio="none", key_qp=35, packet_frames=10,
-                                     motion_stride=3))
-    enc.push_frames(frames)
-    enc.close()
-    data = bytearray(enc.read())
+    data = bytearray(_encode(frames, motion_stride=3))
     units = bs.parse_stream(bytes(data)).units
     second = [u for u in units if u.type == bs.UnitType.MOTION_SPARSE][1]
     data[second.offset + 12] ^= 0xFF  # inside its payload: the CRC fails

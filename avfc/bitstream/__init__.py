@@ -1,4 +1,4 @@
-"""The .avfc bitstream v1.2 container: units, payload models, writer and incremental reader.
+"""The .avfc bitstream v1.3 container: units, payload models, writer and incremental reader.
 
 No torch here: this layer only frames, checks and (de)serialises bytes. The format
 is specified field by field in docs/bitstream.md (container section).
@@ -6,7 +6,9 @@ is specified field by field in docs/bitstream.md (container section).
 
 from avfc.bitstream.parser import StreamParser
 from avfc.bitstream.payloads import (
+    AVCC_FLAG_DIFFUSION_LIPS,
     HEADER_FLAG_SPARSE_MOTION,
+    MAX_DIFFUSION_STEPS,
     MAX_FRAME_COUNT,
     MAX_MOTION_STRIDE,
     MOTION_FLAG_INTRA,
@@ -42,6 +44,7 @@ from avfc.bitstream.units import (
     VERSION_1_0,
     VERSION_1_1,
     VERSION_1_2,
+    VERSION_1_3,
     Damage,
     DamageReason,
     Event,
@@ -52,9 +55,11 @@ from avfc.bitstream.units import (
 )
 
 __all__ = [
+    "AVCC_FLAG_DIFFUSION_LIPS",
     "FORMAT_VERSION",
     "MAGIC",
     "HEADER_FLAG_SPARSE_MOTION",
+    "MAX_DIFFUSION_STEPS",
     "MAX_FRAME_COUNT",
     "MAX_MOTION_STRIDE",
     "MAX_UNIT_PAYLOAD",
@@ -68,6 +73,7 @@ __all__ = [
     "VERSION_1_0",
     "VERSION_1_1",
     "VERSION_1_2",
+    "VERSION_1_3",
     "Audio",
     "AudioCodecId",
     "AudioCoder",

@@ -8,8 +8,9 @@ end with their opaque ``data``, so everything after their fixed fields is data.
 Reserved flag bits must be 0 on construction and are ignored (masked off) when
 read, so a later minor version may define them as hints an older reader can skip.
 Version 1.1 appends the AVCC extension to the SequenceHeader and adds AudioCtx and
-MotionPred; version 1.2 defines the header flag SPARSE_MOTION and adds MotionSparse
-(docs/bitstream.md, part A).
+MotionPred; version 1.2 defines the header flag SPARSE_MOTION and adds MotionSparse;
+version 1.3 defines the AVCC flag DIFFUSION_LIPS and appends its two fields to the AVCC
+extension (docs/bitstream.md, part A).
 """
 
 from __future__ import annotations
@@ -23,7 +24,15 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, S
 from pydantic import ValidationError, model_validator
 
 from avfc.bitstream._fields import Layout, pack_fields, read_bytes, translate, unpack_fields
-from avfc.bitstream.units import MAX_UNIT_PAYLOAD, VERSION_1_0, VERSION_1_1, VERSION_1_2, Unit, UnitType
+from avfc.bitstream.units import (
+    MAX_UNIT_PAYLOAD,
+    VERSION_1_0,
+    VERSION_1_1,
+    VERSION_1_2,
+    VERSION_1_3,
+    Unit,
+    UnitType,
+)
 from avfc.errors import FormatError, LimitError
 
 #: bound on frame counts and frame indices (about 4.6 days at 25 fps).
@@ -46,6 +55,11 @@ U8, U16, U32 = 0xFF, 0xFFFF, 0xFFFF_FFFF
 MOTION_FLAG_INTRA = 0x01
 #: SequenceHeader.flags bit (since 1.2): the stream's motion may come in MOTION_SPARSE units.
 HEADER_FLAG_SPARSE_MOTION = 0x0001
+#: SequenceHeader.avcc_flags bit (since 1.3): lips from speech drawn by the bundle's diffusion model;
+#: the AVCC extension then ends with diffusion_steps (u8) and diffusion_seed (u32).
+AVCC_FLAG_DIFFUSION_LIPS = 0x0001
+#: the most DDIM steps a stream may ask for
+MAX_DIFFUSION_STEPS = 64
 #: the largest MotionSparse.stride
 MAX_MOTION_STRIDE = 64
 #: SideInfo.flags bits (after the VVC generative face video SEI message).
@@ -189,6 +203,8 @@ _HEADER_LAYOUT = (
 )
 # the 1.1 extension after the name and digest of the AVCC bundle
 _HEADER_EXT_LAYOUT = (("audio_coder", "B"), ("motion_source", "B"), ("avcc_flags", "H"))
+# the 1.3 fields after avcc_flags, present exactly when avcc_flags has DIFFUSION_LIPS
+_HEADER_DIFFUSION_LAYOUT = (("diffusion_steps", "B"), ("diffusion_seed", "I"))
 #: the only audio token layout the AUDIO_CTX context model knows: Codec2 700C.
 _CONTEXT_AUDIO = (AudioCodecId.CODEC2, 700)
 
@@ -197,7 +213,9 @@ class SequenceHeader(Payload):
     """Everything a decoder needs before the first frame (the SEQUENCE_HEADER unit).
 
     The 1.1 fields (``avcc_name`` .. ``avcc_flags``) form the AVCC extension, written after
-    the 1.0 fields when ``avcc_name`` is set; without it the payload is the 1.0 payload.
+    the 1.0 fields when ``avcc_name`` is set; without it the payload is the 1.0 payload. The 1.3
+    fields ``diffusion_steps`` and ``diffusion_seed`` follow ``avcc_flags`` when it has
+    AVCC_FLAG_DIFFUSION_LIPS (both 0 otherwise, and not written).
     """
 
     UNIT_TYPE: ClassVar[UnitType] = UnitType.SEQUENCE_HEADER
@@ -232,7 +250,10 @@ class SequenceHeader(Payload):
     avcc_sha256: Optional[Sha256Hex] = None
     audio_coder: AudioCoder = AudioCoder.RAW
     motion_source: MotionSource = MotionSource.TRANSMITTED
-    avcc_flags: Uint16 = 0  # reserved: no bit is defined in version 1.1
+    avcc_flags: Uint16 = 0  # bit 0 (since 1.3): AVCC_FLAG_DIFFUSION_LIPS; the other bits are reserved
+    # -- version 1.3: the diffusion lips sampler (only with AVCC_FLAG_DIFFUSION_LIPS)
+    diffusion_steps: Annotated[StrictInt, Field(ge=0, le=MAX_DIFFUSION_STEPS)] = 0
+    diffusion_seed: Uint32 = 0
 
     @model_validator(mode="after")
     def _check(self) -> "SequenceHeader":
@@ -272,8 +293,17 @@ class SequenceHeader(Payload):
         if (self.avcc_name is None) != (self.avcc_sha256 is None):
             missing = "avcc_sha256" if self.avcc_sha256 is None else "avcc_name"
             raise FormatError(f"SequenceHeader.{missing}: avcc_name and avcc_sha256 are set together or not at all")
-        if self.avcc_flags:
-            raise FormatError(f"SequenceHeader.avcc_flags: reserved bits set in {self.avcc_flags:#06x} (none defined)")
+        if self.avcc_flags & ~AVCC_FLAG_DIFFUSION_LIPS:
+            raise FormatError(f"SequenceHeader.avcc_flags: reserved bits set in {self.avcc_flags:#06x} "
+                              f"(defined bits: {AVCC_FLAG_DIFFUSION_LIPS:#06x})")
+        if self.diffusion_lips:
+            if self.motion_source is not MotionSource.FROM_SPEECH:
+                raise FormatError(f"SequenceHeader.avcc_flags: DIFFUSION_LIPS needs motion_source FROM_SPEECH, "
+                                  f"not {self.motion_source.name}")
+            if self.diffusion_steps == 0:
+                raise FormatError("SequenceHeader.diffusion_steps: must be >= 1 with DIFFUSION_LIPS")
+        elif self.diffusion_steps or self.diffusion_seed:
+            raise FormatError("SequenceHeader.diffusion_steps/diffusion_seed: must be 0 without DIFFUSION_LIPS")
         if self.avcc_name is None:
             for field, default in (("audio_coder", AudioCoder.RAW), ("motion_source", MotionSource.TRANSMITTED)):
                 if getattr(self, field) != default:
@@ -304,9 +334,16 @@ class SequenceHeader(Payload):
         return bool(self.flags & HEADER_FLAG_SPARSE_MOTION)
 
     @property
+    def diffusion_lips(self) -> bool:
+        """Lips from speech are drawn by the bundle's diffusion model (avcc_flags bit 0, since 1.3)."""
+        return bool(self.avcc_flags & AVCC_FLAG_DIFFUSION_LIPS)
+
+    @property
     def min_version(self) -> tuple[int, int]:
-        """The oldest format version that holds this header: (1, 2) with the SPARSE_MOTION flag,
-        else (1, 1) with the AVCC extension, else (1, 0)."""
+        """The oldest format version that holds this header: (1, 3) with the DIFFUSION_LIPS flag,
+        else (1, 2) with the SPARSE_MOTION flag, else (1, 1) with the AVCC extension, else (1, 0)."""
+        if self.diffusion_lips:
+            return VERSION_1_3
         if self.sparse_motion:
             return VERSION_1_2
         return VERSION_1_0 if self.avcc_name is None else VERSION_1_1
@@ -317,6 +354,8 @@ class SequenceHeader(Payload):
         if self.avcc_name is not None:
             assert self.avcc_sha256 is not None  # validated: set together
             out += _name_and_digest(self.avcc_name, self.avcc_sha256) + self._pack(_HEADER_EXT_LAYOUT)
+            if self.diffusion_lips:
+                out += self._pack(_HEADER_DIFFUSION_LAYOUT)
         return out
 
     def _pack(self, layout: Layout) -> bytes:
@@ -324,9 +363,10 @@ class SequenceHeader(Payload):
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "SequenceHeader":
-        """Parse a SEQUENCE_HEADER payload: 1.0 fields, then the AVCC extension if bytes follow.
+        """Parse a SEQUENCE_HEADER payload: 1.0 fields, then the AVCC extension if bytes follow, then
+        the 1.3 diffusion fields when ``avcc_flags`` has DIFFUSION_LIPS.
 
-        Bytes after the extension are ignored (later minor versions), reserved flags are ignored.
+        Bytes after the known fields are ignored (later minor versions), reserved flags are ignored.
         """
         data = _check_bytes(data)
         name, digest, offset = _read_name_and_digest(data, 0, "model_name", "weights_sha256")
@@ -336,8 +376,15 @@ class SequenceHeader(Payload):
         values["flags"] &= HEADER_FLAG_SPARSE_MOTION  # reserved bits are ignored
         if offset < len(data):
             name, digest, offset = _read_name_and_digest(data, offset, "avcc_name", "avcc_sha256")
-            ext, _ = unpack_fields("SequenceHeader", data, offset, _HEADER_EXT_LAYOUT)
-            values.update(ext, avcc_name=name, avcc_sha256=digest, avcc_flags=0)  # no bit defined in 1.1
+            ext, offset = unpack_fields("SequenceHeader", data, offset, _HEADER_EXT_LAYOUT)
+            ext["avcc_flags"] &= AVCC_FLAG_DIFFUSION_LIPS  # reserved bits are ignored
+            values.update(ext, avcc_name=name, avcc_sha256=digest)
+            if ext["avcc_flags"] & AVCC_FLAG_DIFFUSION_LIPS:
+                diff, offset = unpack_fields("SequenceHeader", data, offset, _HEADER_DIFFUSION_LAYOUT)
+                if diff["diffusion_steps"] > MAX_DIFFUSION_STEPS:
+                    raise LimitError(f"SequenceHeader.diffusion_steps: {diff['diffusion_steps']} exceeds "
+                                     f"{MAX_DIFFUSION_STEPS}")
+                values.update(diff)
         return cls(**values)
 
 

@@ -23,9 +23,12 @@ VERSION_1_1 = (1, 1)
 #: version 1.2: adds the MOTION_SPARSE unit (keypoints of every ``stride``-th frame) and the
 #: header flag that announces it.
 VERSION_1_2 = (1, 2)
+#: version 1.3: adds the AVCC header flag DIFFUSION_LIPS and its two header fields (lips from speech
+#: drawn by the diffusion model of the AVCC bundle); no new unit type.
+VERSION_1_3 = (1, 3)
 #: (major, minor): the newest version this implementation reads and writes; readers accept
 #: any minor of major 1, writers write the oldest version that holds the stream.
-FORMAT_VERSION = VERSION_1_2
+FORMAT_VERSION = VERSION_1_3
 PREAMBLE_SIZE = len(MAGIC) + 2
 #: largest payload a unit may carry (16 MiB).
 MAX_UNIT_PAYLOAD = 16 * 1024 * 1024
@@ -37,7 +40,7 @@ MIN_UNIT_SIZE = 1 + 1 + CRC_SIZE
 
 
 class UnitType(IntEnum):
-    """The unit types of format version 1.2. Other type bytes are "unknown" and skipped."""
+    """The unit types of format versions 1.2 and 1.3. Other type bytes are "unknown" and skipped."""
 
     SEQUENCE_HEADER = 0x01
     KEY_FRAME = 0x02
@@ -50,7 +53,7 @@ class UnitType(IntEnum):
     END_OF_STREAM = 0x0F
 
 
-#: every type byte this implementation knows (version 1.2).
+#: every type byte this implementation knows (versions 1.2 and 1.3).
 KNOWN_UNIT_TYPES = frozenset(int(t) for t in UnitType)
 #: the type bytes version 1.1 defines; in a 1.1 stream every other type is unknown.
 UNIT_TYPES_1_1 = KNOWN_UNIT_TYPES - {UnitType.MOTION_SPARSE}

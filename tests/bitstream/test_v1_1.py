@@ -99,7 +99,7 @@ def write_stream(header: SequenceHeader, payloads: list) -> bytes:
 
 
 def test_versions_and_unit_type_numbers() -> None:
-    assert FORMAT_VERSION == (1, 2) and VERSION_1_1 == (1, 1) and VERSION_1_0 == (1, 0)
+    assert FORMAT_VERSION == (1, 3) and VERSION_1_1 == (1, 1) and VERSION_1_0 == (1, 0)
     assert (int(UnitType.AUDIO_CTX), int(UnitType.MOTION_PRED)) == (0x06, 0x07)
     assert unit_types_of((1, 0)) == {0x01, 0x02, 0x03, 0x04, 0x05, 0x0F}
     assert unit_types_of((1, 1)) == {0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x0F}
@@ -292,7 +292,8 @@ def test_non_default_coding_needs_the_bundle_on_read_too() -> None:
 
 def test_header_extension_reserved_flags_and_trailing_bytes_ignored(make_avcc_header) -> None:
     header = make_avcc_header()
-    assert SequenceHeader.from_bytes(raw_header() + raw_extension(avcc_flags=0xFFFF)) == header
+    assert SequenceHeader.from_bytes(raw_header() + raw_extension(avcc_flags=0xFFFE)) == header
+    # bit 0 is defined since 1.3 (DIFFUSION_LIPS: two more fields follow), the other 15 are reserved
     assert SequenceHeader.from_bytes(raw_header() + raw_extension() + b"\x09later minor") == header
 
 

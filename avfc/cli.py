@@ -59,6 +59,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
         motion_stride=args.motion_stride, motion_hold=args.motion_hold,
         size=args.size, fps=args.fps,
         audio_coder=args.audio_coder, motion_source=args.motion_source, avcc=args.avcc,
+        lips_model=args.lips_model, diffusion_steps=args.diffusion_steps, diffusion_seed=args.diffusion_seed,
     )
     progress, done = _progress_bar(not args.quiet and sys.stderr.isatty() or args.progress)
     try:
@@ -121,7 +122,10 @@ def _format_info(info: dict[str, Any]) -> str:
              f"  audio        {info['audio']}",
              f"  motion       {h['kp_count']} keypoints x {h['kp_dim']}, precision 2^-{h['kp_precision']}",
              *([f"  avcc         {info['avcc']['bundle']}: audio {info['avcc']['audio_coder']}, motion "
-                f"{info['avcc']['motion_source']}"] if info.get("avcc") else []),
+                f"{info['avcc']['motion_source']}"
+                + (f", lips by diffusion ({info['avcc']['diffusion_steps']} steps, seed "
+                   f"{info['avcc']['diffusion_seed']})" if info['avcc'].get('diffusion_steps') else "")]
+               if info.get("avcc") else []),
              f"  total        {info['bytes']} bytes, {info['kbps']:.3f} kbps",
              "",
              f"  {'unit type':<16}{'units':>7}{'bytes':>10}{'kbps':>9}{'bits/frame':>12}"]
@@ -144,6 +148,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         print("\nAVCC bundles (--audio-coder context, --motion-source predicted|speech):")
     for name, a in AVCC_ZOO.items():
         mark = " (default)" if name == DEFAULT_AVCC else ""
+        mark += " (--lips-model diffusion)" if a.diffusion else ""
         print(f"{name}{mark}\n  for {a.animation_model} at precision {a.kp_precision}, sha256 {a.sha256}\n"
               f"  {a.description}")
     return 0
@@ -188,6 +193,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="predicted: code keypoints as residuals of a speech-driven predictor; speech: send no "
                         "motion, the decoder draws the lips from the speech (lowest rates)")
     e.add_argument("--avcc", metavar="NAME", help="AVCC bundle for --audio-coder/--motion-source (see `avfc models`)")
+    e.add_argument("--lips-model", choices=["regressor", "diffusion"],
+                   help="with --motion-source speech: how the decoder draws the lips: regressor (default, "
+                        "format 1.1) or diffusion (a denoising diffusion transformer over speech and motion, "
+                        "format 1.3; needs a bundle with one, e.g. avcc-mrdac-cpu-v3, picked by default)")
+    e.add_argument("--diffusion-steps", type=int, metavar="N",
+                   help="with --lips-model diffusion: sampler steps the decoder runs, 1..64 (default 16; "
+                        "written in the stream)")
+    e.add_argument("--diffusion-seed", type=int, metavar="SEED",
+                   help="with --lips-model diffusion: seed of the sampler's noise, 0..2^32-1 (default 0; "
+                        "written in the stream, so every decoder draws the same lips)")
     e.set_defaults(func=cmd_encode)
 
     d = sub.add_parser("decode", help="decode .avfc to .mp4 (or .wav)",

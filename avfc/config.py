@@ -80,6 +80,14 @@ class EncoderConfig(BaseModel):
                                    "the lips from the speech (needs audio codec2 700C)")
     avcc: Optional[str] = Field(None, description="AVCC bundle (default: the shipped one) for audio_coder / "
                                                   "motion_source other than raw / transmitted")
+    lips_model: Literal["regressor", "diffusion"] = Field(
+        "regressor", description="motion_source 'speech': how the decoder draws the lips: 'regressor' (the "
+                                 "integer ridge model, format 1.1) or 'diffusion' (the bundle's denoising "
+                                 "diffusion transformer, format 1.3; needs a bundle with diffusion.*)")
+    diffusion_steps: int = Field(
+        16, ge=1, le=64, description="lips_model 'diffusion': DDIM steps the decoder runs per block (in the header)")
+    diffusion_seed: int = Field(
+        0, ge=0, le=0xFFFF_FFFF, description="lips_model 'diffusion': seed of the sampler's noise (in the header)")
     side_info: bool = Field(
         False, description="write a SIDE_INFO unit (reference structure, flags) after every key frame; "
                            "about 25 bytes each, informative only")
@@ -97,6 +105,8 @@ class EncoderConfig(BaseModel):
                              "Codec2 700C frame with each video frame: they need fps 25")
         if self.motion_stride > 1 and self.motion_source != "transmitted":
             raise ValueError("motion_stride > 1 needs motion_source 'transmitted'")
+        if self.lips_model == "diffusion" and self.motion_source != "speech":
+            raise ValueError("lips_model 'diffusion' needs motion_source 'speech'")
         if self.motion_source == "speech" and (self.key_policy != "fixed" or self.reference_mode != "low-delay"):
             raise ValueError("motion_source 'speech' needs key_policy 'fixed' and reference_mode 'low-delay'")
         return self

@@ -4,8 +4,9 @@ A bundle is one safetensors file of integer numpy arrays inside the package
 (``avfc/avcc/weights/<name>-<first 8 hex of sha256>.safetensors``), read with
 ``safetensors.numpy`` (no pickle, no torch, nothing downloaded). Its arrays are grouped by
 prefix: ``audio.*`` (:class:`~avfc.avcc.audio_ctx.AudioContextModel`), ``motion.*``
-(:class:`~avfc.avcc.motion_pred.SpeechMotionPredictor`) and ``lips.*``
-(:class:`~avfc.avcc.lips.LipsFromSpeech`). A stream header that uses AVCC names the bundle and
+(:class:`~avfc.avcc.motion_pred.SpeechMotionPredictor`), ``lips.*``
+(:class:`~avfc.avcc.lips.LipsFromSpeech`) and, from ``avcc-mrdac-cpu-v3`` on, the float32
+``diffusion.*`` (:class:`~avfc.avcc.diffusion.LipsDiffusion`, format 1.3). A stream header that uses AVCC names the bundle and
 its sha256; entries are never changed once released (a retrained bundle is a new name).
 """
 
@@ -23,6 +24,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file
 
 from avfc.avcc.audio_ctx import AudioContextModel
+from avfc.avcc.diffusion import LipsDiffusion
 from avfc.avcc.lips import LipsFromSpeech
 from avfc.avcc.motion_pred import SpeechMotionPredictor
 from avfc.errors import AvfcError, ConfigError, ModelMismatchError
@@ -37,6 +39,7 @@ class AvccEntry:
     animation_model: str  # the model whose keypoints the motion parts were trained on
     kp_precision: int  # the keypoint grid they were trained on
     description: str = ""
+    diffusion: bool = False  # the bundle has the diffusion lips model (diffusion.*, format 1.3)
 
     @property
     def filename(self) -> str:
@@ -51,6 +54,7 @@ class AvccBundle:
     audio: AudioContextModel
     motion: SpeechMotionPredictor
     lips: LipsFromSpeech
+    diffusion: Optional[LipsDiffusion] = None  # diffusion lips (format 1.3); None for v1 and v2
 
 
 #: released entries are never removed or changed
@@ -75,6 +79,16 @@ AVCC_ZOO: dict[str, AvccEntry] = {
                         "and lips regressor refitted on mrdac-cpu-v2 keypoints of av/ clips (precision 5, "
                         "dead zone 0.3, as the encoder's defaults); integer arrays. See docs/model-card.md.",
         ),
+        AvccEntry(
+            name="avcc-mrdac-cpu-v3",
+            sha256="fec2a855e2b05e81be76b1f6602a7590b9d52b81b43c023808ee55631bd1ce06",
+            animation_model="mrdac-cpu-v2",
+            kp_precision=5,
+            description="The arrays of avcc-mrdac-cpu-v2 unchanged plus diffusion.*: a transformer denoiser of lips "
+                        "offsets over the joint motion and 700C audio tokens (format 1.3 DIFFUSION_LIPS), trained "
+                        "on mrdac-cpu-v2 keypoints of av/ clips; float32. See docs/model-card.md.",
+            diffusion=True,
+        ),
     ]
 }
 
@@ -82,9 +96,14 @@ AVCC_ZOO: dict[str, AvccEntry] = {
 DEFAULT_AVCC: Optional[str] = "avcc-mrdac-cpu-v2"
 
 
-def default_avcc_for(model: str) -> Optional[str]:
-    """The newest shipped bundle trained on the keypoints of ``model`` (None if there is none)."""
-    names = [e.name for e in AVCC_ZOO.values() if e.animation_model == model]
+def default_avcc_for(model: str, diffusion: bool = False) -> Optional[str]:
+    """The newest shipped bundle trained on the keypoints of ``model`` (None if there is none).
+
+    ``diffusion``: the newest one with the diffusion lips model (format 1.3). Without it, the newest
+    one *without* it, so that streams that do not use the diffusion keep naming a bundle that
+    readers of format 1.1 and 1.2 have (``avcc-mrdac-cpu-v3`` holds the same other arrays as v2).
+    """
+    names = [e.name for e in AVCC_ZOO.values() if e.animation_model == model and e.diffusion == diffusion]
     return names[-1] if names else None
 
 
@@ -105,9 +124,14 @@ def get_avcc_entry(name: str) -> AvccEntry:
 def bundle_from_arrays(entry: AvccEntry, arrays: dict[str, np.ndarray]) -> AvccBundle:
     """Build the parts of a bundle from its arrays (ModelMismatchError on a malformed bundle)."""
     try:
+        diffusion = None
+        if "diffusion.meta" in arrays:
+            diffusion = LipsDiffusion.from_arrays(arrays, prefix="diffusion.")
+        if entry.diffusion and diffusion is None:
+            raise ModelMismatchError(f"AVCC bundle {entry.name!r} has no diffusion.* arrays")
         return AvccBundle(entry=entry, audio=AudioContextModel.from_arrays(arrays, prefix="audio."),
                           motion=SpeechMotionPredictor.from_arrays(arrays, prefix="motion."),
-                          lips=LipsFromSpeech.from_arrays(arrays, prefix="lips."))
+                          lips=LipsFromSpeech.from_arrays(arrays, prefix="lips."), diffusion=diffusion)
     except ModelMismatchError:
         raise
     except AvfcError as exc:

@@ -32,6 +32,10 @@ def check_avcc(bundle: AvccBundle, model: AnimationModel, precision: int) -> Non
     if bundle.motion.num_channels != model.motion_channels or bundle.lips.num_channels != model.motion_channels:
         raise ModelMismatchError(f"AVCC bundle {entry.name!r} predicts {bundle.motion.num_channels} motion "
                                  f"channels, the model has {model.motion_channels}")
+    if bundle.diffusion is not None and (bundle.diffusion.num_channels != model.motion_channels
+                                         or bundle.diffusion.meta.kp_dim != model.kp_dim):
+        raise ModelMismatchError(f"AVCC bundle {entry.name!r}'s diffusion model draws {bundle.diffusion.num_channels} "
+                                 f"motion channels, the model has {model.motion_channels}")
     if precision != entry.kp_precision:
         raise ModelMismatchError(f"AVCC bundle {entry.name!r} works on the keypoint grid of precision "
                                  f"{entry.kp_precision}, the stream uses {precision}")
@@ -41,12 +45,16 @@ def avcc_for_config(config: EncoderConfig, model: AnimationModel) -> Optional[Av
     """The AVCC bundle an encoder configuration needs (None when it uses no AVCC mode)."""
     if not config.uses_avcc:
         return None
-    name = config.avcc or default_avcc_for(config.model)
+    diffusion = config.lips_model == "diffusion"
+    name = config.avcc or default_avcc_for(config.model, diffusion=diffusion)
     if name is None:
         raise ConfigError(f"this installation ships no AVCC bundle trained for model {config.model!r}; name one "
                           f"with avcc= (--avcc); known bundles: "
                           f"{', '.join(f'{e.name} (for {e.animation_model})' for e in AVCC_ZOO.values()) or 'none'}")
     bundle = load_avcc(name)  # ConfigError for an unknown name
+    if diffusion and bundle.diffusion is None:
+        raise ConfigError(f"AVCC bundle {name!r} has no diffusion lips model (lips_model 'diffusion'); bundles "
+                          f"with one: {', '.join(e.name for e in AVCC_ZOO.values() if e.diffusion) or 'none'}")
     try:
         check_avcc(bundle, model, config.kp_precision)
     except ModelMismatchError as exc:

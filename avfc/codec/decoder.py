@@ -17,6 +17,7 @@ import torch
 
 from avfc import bitstream as bs
 from avfc.audio import AudioCodec
+from avfc.avcc.diffusion import LipsDiffusion, keypoints_from_offsets
 from avfc.avcc.motion_pred import decode_predicted_motion
 from avfc.avcc.tokens import split_700c
 from avfc.avcc.zoo import AvccBundle, avcc_for_stream
@@ -30,7 +31,7 @@ from avfc.codec.common import (
     tensor_to_frames,
 )
 from avfc.entropy import decode_motion, dequantize, interpolate_track, quantize, sparse_positions
-from avfc.errors import AvfcError, FormatError, LimitError, TruncatedError
+from avfc.errors import AvfcError, FormatError, LimitError, ModelMismatchError, TruncatedError
 from avfc.media import decode_intra
 from avfc.models.base import AnimationModel, Reference
 from avfc.models.zoo import model_for_stream
@@ -92,6 +93,10 @@ class Decoder:
         self._pending_keys: list[Reference] = []  # motion from speech: keys ahead of the rendering
         self._needs_fields = False  # the AVCC modes read the 700C fields of the audio
         self._waiting_motion: list[bs.MotionPred] = []  # predicted motion waiting for its audio
+        self._diffusion: Optional[LipsDiffusion] = None  # format 1.3: lips drawn by the diffusion model
+        self._diff_block = 0  # next diffusion block to sample
+        self._diff_context: Optional[np.ndarray] = None  # the last block's last frames (its context)
+        self._diff_offsets: dict[int, np.ndarray] = {}  # sampled offsets of frames not yet drawn
 
     # ------------------------------------------------------------------ input
     def push(self, data: bytes) -> None:
@@ -182,6 +187,11 @@ class Decoder:
             assert header.avcc_sha256 is not None
             self.avcc = avcc_for_stream(header.avcc_name, header.avcc_sha256)
             check_avcc(self.avcc, self.model, int(header.kp_precision))
+            if header.diffusion_lips:
+                if self.avcc.diffusion is None:
+                    raise ModelMismatchError(f"the stream draws the lips with a diffusion model (format 1.3), "
+                                             f"which AVCC bundle {header.avcc_name!r} does not have")
+                self._diffusion = self.avcc.diffusion
         self._needs_fields = (int(header.audio_coder) == int(bs.AudioCoder.CONTEXT)
                               or self._motion_source is not bs.MotionSource.TRANSMITTED)
         if self._needs_fields and (int(header.audio_codec) != int(bs.AudioCodecId.CODEC2)
@@ -399,12 +409,16 @@ class Decoder:
     def _render_from_speech(self, final: bool) -> None:
         """Motion from speech: draw every frame whose audio window has arrived (all at the end)."""
         assert self.header is not None and self.avcc is not None and self.model is not None
-        lips = self.avcc.lips
+        lips, diff = self.avcc.lips, self._diffusion
         total = self._expected_frames()
         if final:
             limit = total if total is not None else self._audio_end()
         else:
-            limit = self._audio_end() - lips.lookahead
+            if diff is None:
+                limit = self._audio_end() - lips.lookahead
+            else:  # whole blocks whose window (lookahead included) has arrived
+                m = diff.meta
+                limit = max(self._audio_end() - m.lookahead, 0) // m.block * m.block
             if total is not None:
                 limit = min(limit, total)
         while self._next_render < limit:
@@ -418,16 +432,40 @@ class Decoder:
             if not refs:
                 self._conceal(idx, idx + 1, "no reference frame precedes it")
                 continue
-            audio = self._known_rows(idx - lips.history, idx + 1 + lips.lookahead)
             base = refs[-1]
             ref_q = quantize(base.keypoints[0].cpu().numpy().astype(np.float64).reshape(-1),
                              int(self.header.kp_precision))
-            q = lips.generate(ref_q, audio)
+            if diff is not None:
+                q = keypoints_from_offsets(ref_q, self._diffusion_offsets(idx))[None]
+            else:
+                audio = self._known_rows(idx - lips.history, idx + 1 + lips.lookahead)
+                q = lips.generate(ref_q, audio)
             self.motion[idx] = q[0]
             kp = torch.from_numpy(dequantize(q, self.header.kp_precision)).to(self.device)
             with torch.no_grad():
                 out = self.model.render(refs, kp, idx)
             self._emit(idx, tensor_to_frames(out.cpu())[0])
+
+    def _diffusion_offsets(self, idx: int) -> np.ndarray:
+        """Offsets of frame ``idx`` from the diffusion model (format 1.3, docs/bitstream.md F.10).
+
+        Blocks are sampled in order, each once, from the audio rows received (unknown where not)
+        and the previous block's output, so a frame's offsets do not depend on when it is drawn.
+        """
+        assert self._diffusion is not None and self.header is not None
+        m = self._diffusion.meta
+        while self._diff_block <= idx // m.block:
+            k = self._diff_block
+            rows = self._known_rows(k * m.block - m.context, (k + 1) * m.block + m.lookahead)
+            off = self._diffusion.sample_block(k, rows, self._diff_context, int(self.header.diffusion_seed),
+                                               int(self.header.diffusion_steps))
+            self._diff_context = self._diffusion.context_of(off)
+            for i in range(m.block):
+                self._diff_offsets[k * m.block + i] = off[i]
+            self._diff_block += 1
+        for old in [i for i in self._diff_offsets if i < idx]:  # frames drawn otherwise (key, concealed)
+            del self._diff_offsets[old]
+        return self._diff_offsets.pop(idx)
 
     def audio(self) -> Optional[np.ndarray]:
         """The decoded audio (float32 mono), after :meth:`close`; lost frames are concealed."""

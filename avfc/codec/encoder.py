@@ -100,6 +100,9 @@ class Encoder:
         avcc_fields = {} if self.avcc is None else dict(
             avcc_name=self.avcc.entry.name, avcc_sha256=self.avcc.entry.sha256,
             audio_coder=AUDIO_CODER_IDS[config.audio_coder], motion_source=MOTION_SOURCE_IDS[config.motion_source])
+        if config.lips_model == "diffusion":  # format 1.3: the decoder draws the lips with the diffusion model
+            avcc_fields.update(avcc_flags=bs.AVCC_FLAG_DIFFUSION_LIPS, diffusion_steps=config.diffusion_steps,
+                               diffusion_seed=config.diffusion_seed)
         self.header = bs.SequenceHeader(
             model_name=config.model,
             weights_sha256=self.entry.sha256,

@@ -55,6 +55,8 @@ def stream_info(data: bytes) -> dict[str, Any]:
         avcc = {"bundle": h.avcc_name, "sha256": h.avcc_sha256,
                 "audio_coder": bs.AudioCoder(int(h.audio_coder)).name.lower(),
                 "motion_source": bs.MotionSource(int(h.motion_source)).name.lower()}
+        if getattr(h, "diffusion_lips", False):
+            avcc.update(diffusion_steps=int(h.diffusion_steps), diffusion_seed=int(h.diffusion_seed))
     return {
         "version": f"{parsed.version[0]}.{parsed.version[1]}",
         "avcc": avcc,

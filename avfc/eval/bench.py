@@ -98,6 +98,8 @@ AVFC_MODES: dict[str, dict[str, Any]] = {
     "avcc": {"audio_coder": "context", "motion_source": "predicted"},
     # no motion at all: the decoder draws the lips from the speech (the lowest rates)
     "lips": {"audio_coder": "context", "motion_source": "speech"},
+    # the same with the lips drawn by the bundle's diffusion model (format 1.3)
+    "lips-diffusion": {"audio_coder": "context", "motion_source": "speech", "lips_model": "diffusion"},
 }
 CODEC_KINDS: tuple[str, ...] = ("avfc", "baseline", "x265", "svtav1", "opus", "codec2")
 DEFAULT_CODECS = "avfc,baseline,x265,svtav1,opus,codec2"

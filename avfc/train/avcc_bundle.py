@@ -5,8 +5,9 @@
     python -m avfc.train.avcc_bundle /tmp/avcc/audio_ctx.safetensors /tmp/avcc/avcc_motion.safetensors \\
         --out avfc/avcc/weights/NAME.safetensors
 
-The bundle holds the ``audio.*``, ``motion.*`` and ``lips.*`` arrays (checked by building each
-part) and prints its sha256, which goes into :data:`avfc.avcc.zoo.AVCC_ZOO` (rename the file to
+The bundle holds the ``audio.*``, ``motion.*`` and ``lips.*`` arrays, and optionally the float32
+``diffusion.*`` of ``python -m avfc.train.avcc_diffusion`` (format 1.3; ``avcc-mrdac-cpu-v3`` is the
+v2 bundle file merged with one), checked by building each part, and prints its sha256, which goes into :data:`avfc.avcc.zoo.AVCC_ZOO` (rename the file to
 ``<name>-<first 8 hex>.safetensors``).
 """
 

@@ -74,3 +74,22 @@ def test_encode_with_motion_stride_writes_sparse_units(clip, tmp_path, capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["units"]["motion_sparse"]["count"] == 2 and "motion" not in info["units"]
     assert main(["decode", str(out), "-o", str(tmp_path / "sparse.mp4")]) == 0
+
+
+def test_encode_with_diffusion_lips_writes_a_1_3_stream(clip, tmp_path, capsys):
+    out = tmp_path / "lips.avfc"
+    assert main(["encode", str(clip), "-o", str(out), "--size", "64", "--model", "tiny-test", "--audio-coder",
+                 "context", "--motion-source", "speech", "--avcc", "avcc-mrdac-cpu-v3", "--lips-model", "diffusion",
+                 "--diffusion-steps", "3", "--diffusion-seed", "42", "-q"]) == 0
+    assert out.read_bytes()[4:6] == bytes((1, 3))
+    assert main(["info", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["avcc"]["diffusion_steps"] == 3 and info["avcc"]["diffusion_seed"] == 42
+    assert main(["info", str(out)]) == 0
+    assert "lips by diffusion (3 steps, seed 42)" in capsys.readouterr().out
+    assert main(["decode", str(out), "-o", str(tmp_path / "lips.mp4"), "-q"]) == 0
+    # the diffusion needs lips from speech
+    assert main(["encode", str(clip), "-o", str(tmp_path / "x.avfc"), "--size", "64", "--model", "tiny-test",
+                 "--lips-model", "diffusion", "-q"]) == 2
+    assert main(["models"]) == 0
+    assert "avcc-mrdac-cpu-v3 (--lips-model diffusion)" in capsys.readouterr().out

@@ -41,6 +41,12 @@ STREAMS = {
     "v1_2-sparse-motion": dict(n=34, size=64, model="tiny-test", audio="codec2", codec2_mode="700C", key_codec="av1",
                                key_qp=35, packet_frames=10, intra_period=2, motion_stride=3, kp_precision=5,
                                kp_hysteresis=0.3, motion_hold=False),
+    # format 1.3: lips from speech drawn by the diffusion model of avcc-mrdac-cpu-v3 (3 blocks, the last
+    # partial; a second key frame inside block 1)
+    "v1_3-diffusion-lips": dict(n=60, size=64, model="tiny-test", audio="codec2", codec2_mode="700C", key_codec="av1",
+                                key_qp=35, key_interval=30, max_refs=2, audio_coder="context", motion_source="speech",
+                                lips_model="diffusion", diffusion_steps=4, diffusion_seed=2026,
+                                avcc="avcc-mrdac-cpu-v3", kp_precision=5, kp_hysteresis=0.3, motion_hold=False),
 }
 
 

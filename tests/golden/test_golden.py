@@ -1,8 +1,11 @@
 """Golden .avfc files: every later avfc must decode them to the same integers.
 
 The files were written once by make_golden.py (``v1_0-*``: avfc 0.1.0, format 1.0; ``v1_1-*``:
-format 1.1 with the AVCC bundle ``avcc-mrdac-cpu-v1``; ``v1_2-*``: format 1.2, sparse motion) and are never regenerated. Decoded motion, audio tokens and key-frame pictures must hash exactly the same;
-rendered frames (a float network) must match per-frame means within a small tolerance.
+format 1.1 with the AVCC bundle ``avcc-mrdac-cpu-v1``; ``v1_2-*``: format 1.2, sparse motion; ``v1_3-*``: format
+1.3, diffusion lips with ``avcc-mrdac-cpu-v3``) and are never regenerated. Decoded motion, audio tokens and key-frame pictures must hash exactly the same;
+rendered frames (a float network) must match per-frame means within a small tolerance. (The
+keypoints of ``v1_3-*`` come from the float64 diffusion sampler: exact on the machine that wrote them,
+almost always equal elsewhere; docs/bitstream.md F.10.7.)
 """
 
 from __future__ import annotations
@@ -39,6 +42,16 @@ def test_there_are_golden_files_for_format_1_2():
     units = bs.parse_stream(data).units
     assert any(u.type == bs.UnitType.MOTION_SPARSE for u in units)
     assert not any(u.type == bs.UnitType.MOTION for u in units)
+
+
+def test_there_are_golden_files_for_format_1_3():
+    assert "v1_3-diffusion-lips" in GOLDEN
+    data = (HERE / "v1_3-diffusion-lips.avfc").read_bytes()
+    assert data[4:6] == bytes((1, 3))
+    from avfc import bitstream as bs
+
+    header = bs.parse_stream(data).header
+    assert header.diffusion_lips and header.avcc_name == "avcc-mrdac-cpu-v3"
 
 
 @pytest.mark.parametrize("name", GOLDEN)

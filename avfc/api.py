@@ -137,12 +137,12 @@ def encode(src: MediaSource, dst: Optional[PathLike] = None, *,
 
     if cfg.bitrate_kbps is not None:
         # pass 1: everything but the key pictures is independent of their quality: measure it
-        enc = probe = first = run(None, qp_override=QP_RANGE[cfg.key_codec][1])
+        probe = run(None, qp_override=QP_RANGE[cfg.key_codec][1])
         budget = int(cfg.bitrate_kbps * 1000 / 8 * duration)
         n_keys = probe.stats.units_by_type.get("key_frame", 1)
-        runs = [first]
+        runs = [probe]
         # the coarsest key picture, from pass 1
-        smallest = sum(first.stats.key_picture_bytes) // max(len(first.stats.key_picture_bytes), 1)
+        smallest = sum(probe.stats.key_picture_bytes) // max(len(probe.stats.key_picture_bytes), 1)
         for attempt in range(3):
             key_total = probe.stats.bytes_by_type.get("key_frame", 0)
             key_overhead = key_total - sum(probe.stats.key_picture_bytes)
@@ -154,14 +154,13 @@ def encode(src: MediaSource, dst: Optional[PathLike] = None, *,
                         f"key frame{'s' if n_keys > 1 else ''} already take "
                         f"{probe.stats.total_bytes * 8 / 1000 / duration:.2f} kbps")
                 break
-            enc = run(per_key)
-            runs.append(enc)
-            if enc.stats.total_bytes <= budget:
+            runs.append(run(per_key))
+            if runs[-1].stats.total_bytes <= budget:
                 break
             # over budget: the key quality changed what else is sent (the number of key frames under
             # the adaptive policy, the packets motion_hold holds or moves): re-plan from this run
-            probe = enc
-            n_keys = enc.stats.units_by_type.get("key_frame", 1)
+            probe = runs[-1]
+            n_keys = probe.stats.units_by_type.get("key_frame", 1)
         # the fullest run within the budget, else the smallest
         fits = [e for e in runs if e.stats.total_bytes <= budget]
         enc = (max(fits, key=lambda e: e.stats.total_bytes) if fits

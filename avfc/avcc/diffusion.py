@@ -263,6 +263,12 @@ class LipsDiffusion:
         Returns:
             ``(N, T, C)`` float64.
         """
+        p = self.params
+        return self.features(x_in, roles, fields, u) @ p["head.weight"].T + p["head.bias"]
+
+    def features(self, x_in: np.ndarray, roles: np.ndarray, fields: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """The transformer's normalised output ``(N, T, width)`` that the heads read (arguments as
+        :meth:`denoise`)."""
         p, m = self.params, self.meta
         h = x_in @ p["in.weight"].T + p["in.bias"]
         h = h + p["role"][roles] + p["pos"][None, :x_in.shape[1]]
@@ -285,8 +291,7 @@ class LipsDiffusion:
             a = _layer_norm(h, p[q + "ln2.weight"], p[q + "ln2.bias"])
             h = h + np.maximum(a @ p[q + "ff1.weight"].T + p[q + "ff1.bias"], 0.0) @ p[q + "ff2.weight"].T \
                 + p[q + "ff2.bias"]
-        h = _layer_norm(h, p["ln_f.weight"], p["ln_f.bias"])
-        return h @ p["head.weight"].T + p["head.bias"]
+        return _layer_norm(h, p["ln_f.weight"], p["ln_f.bias"])
 
     # ------------------------------------------------------------------ sampler
     def window_inputs(self, rows: np.ndarray, context: Optional[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -96,6 +96,10 @@ class DiffusionNet(nn.Module):
         return F.dropout(x, self.dropout, self.training) if self.dropout else x
 
     def forward(self, x_in: torch.Tensor, roles: torch.Tensor, fields: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        return self._lin(self.features(x_in, roles, fields, u), "head")
+
+    def features(self, x_in: torch.Tensor, roles: torch.Tensor, fields: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """The trunk's normalised output ``(N, T, width)`` (as :meth:`LipsDiffusion.features`)."""
         m = self.meta
         h = self._lin(x_in, "in") + self.p("role")[roles] + self.p("pos")[None, :x_in.shape[1]]
         emb = torch.cat([self.p(f"emb.{n}")[fields[..., i]] for i, n in enumerate(FIELD_NAMES)], dim=-1)
@@ -116,8 +120,7 @@ class DiffusionNet(nn.Module):
             h = h + self._drop(self._lin(o, q + "proj"))
             a = F.layer_norm(h, (d,), self.p(q + "ln2.weight"), self.p(q + "ln2.bias"), LN_EPS)
             h = h + self._drop(self._lin(torch.relu(self._lin(a, q + "ff1")), q + "ff2"))
-        h = F.layer_norm(h, (d,), self.p("ln_f.weight"), self.p("ln_f.bias"), LN_EPS)
-        return self._lin(h, "head")
+        return F.layer_norm(h, (d,), self.p("ln_f.weight"), self.p("ln_f.bias"), LN_EPS)
 
     def export(self, prefix: str = "diffusion.") -> dict[str, np.ndarray]:
         """float32 arrays under ``prefix`` plus the int64 meta (what the bundle stores)."""

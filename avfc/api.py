@@ -188,20 +188,26 @@ def _read_stream(src: Union[PathLike, bytes, BinaryIO]) -> bytes:
 
 
 def decode(src: Union[PathLike, bytes, BinaryIO], dst: Optional[PathLike] = None, *,
-           device: str = "cpu", progress: Optional[Callable[[str, int, int], None]] = None) -> DecodeResult:
+           device: str = "cpu", progress: Optional[Callable[[str, int, int], None]] = None,
+           conceal_audio: str = "repeat") -> DecodeResult:
     """Decode an .avfc stream to frames (at the coded size) and audio.
 
     Args:
         src: a path, the bytes, or a binary file object of an .avfc stream.
         dst: optionally write the result: ``.mp4`` (video + audio) or ``.wav`` (audio only).
         device: torch device for the generator.
+        conceal_audio: how lost Codec2 frames are filled: ``"repeat"`` the last received one (up to
+            one second), ``"joint"`` rebuilt from the motion and the audio around them by the joint
+            audio-video model of :mod:`avfc.avcc.conceal` (700C streams of a model it was trained for;
+            measured worse than repeating, docs/results.md), ``"none"`` silence. Opus streams use
+            Opus' own concealment.
 
     Damaged units are skipped and reported in ``result.issues``; raises
     :class:`~avfc.errors.AvfcError` only when nothing can be decoded (no intact header,
     unknown model).
     """
     data = _read_stream(src)
-    dec = Decoder(device=device)
+    dec = Decoder(device=device, conceal_audio=conceal_audio)
     chunk = 1 << 14
     frames: list[np.ndarray] = []
     for i in range(0, max(len(data), 1), chunk):

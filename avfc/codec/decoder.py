@@ -17,9 +17,11 @@ import torch
 
 from avfc import bitstream as bs
 from avfc.audio import AudioCodec
-from avfc.avcc.diffusion import LipsDiffusion, keypoints_from_offsets
+from avfc.avcc.conceal import DEFAULT_STEPS as CONCEAL_STEPS
+from avfc.avcc.conceal import concealer_for
+from avfc.avcc.diffusion import LipsDiffusion, grid_offsets, keypoints_from_offsets
 from avfc.avcc.motion_pred import decode_predicted_motion
-from avfc.avcc.tokens import split_700c
+from avfc.avcc.tokens import join_700c, split_700c
 from avfc.avcc.zoo import AvccBundle, avcc_for_stream
 from avfc.codec.common import (
     KEY_CODEC_NAMES,
@@ -31,11 +33,16 @@ from avfc.codec.common import (
     tensor_to_frames,
 )
 from avfc.entropy import decode_motion, dequantize, interpolate_track, quantize, sparse_positions
-from avfc.errors import AvfcError, FormatError, LimitError, ModelMismatchError, TruncatedError
+from avfc.errors import AvfcError, ConfigError, FormatError, LimitError, ModelMismatchError, TruncatedError
 from avfc.media import decode_intra
 from avfc.models.base import AnimationModel, Reference
 from avfc.models.zoo import model_for_stream
 
+#: how lost Codec2 frames are filled: "repeat" the last received frame (for at most
+#: REPEAT_MAX_SECONDS), "joint": rebuilt by the joint audio-video model from the motion and the
+#: audio around them (avfc.avcc.conceal; repeat where it has no model), "none": silence
+CONCEAL_MODES = ("repeat", "joint", "none")
+REPEAT_MAX_SECONDS = 1
 #: largest gap (in seconds) of missing frames the decoder conceals before it calls a packet implausible
 MAX_GAP_SECONDS = 600
 
@@ -50,7 +57,7 @@ _WAIT, _LOST = "wait", "lost"
 class Issue:
     """Something the decoder had to work around (a damaged unit, a lost packet)."""
 
-    kind: str  # "damage", "lost_motion", "undecodable", "ignored", "side_info"
+    kind: str  # "damage", "lost_motion", "undecodable", "ignored", "side_info", "concealed_audio"
     message: str
     offset: Optional[int] = None  # byte offset in the stream, when known
     frames: Optional[tuple[int, int]] = None  # [first, last) frames affected
@@ -65,9 +72,14 @@ class Decoder:
             weights hash is then not checked).
     """
 
-    def __init__(self, *, device: str | torch.device = "cpu", model: Optional[AnimationModel] = None) -> None:
+    def __init__(self, *, device: str | torch.device = "cpu", model: Optional[AnimationModel] = None,
+                 conceal_audio: str = "repeat") -> None:
+        if conceal_audio not in CONCEAL_MODES:
+            raise ConfigError(f"conceal_audio must be one of {', '.join(CONCEAL_MODES)}, got {conceal_audio!r}")
         self.device = torch.device(device)
         self._override_model = model
+        self.conceal_audio = conceal_audio
+        self._key_q: dict[int, np.ndarray] = {}  # quantized keypoints of every key picture, by frame
         self._parser = bs.StreamParser()
         self.header: Optional[bs.SequenceHeader] = None
         self.version: Optional[tuple[int, int]] = None
@@ -224,6 +236,8 @@ class Decoder:
 
     def _add_reference(self, ref: Reference) -> None:
         assert self.header is not None
+        self._key_q[ref.frame_index] = quantize(ref.keypoints[0].cpu().numpy().astype(np.float64).reshape(-1),
+                                                int(self.header.kp_precision))
         self._refs.append(ref)
         self._refs = self._refs[-int(self.header.max_refs):]  # bounded buffer
 
@@ -471,6 +485,14 @@ class Decoder:
         """The decoded audio (float32 mono), after :meth:`close`; lost frames are concealed."""
         if self.audio_codec is None or self.header is None:
             return None
+        tokens, n_samples = self.audio_frames()
+        return self.audio_codec.decode(tokens, n_samples)
+
+    def audio_frames(self) -> tuple[list, int]:
+        """The audio codec's tokens the audio is decoded from (lost ones concealed as
+        ``conceal_audio`` says; None where still lost) and the PCM length, after :meth:`close`."""
+        if self.audio_codec is None or self.header is None:
+            return [], 0
         ac = self.audio_codec
         if self.end is not None:
             n_frames = int(self.end.audio_frame_count)
@@ -481,7 +503,60 @@ class Decoder:
         n_frames = min(n_frames, max(self.audio_tokens, default=-1) + 1 + 10 * ac.sample_rate // ac.frame_samples)
         n_samples = min(n_samples, n_frames * ac.frame_samples)
         tokens = [self.audio_tokens.get(i) for i in range(n_frames)]
-        return ac.decode(tokens, n_samples)
+        if (self.conceal_audio != "none" and any(t is None for t in tokens)
+                and int(self.header.audio_codec) == int(bs.AudioCodecId.CODEC2)):  # Opus conceals by itself
+            if self.conceal_audio == "joint":
+                tokens = self._conceal_audio(tokens)
+            tokens = repeat_lost(tokens, REPEAT_MAX_SECONDS * ac.sample_rate // ac.frame_samples)
+        return tokens, n_samples
+
+    def _conceal_audio(self, tokens: list) -> list:
+        """Lost Codec2 700C frames rebuilt from the motion and the audio around them by the joint
+        model (:mod:`avfc.avcc.conceal`), when one is shipped for the stream's animation model and
+        the stream pairs one 700C frame with each video frame; otherwise they stay lost (silence)."""
+        h = self.header
+        assert h is not None
+        if (int(h.audio_codec) != int(bs.AudioCodecId.CODEC2) or int(h.audio_param) != 700
+                or h.fps_num != 25 * h.fps_den or self._override_model is not None):
+            return tokens
+        try:
+            concealer = concealer_for(str(h.model_name), int(h.kp_precision))
+        except AvfcError as exc:
+            self.issues.append(Issue("concealed_audio", f"lost audio left silent: {exc}", None))
+            return tokens
+        if concealer is None:
+            return tokens
+        fields = np.full((len(tokens), 4), -1, np.int64)
+        for i, t in enumerate(tokens):
+            if t is not None:
+                fields[i] = split_700c(int(t))
+        offsets, known = self.lips_offsets(len(tokens), concealer.net.meta.channels)
+        filled = concealer.conceal(fields, offsets, known, CONCEAL_STEPS)
+        lost = [i for i, t in enumerate(tokens) if t is None]
+        out = list(tokens)
+        for i in lost:
+            if (filled[i] >= 0).all():
+                out[i] = join_700c(tuple(int(v) for v in filled[i]))
+        done = sum(out[i] is not None for i in lost)
+        self.issues.append(Issue("concealed_audio", f"{done} of {len(lost)} lost audio frames rebuilt from the "
+                                 f"motion ({int(known[lost].sum()) if lost else 0} with their motion known) "
+                                 "and the audio around them", None))
+        return out
+
+    def lips_offsets(self, n: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
+        """Integer lips offsets ``(n, channels)`` of frames ``0 .. n-1`` (decoded keypoints minus those
+        of the last key picture at or before the frame, each axis' mean removed, as the AVCC models
+        see them) and a ``(n,)`` mask of the frames whose keypoints the decoder has."""
+        offsets, known = np.zeros((n, channels), np.int64), np.zeros(n, bool)
+        keys = sorted(self._key_q)
+        for t in range(n):
+            past = [k for k in keys if k <= t]
+            q = self._key_q[t] if t in self._key_q else self.motion.get(t)
+            if not past or q is None or len(q) != channels:
+                continue
+            offsets[t] = grid_offsets(np.asarray(q)[None], self._key_q[past[-1]])[0]
+            known[t] = True
+        return offsets, known
 
     # ------------------------------------------------------------------ output
     def pull_frames(self) -> np.ndarray:
@@ -502,6 +577,19 @@ class Decoder:
             c = self.model.motion_channels if self.model else 0
             return np.zeros((0, c), np.int32)
         return np.stack([self.motion[i] for i in sorted(self.motion)])
+
+
+def repeat_lost(tokens: list, limit: int) -> list:
+    """Lost tokens (None) replaced by the last received one, at most ``limit`` in a row (the rest of
+    a longer gap stays lost: silence); lost tokens before the first received one stay lost."""
+    out, last, run = list(tokens), None, 0
+    for i, t in enumerate(out):
+        if t is not None:
+            last, run = t, 0
+        elif last is not None and run < limit:
+            out[i] = last
+            run += 1
+    return out
 
 
 def _unit_name(t: int) -> str:

@@ -9,7 +9,7 @@ one audio unit per packet), then, per seed, every AUDIO unit but the first is re
 stream with probability ``--loss`` (packet loss; the motion units all arrive). Each damaged stream
 is decoded once, and its lost 700C frames are filled four ways:
 
-* **silence**: the decoder without concealment (``conceal_audio=False``);
+* **silence**: the decoder without concealment (``conceal_audio="none"``);
 * **repeat**: the last received frame repeated (classic vocoder concealment);
 * **joint, no motion**: the joint model from the audio around the gap only;
 * **joint + motion**: the joint model from the audio around the gap and the decoded keypoints of
@@ -116,7 +116,7 @@ def main(argv=None) -> int:
                 if cached is not None:
                     cached.parent.mkdir(parents=True, exist_ok=True)
                     cached.write_bytes(stream)
-            intact = Decoder(conceal_audio=False)
+            intact = Decoder(conceal_audio="none")
             intact.push(stream)
             intact.close()
             truth = intact.audio_tokens
@@ -124,7 +124,7 @@ def main(argv=None) -> int:
                 data, dropped = drop_audio(stream, args.loss, np.random.default_rng([seed, pf, len(stream)]))
                 if not dropped:
                     continue
-                dec = Decoder(conceal_audio=False)
+                dec = Decoder(conceal_audio="none")
                 dec.push(data)
                 dec.close()
                 n_frames, n_samples = int(dec.end.audio_frame_count), int(dec.end.audio_samples)

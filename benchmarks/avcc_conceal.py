@@ -10,7 +10,7 @@ stream with probability ``--loss`` (packet loss; the motion units all arrive). E
 is decoded once, and its lost 700C frames are filled four ways:
 
 * **silence**: the decoder without concealment (``conceal_audio="none"``);
-* **repeat**: the last received frame repeated (classic vocoder concealment);
+* **repeat**: the last received frame repeated, at most one second (the decoder's default);
 * **joint, no motion**: the joint model from the audio around the gap only;
 * **joint + motion**: the joint model from the audio around the gap and the decoded keypoints of
   the lost frames (what ``avfc.decode`` does).
@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     from avfc.avcc.conceal import DEFAULT_STEPS, JointConcealer, concealer_for
     from avfc.avcc.tokens import fields_array, join_700c
     from avfc.audio import make_audio_codec_by_name
-    from avfc.codec.decoder import Decoder
+    from avfc.codec.decoder import REPEAT_MAX_SECONDS, Decoder, repeat_lost
     from avfc.eval.audio_metrics import pesq_wb, si_sdr, stoi
     from avfc.eval.bench import find_clips, load_reference
     from avfc.media import Media
@@ -138,13 +138,7 @@ def main(argv=None) -> int:
                         fields[i] = fields_array([t])[0]
                 offsets, known = dec.lips_offsets(n_frames, concealer.net.meta.channels)
                 outs = {"silence": tokens}
-                rep, last = list(tokens), None
-                for i, t in enumerate(rep):
-                    if t is None:
-                        rep[i] = last
-                    else:
-                        last = t
-                outs["repeat"] = rep
+                outs["repeat"] = repeat_lost(tokens, REPEAT_MAX_SECONDS * 25)
                 for name, kn in (("joint, no motion", np.zeros_like(known)), ("joint + motion", known)):
                     t0 = time.perf_counter()
                     filled = concealer.conceal(fields, offsets, kn, DEFAULT_STEPS)

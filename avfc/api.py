@@ -189,7 +189,7 @@ def _read_stream(src: Union[PathLike, bytes, BinaryIO]) -> bytes:
 
 def decode(src: Union[PathLike, bytes, BinaryIO], dst: Optional[PathLike] = None, *,
            device: str = "cpu", progress: Optional[Callable[[str, int, int], None]] = None,
-           conceal_audio: str = "repeat") -> DecodeResult:
+           conceal_audio: str = "repeat", conceal_motion: str = "hold") -> DecodeResult:
     """Decode an .avfc stream to frames (at the coded size) and audio.
 
     Args:
@@ -201,13 +201,16 @@ def decode(src: Union[PathLike, bytes, BinaryIO], dst: Optional[PathLike] = None
             audio-video model of :mod:`avfc.avcc.conceal` (700C streams of a model it was trained for;
             measured worse than repeating, docs/results.md), ``"none"`` silence. Opus streams use
             Opus' own concealment.
+        conceal_motion: how frames whose motion packet is lost are drawn: ``"hold"`` the last output
+            frame, ``"joint"`` from keypoints the same joint model samples from the audio of those
+            frames and the motion before them (measured in docs/results.md).
 
     Damaged units are skipped and reported in ``result.issues``; raises
     :class:`~avfc.errors.AvfcError` only when nothing can be decoded (no intact header,
     unknown model).
     """
     data = _read_stream(src)
-    dec = Decoder(device=device, conceal_audio=conceal_audio)
+    dec = Decoder(device=device, conceal_audio=conceal_audio, conceal_motion=conceal_motion)
     chunk = 1 << 14
     frames: list[np.ndarray] = []
     for i in range(0, max(len(data), 1), chunk):

@@ -83,7 +83,8 @@ def cmd_decode(args: argparse.Namespace) -> int:
     _check_output(dst, args.force)
     progress, done = _progress_bar(not args.quiet and sys.stderr.isatty() or args.progress)
     try:
-        res = decode(src, dst, device=args.device, progress=progress, conceal_audio=args.conceal)
+        res = decode(src, dst, device=args.device, progress=progress, conceal_audio=args.conceal_audio,
+                     conceal_motion=args.conceal_motion)
     finally:
         done()
     for issue in res.issues:
@@ -210,10 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("input", help="input .avfc file")
     d.add_argument("-o", "--output", help="output .mp4 or .wav (default: INPUT with suffix .decoded.mp4)")
     d.add_argument("--device", default="cpu", help="torch device of the generator (default cpu)")
-    d.add_argument("--conceal", choices=["repeat", "joint", "none"], default="repeat",
+    d.add_argument("--conceal-audio", choices=["repeat", "joint", "none"], default="repeat",
                    help="how lost Codec2 audio frames are filled: repeat the last received frame (default, up to "
                         "1 s), joint: rebuilt from the motion and the audio around them by the joint audio-video "
-                        "model (700C streams; measured worse than repeat, docs/results.md), none: silence")
+                        "model (700C streams at 25 fps; measured worse than repeat, docs/results.md), none: silence")
+    d.add_argument("--conceal-motion", choices=["hold", "joint"], default="hold",
+                   help="how frames whose motion packet is lost are drawn: hold the last frame (default), joint: "
+                        "from keypoints the joint audio-video model samples from their audio")
     d.set_defaults(func=cmd_decode)
 
     for sp in (e, d):

@@ -1,6 +1,8 @@
-"""Lost speech rebuilt from motion: the joint model against silence and repetition, on av-eval.
+"""Lost speech rebuilt from motion, lost motion from speech: the joint model against the plain
+concealments, on av-eval.
 
-    python benchmarks/avcc_conceal.py [--model FILE] [--loss 0.2] [--seeds 0,1,2] [--packet-frames 25,5]
+    python benchmarks/avcc_conceal.py [--model FILE] [--loss 0.2] [--seeds 0,1,2] [--packet-frames 25,5] \
+        [--work DIR] [--part audio|motion|both] [--weights ../shared/weights]
 
 Markdown on stdout. Needs /work/shared/data (skips cleanly without it).
 
@@ -13,7 +15,12 @@ is decoded once, and its lost 700C frames are filled four ways:
 * **repeat**: the last received frame repeated, at most one second (the decoder's default);
 * **joint, no motion**: the joint model from the audio around the gap only;
 * **joint + motion**: the joint model from the audio around the gap and the decoded keypoints of
-  the lost frames (what ``avfc.decode`` does).
+  the lost frames (what ``avfc.decode(..., conceal_audio="joint")`` does).
+
+``--part motion`` loses MOTION units instead (same streams, same probability, all audio received)
+and scores the frames whose motion was lost, against the source: held still (the decoder's default)
+and drawn from the keypoints the joint model samples (``conceal_motion="joint"``), next to the same
+frames decoded from the intact stream.
 
 Measures against the clip's original speech: PESQ-WB, STOI, SI-SDR, and against the tokens of the
 intact stream on the lost frames: accuracy of each 700C field and the mean absolute error of the
@@ -51,11 +58,12 @@ def units(data: bytes) -> list[tuple[int, int, int]]:
     return out
 
 
-def drop_audio(data: bytes, loss: float, rng: np.random.Generator) -> tuple[bytes, int]:
-    """The stream without some of its AUDIO units (type 04; never the first) and how many went."""
+def drop_audio(data: bytes, loss: float, rng: np.random.Generator, unit_type: int = 0x04) -> tuple[bytes, int]:
+    """The stream without some of its units of ``unit_type`` (AUDIO by default; never the first) and
+    how many went."""
     kept, dropped, seen = [data[:6]], 0, 0
     for t, a, b in units(data):
-        if t == 0x04:
+        if t == unit_type:
             seen += 1
             if seen > 1 and rng.random() < loss:
                 dropped += 1
@@ -74,6 +82,11 @@ def main(argv=None) -> int:
     ap.add_argument("--max-frames", type=int, default=250)
     ap.add_argument("--bitrate", type=float, default=5.0)
     ap.add_argument("--work", help="folder to keep the encoded streams in between runs")
+    ap.add_argument("--part", choices=["audio", "motion", "both"], default="audio",
+                    help="audio: lose AUDIO units (above); motion: lose MOTION units and compare holding the last "
+                         "frame with frames drawn from the joint model's keypoints (PSNR; LPIPS-Alex with --weights; "
+                         "uses the streams the audio part kept in --work)")
+    ap.add_argument("--weights", help="folder of the LPIPS weights (../shared/weights)")
     args = ap.parse_args(argv)
     folder = DATA / args.set
     if not folder.is_dir():
@@ -98,8 +111,8 @@ def main(argv=None) -> int:
         return 1
     codec = make_audio_codec_by_name("codec2", 700)
     methods = ["silence", "repeat", "joint, no motion", "joint + motion"]
-    print(f"# Speech concealment on {args.set}: audio units lost with p = {args.loss}, seeds {args.seeds}\n")
-    for pf in [int(x) for x in args.packet_frames.split(",")]:
+    print(f"# Concealment on {args.set}: units lost with p = {args.loss}, seeds {args.seeds}\n")
+    for pf in [int(x) for x in args.packet_frames.split(",")] if args.part != "motion" else []:
         res = {m: {"pesq": [], "stoi": [], "sisdr": [], "acc": [], "emae": []} for m in methods}
         lost_total, streams, t_conceal = 0, 0, 0.0
         for path in find_clips(folder):
@@ -176,7 +189,69 @@ def main(argv=None) -> int:
         if lost_total:
             print(f"\nJoint concealment speed: {lost_total / max(t_conceal, 1e-9):.0f} lost frames/s "
                   f"({DEFAULT_STEPS} steps, one thread).\n")
+    if args.part in ("motion", "both"):
+        motion_loss(args, folder)
     return 0
+
+
+def motion_loss(args, folder: Path) -> None:
+    """Lost MOTION units: the last frame held against frames drawn from the joint model's keypoints."""
+    import torch
+
+    from avfc.codec.decoder import Decoder
+    from avfc.eval.bench import find_clips, load_reference
+    from avfc.eval.metrics import psnr
+
+    lp = None
+    if args.weights:
+        from avfc.eval.perceptual import LPIPS
+
+        lp = LPIPS("alex", args.weights)
+
+    def tens(a):
+        return torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).float() / 255
+
+    print(f"## Lost motion: MOTION units lost with p = {args.loss} (audio all received)\n")
+    for pf in [int(x) for x in args.packet_frames.split(",")]:
+        res = {m: {"psnr": [], "lpips": []} for m in ("intact", "hold", "joint")}
+        n_lost, t_joint = 0, 0.0
+        for path in find_clips(folder):
+            cached = Path(args.work) / f"{path.stem}-{pf}-{args.bitrate:g}-{args.max_frames}.avfc" if args.work else None
+            if cached is None or not cached.is_file():
+                continue  # the audio part of the run encodes and keeps them
+            stream = cached.read_bytes()
+            ref = load_reference(path, max_frames=args.max_frames)
+            for seed in [int(s) for s in args.seeds.split(",")]:
+                data, dropped = drop_audio(stream, args.loss, np.random.default_rng([seed, pf, 7]), 0x03)
+                if not dropped:
+                    continue
+                outs = {}
+                for mode, src in (("intact", stream), ("hold", data), ("joint", data)):
+                    dec = Decoder(conceal_motion="joint" if mode == "joint" else "hold")
+                    t0 = time.perf_counter()
+                    dec.push(src)
+                    dec.close()
+                    if mode == "joint":
+                        t_joint += time.perf_counter() - t0
+                    outs[mode] = (dec, dec.pull_frames())
+                lost = sorted(i for iss in outs["hold"][0].issues if iss.kind == "lost_motion" and iss.frames
+                              for i in range(*iss.frames))
+                if not lost:
+                    continue
+                n_lost += len(lost)
+                for mode, (_, frames) in outs.items():
+                    res[mode]["psnr"].append(float(np.mean(psnr(ref.frames[lost], frames[lost]).per_frame)))
+                    if lp is not None:
+                        with torch.no_grad():
+                            res[mode]["lpips"].append(lp(tens(ref.frames[lost]), tens(frames[lost])).mean().item())
+        print(f"### {pf} frames per packet: {n_lost} frames with lost motion\n")
+        print("| frames with lost motion drawn by | PSNR (dB) | LPIPS-Alex |")
+        print("| --- | --- | --- |")
+        for mode, label in (("intact", "nothing lost (the same frames decoded from the intact stream)"),
+                            ("hold", "hold the last frame (default)"), ("joint", "joint model's keypoints")):
+            lpv = f"{np.mean(res[mode]['lpips']):.3f}" if res[mode]["lpips"] else "-"
+            print(f"| {label} | {np.mean(res[mode]['psnr']):.2f} | {lpv} |")
+        print()
 
 
 if __name__ == "__main__":

@@ -43,6 +43,12 @@ from avfc.models.zoo import model_for_stream
 #: audio around them (avfc.avcc.conceal; repeat where it has no model), "none": silence
 CONCEAL_MODES = ("repeat", "joint", "none")
 REPEAT_MAX_SECONDS = 1
+#: how frames whose motion is lost are drawn: "hold" the last output frame, "joint": from keypoints
+#: the joint audio-video model samples from the audio of those frames and the motion before them
+#: (hold where it has no model)
+CONCEAL_MOTION_MODES = ("hold", "joint")
+#: sampler steps and seed of the joint model's motion head when it conceals lost motion
+CONCEAL_MOTION_STEPS, CONCEAL_MOTION_SEED = 8, 0
 #: largest gap (in seconds) of missing frames the decoder conceals before it calls a packet implausible
 MAX_GAP_SECONDS = 600
 
@@ -73,12 +79,16 @@ class Decoder:
     """
 
     def __init__(self, *, device: str | torch.device = "cpu", model: Optional[AnimationModel] = None,
-                 conceal_audio: str = "repeat") -> None:
+                 conceal_audio: str = "repeat", conceal_motion: str = "hold") -> None:
         if conceal_audio not in CONCEAL_MODES:
             raise ConfigError(f"conceal_audio must be one of {', '.join(CONCEAL_MODES)}, got {conceal_audio!r}")
+        if conceal_motion not in CONCEAL_MOTION_MODES:
+            raise ConfigError(f"conceal_motion must be one of {', '.join(CONCEAL_MOTION_MODES)}, got "
+                              f"{conceal_motion!r}")
         self.device = torch.device(device)
         self._override_model = model
         self.conceal_audio = conceal_audio
+        self.conceal_motion = conceal_motion
         self._key_q: dict[int, np.ndarray] = {}  # quantized keypoints of every key picture, by frame
         self._parser = bs.StreamParser()
         self.header: Optional[bs.SequenceHeader] = None
@@ -349,8 +359,11 @@ class Decoder:
     def _conceal(self, first: int, last: int, why: str) -> None:
         if last <= first:
             return
-        self.issues.append(Issue("lost_motion", f"frames {first}..{last - 1} concealed: {why}",
-                                 frames=(first, last)))
+        drawn = self._conceal_motion_joint(first, last) if self.conceal_motion == "joint" else False
+        self.issues.append(Issue("lost_motion", f"frames {first}..{last - 1} concealed"
+                                 f"{' by the joint model' if drawn else ''}: {why}", frames=(first, last)))
+        if drawn:
+            return
         for idx in range(first, last):
             frame = self._keys.get(idx, self._last_frame)
             if frame is None and self._keys:
@@ -359,6 +372,53 @@ class Decoder:
                 assert self.header is not None
                 frame = np.zeros((self.header.height, self.header.width, 3), np.uint8)
             self._emit(idx, frame)
+
+    def _joint_model(self):
+        h = self.header
+        if (h is None or self._override_model is not None or int(h.audio_codec) != int(bs.AudioCodecId.CODEC2)
+                or int(h.audio_param) != 700 or h.fps_num != 25 * h.fps_den):
+            return None
+        try:
+            return concealer_for(str(h.model_name), int(h.kp_precision))
+        except AvfcError as exc:
+            self.issues.append(Issue("concealed_audio", f"no joint concealment: {exc}", None))
+            return None
+
+    @torch.no_grad()
+    def _conceal_motion_joint(self, first: int, last: int) -> bool:
+        """Draw frames ``first..last-1`` from keypoints the joint model samples (its motion head, DDIM,
+        fixed seed) from the audio received for them and the motion before them. False (nothing drawn)
+        when there is no model for the stream or no reference."""
+        assert self.header is not None and self.model is not None
+        concealer = self._joint_model()
+        if concealer is None or not self._key_q or min(self._key_q) > first:
+            return False
+        net = concealer.net
+        m = net.meta
+        rows_all = {i: split_700c(int(t)) for i, t in self.audio_tokens.items() if first - m.context <= i
+                    < last + m.block + m.lookahead and t is not None}
+        for s in range(first, last, m.block):
+            rows = np.full((m.tokens, 4), -1, np.int64)
+            for j in range(m.tokens):
+                if s - m.context + j in rows_all:
+                    rows[j] = rows_all[s - m.context + j]
+            offsets, known = self.lips_offsets(s, m.channels) if s else (np.zeros((0, m.channels)), np.zeros(0, bool))
+            ctx = offsets[s - m.context:] if m.context and s >= m.context and known[s - m.context:].all() else None
+            off = net.sample_block(s, rows, ctx, CONCEAL_MOTION_SEED, CONCEAL_MOTION_STEPS)
+            for i in range(min(m.block, last - s)):
+                idx = s + i
+                if idx in self._keys:
+                    self._emit(idx, self._keys[idx])
+                    continue
+                refs = references_for(self._refs, idx, self._bidirectional)
+                if not refs:
+                    self._emit(idx, self._last_frame if self._last_frame is not None else self._keys[min(self._keys)])
+                    continue
+                base = max(k for k in self._key_q if k <= idx)
+                q = keypoints_from_offsets(self._key_q[base], off[i])[None]
+                kp = torch.from_numpy(dequantize(q, self.header.kp_precision)).to(self.device)
+                self._emit(idx, tensor_to_frames(self.model.render(refs, kp, idx).cpu())[0])
+        return True
 
     # ------------------------------------------------------------------ audio
     def _audio(self, a: bs.Audio | bs.AudioCtx, offset: int) -> None:
@@ -514,16 +574,7 @@ class Decoder:
         """Lost Codec2 700C frames rebuilt from the motion and the audio around them by the joint
         model (:mod:`avfc.avcc.conceal`), when one is shipped for the stream's animation model and
         the stream pairs one 700C frame with each video frame; otherwise they stay lost (silence)."""
-        h = self.header
-        assert h is not None
-        if (int(h.audio_codec) != int(bs.AudioCodecId.CODEC2) or int(h.audio_param) != 700
-                or h.fps_num != 25 * h.fps_den or self._override_model is not None):
-            return tokens
-        try:
-            concealer = concealer_for(str(h.model_name), int(h.kp_precision))
-        except AvfcError as exc:
-            self.issues.append(Issue("concealed_audio", f"lost audio left silent: {exc}", None))
-            return tokens
+        concealer = self._joint_model()
         if concealer is None:
             return tokens
         fields = np.full((len(tokens), 4), -1, np.int64)

@@ -226,3 +226,39 @@ def test_decoder_concealment_modes(damaged):
         assert _decode(intact, mode)[1] == ref
     with pytest.raises(ConfigError):
         Decoder(conceal_audio="guess")
+
+
+def test_lost_motion_drawn_by_the_joint_model(damaged):
+    intact = damaged[0]
+    parsed = bs.parse_stream(intact)
+    out: list[bytes] = []
+    w = bs.StreamWriter(type("F", (), {"write": lambda self, b: out.append(b)})())
+    w.write_header(parsed.header)
+    seen, lost = 0, None
+    for u in parsed.units:
+        if u.type == bs.UnitType.MOTION:
+            seen += 1
+            if seen == 3:
+                lost = bs.decode_payload(u)
+                continue
+        w.write_unit(u.type, u.payload)
+    data = b"".join(out)
+    first, n = int(lost.first_frame), int(lost.num_frames)
+    runs = {}
+    for mode in ("hold", "joint"):
+        dec = Decoder(conceal_motion=mode)
+        dec.push(data)
+        dec.close()
+        runs[mode] = (dec, dec.pull_frames())
+    hold, joint = runs["hold"][1], runs["joint"][1]
+    assert len(hold) == len(joint) == N
+    gap = slice(first, first + n)
+    assert all((hold[i] == hold[first - 1]).all() for i in range(first, first + n))  # held still
+    assert not np.array_equal(hold[gap], joint[gap])  # drawn, not held
+    np.testing.assert_array_equal(hold[:first], joint[:first])
+    np.testing.assert_array_equal(hold[first + n:], joint[first + n:])  # later packets are intra: unaffected
+    notes = [i.message for i in runs["joint"][0].issues if i.kind == "lost_motion"]
+    assert notes and "by the joint model" in notes[0]
+    assert all(i not in runs["joint"][0].motion for i in range(first, first + n))  # not a prediction base
+    with pytest.raises(ConfigError):
+        Decoder(conceal_motion="guess")

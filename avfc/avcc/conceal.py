@@ -24,17 +24,12 @@ in :data:`CONCEAL_ZOO`.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib import resources
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from safetensors import SafetensorError
-from safetensors.numpy import load_file
 
 from avfc.avcc.diffusion import (
     FIELD_NAMES,
@@ -245,11 +240,6 @@ class JointConcealer:
         return out
 
 
-def weights_dir() -> Path:
-    """Folder of the shipped model files inside the installed package (shared with the AVCC bundles)."""
-    return Path(str(resources.files("avfc.avcc") / "weights"))
-
-
 @lru_cache(maxsize=2)
 def load_concealer(name: str) -> JointConcealer:
     """The shipped concealment model ``name``, its file checked against the zoo's sha256.
@@ -257,21 +247,18 @@ def load_concealer(name: str) -> JointConcealer:
     Raises:
         ModelMismatchError: unknown name, missing or damaged file, malformed arrays.
     """
+    from avfc.avcc.zoo import read_shipped
+
     entry = CONCEAL_ZOO.get(name)
     if entry is None:
         raise ModelMismatchError(f"unknown concealment model {name!r}; known: {', '.join(sorted(CONCEAL_ZOO)) or 'none'}")
-    path = weights_dir() / entry.filename
+    what = f"concealment model {name!r}"
     try:
-        raw = path.read_bytes()
-    except OSError:
-        raise ModelMismatchError(f"concealment model {name!r} is missing from the installation: {path}") from None
-    digest = hashlib.sha256(raw).hexdigest()
-    if digest != entry.sha256:
-        raise ModelMismatchError(f"concealment model {name!r} is damaged: sha256 {digest} != expected {entry.sha256}")
-    try:
-        return JointConcealer.from_arrays(load_file(str(path)))
-    except (SafetensorError, OSError, ValueError, AvfcError) as exc:
-        raise ModelMismatchError(f"concealment model {name!r} cannot be read: {exc}") from None
+        return JointConcealer.from_arrays(read_shipped(entry.filename, entry.sha256, what))
+    except ModelMismatchError:
+        raise
+    except AvfcError as exc:
+        raise ModelMismatchError(f"{what} cannot be read: {exc}") from None
 
 
 def concealer_for(animation_model: str, kp_precision: int) -> Optional[JointConcealer]:

@@ -138,23 +138,28 @@ def bundle_from_arrays(entry: AvccEntry, arrays: dict[str, np.ndarray]) -> AvccB
         raise ModelMismatchError(f"AVCC bundle {entry.name!r} is malformed: {exc}") from None
 
 
+def read_shipped(filename: str, sha256: str, what: str) -> dict[str, np.ndarray]:
+    """The arrays of a shipped file of :func:`weights_dir`, its bytes checked against ``sha256``
+    (ModelMismatchError naming ``what`` when it is missing, damaged or unreadable)."""
+    path = weights_dir() / filename
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        raise ModelMismatchError(f"{what} is missing from the installation: {path}") from None
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != sha256:
+        raise ModelMismatchError(f"{what} is damaged: sha256 {digest} != expected {sha256}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelMismatchError(f"{what} cannot be read: {exc}") from None
+
+
 @lru_cache(maxsize=4)
 def load_avcc(name: str) -> AvccBundle:
     """The shipped bundle ``name``, its file checked against the zoo's sha256."""
     entry = get_avcc_entry(name)
-    path = weights_dir() / entry.filename
-    try:
-        raw = path.read_bytes()
-    except OSError:
-        raise ModelMismatchError(f"AVCC bundle {name!r} is missing from the installation: {path}") from None
-    digest = hashlib.sha256(raw).hexdigest()
-    if digest != entry.sha256:
-        raise ModelMismatchError(f"AVCC bundle {name!r} is damaged: sha256 {digest} != expected {entry.sha256}")
-    try:
-        arrays = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ModelMismatchError(f"AVCC bundle {name!r} cannot be read: {exc}") from None
-    return bundle_from_arrays(entry, arrays)
+    return bundle_from_arrays(entry, read_shipped(entry.filename, entry.sha256, f"AVCC bundle {name!r}"))
 
 
 def avcc_for_stream(name: str, sha256: str) -> AvccBundle:

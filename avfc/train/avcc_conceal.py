@@ -284,7 +284,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     from avfc.avcc.tokens import fields_array
     from avfc.train.audio_ctx import file_tokens, media_files
-    from avfc.train.avcc_data import load_clips
+    from avfc.train.avcc_data import load_clips, split_clips
 
     ap = argparse.ArgumentParser(prog="python -m avfc.train.avcc_conceal", description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True, type=Path, help="output .safetensors (conceal.* arrays)")
@@ -309,17 +309,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     clips = load_clips(args.data, args.model, precision=args.precision, hysteresis=args.hysteresis)
-    held = {s for s in args.val_clips.split(",") if s}
-    missing = held - {c.name for c in clips}
-    if missing:
-        raise ConfigError(f"validation clips not found: {sorted(missing)}")
+    train_clips, val_clips = split_clips(clips, args.val_clips)
     speech = [fields_array(file_tokens(p)) for p in media_files([Path(f) for f in args.speech])] if args.speech else []
     meta = DiffusionMeta(channels=int(clips[0].q.shape[1]), kp_dim=2, **{k: getattr(args, k) for k in DEFAULT_META})
     cfg = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, dropout=args.dropout, seed=args.seed,
                       weight_decay=args.weight_decay,
                       time_limit_s=args.time_limit * 60)
-    train_clips = [c for c in clips if c.name not in held]
-    val_clips = [c for c in clips if c.name in held]
     print(f"train: {len(train_clips)} clips, {sum(c.num_frames for c in train_clips)} frames, "
           f"{sum(len(s) for s in speech)} speech-only frames; validation: {[c.name for c in val_clips]}", flush=True)
     net, _ = train(train_clips, val_clips, speech, meta, cfg, log=lambda s: print(s, flush=True))

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from avfc.avcc.tokens import fields_array
-from avfc.errors import MediaError
+from avfc.errors import ConfigError, MediaError
 from avfc.train.data import VIDEO_SUFFIXES, default_cache_dir
 
 #: bump when the preparation changes, so old caches are not reused
@@ -169,3 +169,14 @@ def load_clips(folders: Sequence[str | Path], model: str = "mrdac-cpu-v1",
             except MediaError:
                 continue
     return out
+
+
+def split_clips(clips: Sequence[AvccClip], held_out: str) -> tuple[list[AvccClip], list[AvccClip]]:
+    """``(training, validation)`` clips: validation are those named in the comma-separated
+    ``held_out`` (ConfigError when one of them is not among ``clips``)."""
+    held = {s for s in held_out.split(",") if s}
+    missing = held - {c.name for c in clips}
+    if missing:
+        raise ConfigError(f"validation clips not found: {sorted(missing)}")
+    return [c for c in clips if c.name not in held], [c for c in clips if c.name in held]
+

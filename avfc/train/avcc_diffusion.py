@@ -347,7 +347,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command line: load the clips, train, write the safetensors, report."""
     from safetensors.numpy import save_file
 
-    from avfc.train.avcc_data import load_clips
+    from avfc.train.avcc_data import load_clips, split_clips
 
     ap = argparse.ArgumentParser(prog="python -m avfc.train.avcc_diffusion", description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True, type=Path, help="output .safetensors (diffusion.* arrays)")
@@ -383,12 +383,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     clips = load_clips(args.data, args.model, precision=args.precision, hysteresis=args.hysteresis)
-    held = {s for s in args.val_clips.split(",") if s}
-    missing = held - {c.name for c in clips}
-    if missing:
-        raise ConfigError(f"validation clips not found: {sorted(missing)}")
-    train_clips = [c for c in clips if c.name not in held]
-    val_clips = [c for c in clips if c.name in held]
+    train_clips, val_clips = split_clips(clips, args.val_clips)
     meta = DiffusionMeta(channels=int(clips[0].q.shape[1]), kp_dim=2,
                          **{k: getattr(args, k) for k in DEFAULT_META})
     cfg = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, dropout=args.dropout, p_absent=args.p_absent,

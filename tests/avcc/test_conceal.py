@@ -166,25 +166,31 @@ def test_repeat_lost_repeats_the_last_token_up_to_a_limit():
 N, SIZE = 30, 128
 
 
-@pytest.fixture(scope="module")
-def damaged():
-    """A default-model stream (700C, 25 fps) with one audio unit of 5 frames removed."""
-    res = avfc.encode(talking_face(N, SIZE, SIZE, seed=3), pcm=speech_like(N / 25, seed=3), size=SIZE, key_qp=30,
-                      packet_frames=5)
-    parsed = bs.parse_stream(res.data)
+def _without(data: bytes, unit_type: int, nth: int):
+    """The stream without its ``nth`` unit of ``unit_type`` (1-based), and that unit's payload."""
+    parsed = bs.parse_stream(data)
     out: list[bytes] = []
     w = bs.StreamWriter(type("F", (), {"write": lambda self, b: out.append(b)})())
     w.write_header(parsed.header)
     seen, lost = 0, None
     for u in parsed.units:
-        if u.type == bs.UnitType.AUDIO:
+        if u.type == unit_type:
             seen += 1
-            if seen == 3:
+            if seen == nth:
                 lost = bs.decode_payload(u)
                 continue
         w.write_unit(u.type, u.payload)
     assert lost is not None
-    return res.data, b"".join(out), int(lost.first_frame), int(lost.num_frames)
+    return b"".join(out), lost
+
+
+@pytest.fixture(scope="module")
+def damaged():
+    """A default-model stream (700C, 25 fps) with one audio unit of 5 frames removed."""
+    res = avfc.encode(talking_face(N, SIZE, SIZE, seed=3), pcm=speech_like(N / 25, seed=3), size=SIZE, key_qp=30,
+                      packet_frames=5)
+    data, lost = _without(res.data, bs.UnitType.AUDIO, 3)
+    return res.data, data, int(lost.first_frame), int(lost.num_frames)
 
 
 def _decode(data: bytes, mode: str):
@@ -229,20 +235,7 @@ def test_decoder_concealment_modes(damaged):
 
 
 def test_lost_motion_drawn_by_the_joint_model(damaged):
-    intact = damaged[0]
-    parsed = bs.parse_stream(intact)
-    out: list[bytes] = []
-    w = bs.StreamWriter(type("F", (), {"write": lambda self, b: out.append(b)})())
-    w.write_header(parsed.header)
-    seen, lost = 0, None
-    for u in parsed.units:
-        if u.type == bs.UnitType.MOTION:
-            seen += 1
-            if seen == 3:
-                lost = bs.decode_payload(u)
-                continue
-        w.write_unit(u.type, u.payload)
-    data = b"".join(out)
+    data, lost = _without(damaged[0], bs.UnitType.MOTION, 3)
     first, n = int(lost.first_frame), int(lost.num_frames)
     runs = {}
     for mode in ("hold", "joint"):

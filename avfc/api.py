@@ -189,7 +189,7 @@ def _read_stream(src: Union[PathLike, bytes, BinaryIO]) -> bytes:
 
 def decode(src: Union[PathLike, bytes, BinaryIO], dst: Optional[PathLike] = None, *,
            device: str = "cpu", progress: Optional[Callable[[str, int, int], None]] = None,
-           conceal_audio: str = "repeat", conceal_motion: str = "hold", sharpen: float = 0.0) -> DecodeResult:
+           conceal_audio: str = "repeat", conceal_motion: str = "hold") -> DecodeResult:
     """Decode an .avfc stream to frames (at the coded size) and audio.
 
     Args:
@@ -204,15 +204,13 @@ def decode(src: Union[PathLike, bytes, BinaryIO], dst: Optional[PathLike] = None
         conceal_motion: how frames whose motion packet is lost are drawn: ``"hold"`` the last output
             frame, ``"joint"`` from keypoints the same joint model samples from the audio of those
             frames and the motion before them (measured in docs/results.md).
-        sharpen: unsharp-mask amount applied to every output frame (0, the default: none; 0.5 trades
-            about 0.15 dB PSNR for better LPIPS and DISTS, docs/results.md). Not in the stream.
 
     Damaged units are skipped and reported in ``result.issues``; raises
     :class:`~avfc.errors.AvfcError` only when nothing can be decoded (no intact header,
     unknown model).
     """
     data = _read_stream(src)
-    dec = Decoder(device=device, conceal_audio=conceal_audio, conceal_motion=conceal_motion, sharpen=sharpen)
+    dec = Decoder(device=device, conceal_audio=conceal_audio, conceal_motion=conceal_motion)
     chunk = 1 << 14
     frames: list[np.ndarray] = []
     for i in range(0, max(len(data), 1), chunk):

@@ -84,7 +84,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
     progress, done = _progress_bar(not args.quiet and sys.stderr.isatty() or args.progress)
     try:
         res = decode(src, dst, device=args.device, progress=progress, conceal_audio=args.conceal_audio,
-                     conceal_motion=args.conceal_motion, sharpen=args.sharpen)
+                     conceal_motion=args.conceal_motion)
     finally:
         done()
     for issue in res.issues:
@@ -218,9 +218,6 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--conceal-motion", choices=["hold", "joint"], default="hold",
                    help="how frames whose motion packet is lost are drawn: hold the last frame (default), joint: "
                         "from keypoints the joint audio-video model samples from their audio")
-    d.add_argument("--sharpen", type=float, default=0.0, metavar="A",
-                   help="unsharp-mask every output frame by A (0..4; default 0: off). 0.5 trades about 0.15 dB "
-                        "PSNR for lower LPIPS and DISTS at the lowest rates (docs/results.md)")
     d.set_defaults(func=cmd_decode)
 
     for sp in (e, d):

@@ -32,8 +32,6 @@ from avfc.codec.common import (
     references_for,
     tensor_to_frames,
 )
-from avfc.codec.postfilter import check_amount
-from avfc.codec.postfilter import sharpen as sharpen_frames
 from avfc.entropy import decode_motion, dequantize, interpolate_track, quantize, sparse_positions
 from avfc.errors import AvfcError, ConfigError, FormatError, LimitError, ModelMismatchError, TruncatedError
 from avfc.media import decode_intra
@@ -81,7 +79,7 @@ class Decoder:
     """
 
     def __init__(self, *, device: str | torch.device = "cpu", model: Optional[AnimationModel] = None,
-                 conceal_audio: str = "repeat", conceal_motion: str = "hold", sharpen: float = 0.0) -> None:
+                 conceal_audio: str = "repeat", conceal_motion: str = "hold") -> None:
         if conceal_audio not in CONCEAL_MODES:
             raise ConfigError(f"conceal_audio must be one of {', '.join(CONCEAL_MODES)}, got {conceal_audio!r}")
         if conceal_motion not in CONCEAL_MOTION_MODES:
@@ -91,7 +89,6 @@ class Decoder:
         self._override_model = model
         self.conceal_audio = conceal_audio
         self.conceal_motion = conceal_motion
-        self.sharpen = check_amount(sharpen)
         self._key_q: dict[int, np.ndarray] = {}  # quantized keypoints of every key picture, by frame
         self._parser = bs.StreamParser()
         self.header: Optional[bs.SequenceHeader] = None
@@ -623,7 +620,7 @@ class Decoder:
             h = self.header.height if self.header else 0
             w = self.header.width if self.header else 0
             return np.zeros((0, h, w, 3), np.uint8)
-        return sharpen_frames(np.stack(out), self.sharpen)
+        return np.stack(out)
 
     def motion_array(self) -> np.ndarray:
         """All decoded motion integers ``(T, C)``; rows of lost frames are absent (see issues)."""

@@ -63,7 +63,6 @@ from avfc.eval.report import METRICS, bd_table, environment, write_csv, write_me
 from avfc.media import CropBox, Media, read_media
 
 __all__ = [
-    "AVFC_DECODE",
     "AVFC_MODES",
     "CODEC_KINDS",
     "DEFAULT_CODECS",
@@ -101,11 +100,7 @@ AVFC_MODES: dict[str, dict[str, Any]] = {
     "lips": {"audio_coder": "context", "motion_source": "speech"},
     # the same with the lips drawn by the bundle's diffusion model (format 1.3)
     "lips-diffusion": {"audio_coder": "context", "motion_source": "speech", "lips_model": "diffusion"},
-    # the default stream, decoded with the opt-in output sharpening (AVFC_DECODE below)
-    "sharpen": {},
 }
-#: decoder options of a mode (``avfc.decode`` keyword arguments), for modes that differ at decoding only
-AVFC_DECODE: dict[str, dict[str, Any]] = {"sharpen": {"sharpen": 0.5}}
 CODEC_KINDS: tuple[str, ...] = ("avfc", "baseline", "x265", "svtav1", "opus", "codec2")
 DEFAULT_CODECS = "avfc,baseline,x265,svtav1,opus,codec2"
 #: ``../shared/weights`` beside the repository (development machines)
@@ -499,7 +494,7 @@ def _code_avfc(ref: Reference, spec: CodecSpec, rate: float, cfg: BenchConfig) -
     with c.encode:
         res = avfc.encode(media, **overrides)
     with c.decode:
-        dec = avfc.decode(res.data, device=cfg.device, **AVFC_DECODE.get(spec.mode, {}))
+        dec = avfc.decode(res.data, device=cfg.device)
     c.bytes_audio = int(res.stats.bytes_by_type.get("audio", 0))
     c.bytes_video = len(res.data) - c.bytes_audio
     c.frames, c.audio = dec.frames, dec.audio

@@ -1,6 +1,6 @@
 """Train the joint audio-video model that conceals lost speech from motion (:mod:`avfc.avcc.conceal`).
 
-    python -m avfc.train.avcc_conceal --out /tmp/conceal/conceal.safetensors
+    python -m avfc.train.avcc_conceal --out /tmp/conceal/conceal.safetensors   # its defaults are the shipped run
 
 The network is the diffusion lips transformer (:class:`avfc.train.avcc_diffusion.DiffusionNet`,
 same trunk and motion head) plus four audio heads, the logits of the 700C fields of every token.
@@ -49,9 +49,17 @@ from avfc.avcc.diffusion import (
 )
 from avfc.avcc.motion_pred import FIELD_SIZES
 from avfc.errors import ConfigError
-from avfc.train.avcc_diffusion import DiffusionNet, Windows, clip_offsets, make_windows
+from avfc.train.avcc_diffusion import (
+    DiffusionNet,
+    Windows,
+    add_common_arguments,
+    add_size_arguments,
+    clip_offsets,
+    make_windows,
+)
 
-DEFAULT_META = dict(block=25, context=4, lookahead=2, width=96, layers=4, heads=4, ffn=192, embed=16,
+#: the shipped run (avcc-conceal-v1); larger sizes overfit the little data there is (docs/model-card.md)
+DEFAULT_META = dict(block=25, context=4, lookahead=2, width=32, layers=2, heads=4, ffn=64, embed=8,
                     time_freqs=16)
 _UNKNOWN = torch.tensor(FIELD_SIZES, dtype=torch.long)  # the "unknown" embedding row of each field
 
@@ -101,12 +109,12 @@ def audio_only_windows(token_seqs: Sequence[np.ndarray], meta: DiffusionMeta) ->
 
 @dataclass
 class TrainConfig:
-    steps: int = 4000
+    steps: int = 1500
     batch: int = 64
     lr: float = 1e-3
-    weight_decay: float = 0.01
+    weight_decay: float = 0.1
     warmup: int = 200
-    dropout: float = 0.1
+    dropout: float = 0.3
     p_clean: float = 0.5
     p_no_motion: float = 0.15
     p_full_span: float = 0.15
@@ -287,25 +295,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from avfc.train.avcc_data import load_clips, split_clips
 
     ap = argparse.ArgumentParser(prog="python -m avfc.train.avcc_conceal", description=__doc__.split("\n")[0])
-    ap.add_argument("--out", required=True, type=Path, help="output .safetensors (conceal.* arrays)")
-    ap.add_argument("--data", nargs="+", default=["/work/shared/data/av"],
-                    help="training folders of talking-face clips with speech (never av-eval)")
+    add_common_arguments(ap, "conceal", steps=1500, dropout=0.3)
     ap.add_argument("--speech", nargs="*", default=["/work/shared/data/speech"],
                     help="folders of speech without video, as audio-only windows (never speech-eval)")
-    ap.add_argument("--model", default="mrdac-cpu-v2", help="zoo model whose keypoints the streams carry")
-    ap.add_argument("--precision", type=int, default=5, help="keypoint grid of the streams (kp_precision)")
-    ap.add_argument("--hysteresis", type=float, default=0.3, help="the encoder's keypoint dead zone")
-    ap.add_argument("--val-clips", default="grid_lrwp9a,retalk_4", help="clip names held out ('' for none)")
-    ap.add_argument("--steps", type=int, default=4000)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--dropout", type=float, default=0.1)
-    ap.add_argument("--weight-decay", type=float, default=0.01)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--weight-decay", type=float, default=0.1)
     ap.add_argument("--time-limit", type=float, default=15.0, help="stop after this many minutes")
-    for k, v in DEFAULT_META.items():
-        ap.add_argument(f"--{k.replace('_', '-')}", type=int, default=v, help=f"model size: {k}")
+    add_size_arguments(ap, DEFAULT_META)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     clips = load_clips(args.data, args.model, precision=args.precision, hysteresis=args.hysteresis)

@@ -343,6 +343,31 @@ def sample_report(model: LipsDiffusion, clips: Sequence, mouth: Sequence[int], s
 
 
 # --------------------------------------------------------------------------- CLI
+def add_common_arguments(ap: argparse.ArgumentParser, prefix: str, steps: int, dropout: float) -> None:
+    """The options the AVCC transformer trainers share: output, data, keypoint grid, validation clips,
+    optimiser, seed and threads."""
+    ap.add_argument("--out", required=True, type=Path, help=f"output .safetensors ({prefix}.* arrays)")
+    ap.add_argument("--data", nargs="+", default=["/work/shared/data/av"],
+                    help="training folders of talking-face clips with speech (never av-eval)")
+    ap.add_argument("--model", default="mrdac-cpu-v2", help="zoo model whose keypoints the streams carry")
+    ap.add_argument("--precision", type=int, default=5, help="keypoint grid of the streams (kp_precision)")
+    ap.add_argument("--hysteresis", type=float, default=0.3, help="the encoder's keypoint dead zone")
+    ap.add_argument("--val-clips", default="grid_lrwp9a,retalk_4",
+                    help="comma-separated clip names held out for validation ('' for none)")
+    ap.add_argument("--steps", type=int, default=steps, help="optimiser steps")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--dropout", type=float, default=dropout)
+    ap.add_argument("--seed", type=int, default=0, help="training seed")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+
+
+def add_size_arguments(ap: argparse.ArgumentParser, defaults: dict) -> None:
+    """One ``--NAME`` option per model size of ``defaults`` (a DEFAULT_META)."""
+    for k, v in defaults.items():
+        ap.add_argument(f"--{k.replace('_', '-')}", type=int, default=v, help=f"model size: {k}")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command line: load the clips, train, write the safetensors, report."""
     from safetensors.numpy import save_file
@@ -350,18 +375,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from avfc.train.avcc_data import load_clips, split_clips
 
     ap = argparse.ArgumentParser(prog="python -m avfc.train.avcc_diffusion", description=__doc__.split("\n")[0])
-    ap.add_argument("--out", required=True, type=Path, help="output .safetensors (diffusion.* arrays)")
-    ap.add_argument("--data", nargs="+", default=["/work/shared/data/av"],
-                    help="training folders of talking-face clips with speech (never av-eval)")
-    ap.add_argument("--model", default="mrdac-cpu-v2", help="zoo model whose keypoints are drawn")
-    ap.add_argument("--precision", type=int, default=5, help="keypoint grid of the streams (kp_precision)")
-    ap.add_argument("--hysteresis", type=float, default=0.3, help="the encoder's keypoint dead zone")
-    ap.add_argument("--val-clips", default="grid_lrwp9a,retalk_4",
-                    help="comma-separated clip names held out for validation ('' for none)")
-    ap.add_argument("--steps", type=int, default=1500, help="optimiser steps")
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--dropout", type=float, default=0.1)
+    add_common_arguments(ap, "diffusion", steps=1500, dropout=0.1)
     ap.add_argument("--p-absent", type=float, default=0.1, help="probability of hiding the context")
     ap.add_argument("--p-uncond", type=float, default=0.1, help="probability of hiding the audio")
     ap.add_argument("--p-drop-vq", type=float, default=1.0,
@@ -372,14 +386,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--guidance", type=float, default=1.5,
                     help="classifier-free guidance scale stored in the model (1: none, one network pass per step; "
                          "1.5, the default, chosen on the validation clips: two passes)")
-    ap.add_argument("--seed", type=int, default=0, help="training seed")
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--time-limit", type=float, default=25.0, help="stop after this many minutes")
     ap.add_argument("--mouth", default="3,2", help="mouth channels for the final sample report (the first is "
                                                   "correlated)")
     ap.add_argument("--sample-steps", type=int, default=16, help="DDIM steps of the final sample report")
-    for k, v in DEFAULT_META.items():
-        ap.add_argument(f"--{k.replace('_', '-')}", type=int, default=v, help=f"model size: {k}")
+    add_size_arguments(ap, DEFAULT_META)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     clips = load_clips(args.data, args.model, precision=args.precision, hysteresis=args.hysteresis)

@@ -56,6 +56,7 @@ from avfc.train.avcc_diffusion import (
     add_size_arguments,
     clip_offsets,
     make_windows,
+    warmup_cosine_lr,
 )
 
 #: the shipped run (avcc-conceal-v1); larger sizes overfit the little data there is (docs/model-card.md)
@@ -234,12 +235,6 @@ def train(clips: Sequence, val_clips: Sequence, speech: Sequence[np.ndarray], me
     sw = audio_only_windows(speech, meta)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
-    def lr_at(step: int) -> float:
-        if step < cfg.warmup:
-            return cfg.lr * (step + 1) / cfg.warmup
-        frac = (step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1)
-        return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
-
     n_audio = int(round(cfg.batch * cfg.p_audio_only)) if len(sw) else 0
     log(f"{len(tw)} audio-visual windows, {len(sw)} speech-only windows, {0 if vw is None else len(vw)} validation "
         f"windows, x_scale {x_scale:.3f}, {sum(p.numel() for p in net.parameters())} parameters")
@@ -249,7 +244,7 @@ def train(clips: Sequence, val_clips: Sequence, speech: Sequence[np.ndarray], me
     best: Optional[tuple[float, int, dict]] = None  # (validation loss, step, parameters): early stopping
     for step in range(cfg.steps):
         for g in opt.param_groups:
-            g["lr"] = lr_at(step)
+            g["lr"] = warmup_cosine_lr(step, cfg.lr, cfg.warmup, cfg.steps)
         b = batch(tw, torch.randint(len(tw), (cfg.batch - n_audio,), generator=gen), meta, cfg, gen, False)
         mse, ce, count = losses(net, b, meta)
         if n_audio:

@@ -242,6 +242,14 @@ def fixed_eval_loss(net: DiffusionNet, w: Windows, levels: Sequence[float] = (0.
 
 
 # --------------------------------------------------------------------------- training
+def warmup_cosine_lr(step: int, lr: float, warmup: int, steps: int) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``steps``."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    frac = (step - warmup) / max(steps - warmup, 1)
+    return lr * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
+
+
 @dataclass
 class TrainConfig:
     steps: int = 1500
@@ -277,12 +285,6 @@ def train(clips: Sequence, val_clips: Sequence, meta: DiffusionMeta, cfg: TrainC
     tw_blocks = make_windows(clips, meta, x_scale, "blocks")
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
-    def lr_at(step: int) -> float:
-        if step < cfg.warmup:
-            return cfg.lr * (step + 1) / cfg.warmup
-        frac = (step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1)
-        return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
-
     history: list[dict] = []
     t0 = time.time()
     ema = None
@@ -290,7 +292,7 @@ def train(clips: Sequence, val_clips: Sequence, meta: DiffusionMeta, cfg: TrainC
         f"{sum(p.numel() for p in net.parameters())} parameters")
     for step in range(cfg.steps):
         for g in opt.param_groups:
-            g["lr"] = lr_at(step)
+            g["lr"] = warmup_cosine_lr(step, cfg.lr, cfg.warmup, cfg.steps)
         idx = torch.randint(len(tw), (cfg.batch,), generator=gen)
         u = torch.rand(cfg.batch, generator=gen)
         noise = torch.randn(cfg.batch, meta.block, meta.channels, generator=gen)

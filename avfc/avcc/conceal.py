@@ -39,6 +39,7 @@ from avfc.avcc.diffusion import (
     ROLE_LOOKAHEAD,
     LipsDiffusion,
     field_indexes,
+    float_arrays,
 )
 from avfc.avcc.motion_pred import FIELD_SIZES
 from avfc.errors import AvfcError, EntropyError, ModelMismatchError
@@ -103,17 +104,7 @@ class JointConcealer:
     def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str = "conceal.") -> "JointConcealer":
         """Load from the arrays of a concealment file (EntropyError when malformed)."""
         net = LipsDiffusion.from_arrays(arrays, prefix=prefix)
-        heads = {}
-        for name, shape in audio_head_shapes(net.meta.width).items():
-            a = arrays.get(prefix + name)
-            if a is None:
-                raise EntropyError(f"concealment model: {prefix}{name} is missing")
-            a = np.asarray(a)
-            if a.dtype != np.float32 or a.shape != shape:
-                raise EntropyError(f"concealment model: {prefix}{name} must be float32 {shape}, got {a.dtype} {a.shape}")
-            if not np.isfinite(a).all():
-                raise EntropyError(f"concealment model: {prefix}{name} is not finite")
-            heads[name] = a.astype(np.float64)
+        heads = float_arrays(arrays, prefix, audio_head_shapes(net.meta.width), "concealment model")
         return cls(net=net, heads=heads)
 
     def to_arrays(self, prefix: str = "conceal.") -> dict[str, np.ndarray]:

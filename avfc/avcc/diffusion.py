@@ -178,6 +178,24 @@ def parameter_shapes(m: DiffusionMeta) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def float_arrays(arrays: dict[str, np.ndarray], prefix: str, shapes: dict[str, tuple[int, ...]],
+                 what: str) -> dict[str, np.ndarray]:
+    """float64 copies of the float32 arrays ``prefix + name`` of ``shapes``, each checked for presence,
+    dtype, shape and finiteness (EntropyError naming ``what`` and the array otherwise)."""
+    out = {}
+    for name, shape in shapes.items():
+        a = arrays.get(prefix + name)
+        if a is None:
+            raise EntropyError(f"{what}: {prefix}{name} is missing")
+        a = np.asarray(a)
+        if a.dtype != np.float32 or a.shape != shape:
+            raise EntropyError(f"{what}: {prefix}{name} must be float32 {shape}, got {a.dtype} {a.shape}")
+        if not np.isfinite(a).all():
+            raise EntropyError(f"{what}: {prefix}{name} is not finite")
+        out[name] = a.astype(np.float64)
+    return out
+
+
 def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     mu = x.mean(axis=-1, keepdims=True)
     var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)
@@ -229,17 +247,7 @@ class LipsDiffusion:
                 or m.width % m.heads or not 1 <= m.ffn <= 4096 or not 1 <= m.embed <= 256
                 or not 1 <= m.time_freqs <= 256):
             raise EntropyError(f"diffusion model sizes out of range: {m}")
-        params = {}
-        for name, shape in parameter_shapes(m).items():
-            a = arrays.get(prefix + name)
-            if a is None:
-                raise EntropyError(f"diffusion model: {prefix}{name} is missing")
-            a = np.asarray(a)
-            if a.dtype != np.float32 or a.shape != shape:
-                raise EntropyError(f"diffusion model: {prefix}{name} must be float32 {shape}, got {a.dtype} {a.shape}")
-            if not np.isfinite(a).all():
-                raise EntropyError(f"diffusion model: {prefix}{name} is not finite")
-            params[name] = a.astype(np.float64)
+        params = float_arrays(arrays, prefix, parameter_shapes(m), "diffusion model")
         if not params["x_scale"][0] > 0:
             raise EntropyError("diffusion model: x_scale must be positive")
         return cls(meta=m, params=params)

@@ -38,6 +38,7 @@ class ModelConfig(_Config):
     dense_motion_channels: list[int] = [16, 32, 64, 128]
     feature_channels: list[int] = [16, 32, 64]
     decoder_blocks: int = Field(4, ge=0, le=16)
+    render_keys: bool = False  # key frames shown as the model's render of them (for coded-reference training)
 
     def build(self) -> MRDAC:
         """An untrained model of this architecture."""
@@ -56,6 +57,12 @@ class DataConfig(_Config):
     flip: bool = True
     color_jitter: float = Field(0.1, ge=0.0, le=0.5)  # brightness / contrast / saturation
     num_workers: int = Field(0, ge=0, le=32)
+    # coded references (avfc.train.data.prepare_coded): "none" trains on clean references; a
+    # key-frame codec shows every reference as that codec decodes it at one of ref_qps
+    ref_codec: Literal["none", "av1", "hevc"] = "none"
+    ref_qps: list[int] = Field([40, 47, 54, 61], min_length=1, max_length=16)
+    ref_stride: int = Field(10, ge=1, le=1000)  # every ref_stride-th frame is coded
+    same_frame: float = Field(0.0, ge=0.0, le=1.0)  # chance that the target is the reference's own frame
 
 
 class LossConfig(_Config):
@@ -66,6 +73,10 @@ class LossConfig(_Config):
     perceptual_scales: list[float] = [1.0, 0.5, 0.25]
     perceptual_layers: list[str] = ["relu1_2", "relu2_2", "relu3_3", "relu4_3"]
     vgg_path: str | None = None  # file or folder; None: $AVFC_WEIGHTS_DIR (avfc.eval.backbones)
+    # LPIPS-VGG and DISTS distances as losses (HiFiC trains with LPIPS-VGG); their weights are
+    # looked up in vgg_path's folder (or $AVFC_WEIGHTS_DIR), like the evaluation's
+    lpips: float = Field(0.0, ge=0.0)
+    dists: float = Field(0.0, ge=0.0)
     equivariance: float = Field(10.0, ge=0.0)
     sigma_affine: float = Field(0.05, ge=0.0, le=0.5)
     sigma_tps: float = Field(0.005, ge=0.0, le=0.1)
@@ -105,6 +116,8 @@ class TrainConfig(_Config):
     eval_samples: int = Field(8, ge=1, le=256)
     resume: bool = True
     init_from: str | None = None  # start from these weights (exported safetensors or a zoo name)
+    freeze: list[Literal["kp_detector", "dense_motion", "encoder", "decoder"]] = []  # parts left as they are
+    train_refs: int | None = Field(None, ge=1, le=MAX_REFS)  # steps cycle 1..this many references (None: max_refs)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(None, ge=1, le=256)  # torch CPU threads; None: torch's default
     export_dtype: Literal["float32", "float16"] = "float32"
@@ -147,6 +160,28 @@ PRESETS: dict[str, dict[str, Any]] = {
         "device": "cpu",
         "init_from": "mrdac-cpu-v1",
         "out_dir": "runs/cpu",
+    },
+    # Fine-tuning mrdac-cpu-v2 for what the decoder really has: at 256 px, every reference an AV1
+    # key picture decoded at QP 40-61 (a few hundred bytes to 1.3 kB), the keypoint detector frozen
+    # (so the transmitted keypoints, and the AVCC models fit to them, stay those of v2), one or two
+    # references per step, 15 % of targets the reference's own frame (restoring the key picture),
+    # and L1 + LPIPS-VGG as the loss (HiFiC's choice) instead of the FOMM VGG pyramid.
+    "cpu-coded": {
+        "name": "cpu-coded",
+        "model": {"size": 256, "render_keys": True},
+        "data": {"ref_codec": "av1", "same_frame": 0.15},
+        "loss": {"perceptual": 0.0, "lpips": 1.0, "equivariance": 0.0, "kp_precision": 5},
+        "optim": {"lr": 1e-4, "warmup_steps": 50},
+        "steps": 800,
+        "batch_size": 4,
+        "train_refs": 2,
+        "freeze": ["kp_detector"],
+        "checkpoint_every": 100,
+        "eval_every": 100,
+        "threads": 2,
+        "device": "cpu",
+        "init_from": "mrdac-cpu-v2",
+        "out_dir": "runs/cpu-coded",
     },
     # One GPU (or torchrun DDP): 256 px, full multi-scale perceptual loss, many more steps.
     "gpu": {

@@ -31,7 +31,7 @@ from avfc.eval.backbones import vgg16_features
 from avfc.models.base import temporal_weights
 from avfc.models.mrdac import MRDAC
 from avfc.train.configs import LossConfig, OptimConfig, TrainConfig, get_config
-from avfc.train.data import ClipSampler, load_clips
+from avfc.train.data import ClipSampler, clip_paths, load_clip, load_coded, prepare_coded
 from avfc.train.export import export_model
 from avfc.train.losses import (
     PerceptualLoss,
@@ -58,13 +58,19 @@ class TrainStep(nn.Module):
     (the codec renders only from quantized keypoints, reference and target alike).
     """
 
-    def __init__(self, model: MRDAC, loss: LossConfig, perceptual: PerceptualLoss | None = None) -> None:
+    def __init__(self, model: MRDAC, loss: LossConfig, perceptual: PerceptualLoss | None = None,
+                 distances: dict[str, nn.Module] | None = None) -> None:
         super().__init__()
         if loss.perceptual > 0 and perceptual is None:
             raise ConfigError("a perceptual loss weight > 0 needs the VGG16 perceptual loss module")
+        distances = dict(distances or {})
+        missing = [k for k in ("lpips", "dists") if getattr(loss, k) > 0 and k not in distances]
+        if missing:
+            raise ConfigError(f"loss weights > 0 for {missing} need those distance modules")
         self.model = model
         self.cfg = loss
         self.perceptual = perceptual
+        self.distances = nn.ModuleDict(distances)  # frozen metric networks: (pred, target) -> (B,)
 
     def forward(self, frames: torch.Tensor, indices: torch.Tensor, num_refs: int) -> dict[str, torch.Tensor]:
         """``frames``: ``(B, 1 + R', 3, S, S)`` (target first); the first ``num_refs`` references are used."""
@@ -81,6 +87,9 @@ class TrainStep(nn.Module):
         losses: dict[str, torch.Tensor] = {"l1": l1_loss(pred, target)}
         if cfg.perceptual > 0 and self.perceptual is not None:
             losses["perceptual"] = self.perceptual(pred, target)
+        for name, distance in self.distances.items():
+            if getattr(cfg, name) > 0:
+                losses[name] = distance(pred, target).mean()
         if cfg.equivariance > 0:
             tps = RandomTPS(b, sigma_affine=cfg.sigma_affine, sigma_tps=cfg.sigma_tps, device=frames.device)
             kp_tr = model.keypoints(tps.transform_frames(target))
@@ -93,7 +102,8 @@ class TrainStep(nn.Module):
                 contrastive_loss(warped[r], warped[r + 1], cfg.contrastive_temperature) for r in range(num_refs - 1)
             ) / (num_refs - 1)
         weights = {"l1": cfg.l1, "perceptual": cfg.perceptual, "equivariance": cfg.equivariance,
-                   "contrastive": cfg.contrastive, "separation": cfg.separation}
+                   "contrastive": cfg.contrastive, "separation": cfg.separation, "lpips": cfg.lpips,
+                   "dists": cfg.dists}
         losses["total"] = sum(weights[k] * v for k, v in losses.items())
         return losses
 
@@ -125,7 +135,7 @@ def train_step(step_module: nn.Module, optimizer: torch.optim.Optimizer, batch: 
 def evaluate(model: MRDAC, batch: dict[str, torch.Tensor], precision: int = 7) -> float:
     """L1 of single-reference renders (eval mode, keypoints rounded to the bitstream's grid
     of ``1 / 2**precision``) on a fixed batch (target first, reference second)."""
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]  # frozen parts stay in eval mode
     model.eval()
     frames = batch["frames"]
     target, ref = frames[:, 0], frames[:, 1]
@@ -133,7 +143,8 @@ def evaluate(model: MRDAC, batch: dict[str, torch.Tensor], precision: int = 7) -
     kp_t = torch.round(model.keypoints(target) * scale) / scale
     kp_r = torch.round(model.keypoints(ref) * scale) / scale
     pred = model.animate([model.encode_reference(ref, kp_r)], kp_t, target.new_ones(target.shape[0], 1))
-    model.train(was_training)
+    for m, mode in modes:
+        m.train(mode)
     return float(l1_loss(pred["prediction"], target))
 
 
@@ -189,21 +200,44 @@ def _perceptual(cfg: LossConfig) -> PerceptualLoss | None:
     return PerceptualLoss(vgg16_features(cfg.vgg_path), cfg.perceptual_scales, cfg.perceptual_layers)
 
 
-def _clips(cfg: TrainConfig, rank: int, world: int) -> list[np.ndarray]:
-    """The prepared training clips; under DDP rank 0 fills the cache before the others read it."""
+def _distances(cfg: LossConfig) -> dict[str, nn.Module]:
+    """The LPIPS-VGG / DISTS modules the loss weights ask for (weights beside ``vgg_path``)."""
+    from avfc.eval.perceptual import DISTS, LPIPS
+
+    folder = None if cfg.vgg_path is None else Path(cfg.vgg_path).expanduser()
+    if folder is not None and folder.is_file():
+        folder = folder.parent
+    out: dict[str, nn.Module] = {}
+    if cfg.lpips > 0:
+        out["lpips"] = LPIPS("vgg", folder)
+    if cfg.dists > 0:
+        out["dists"] = DISTS(folder)
+    return out
+
+
+def _clips(cfg: TrainConfig, rank: int, world: int) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+    """The prepared training clips and, with ``data.ref_codec``, their coded references; under
+    DDP rank 0 fills the cache before the others read it."""
     if world > 1 and rank != 0:
         dist.barrier()
-    clips = load_clips(cfg.data.dirs, cfg.model.size, cfg.data.cache_dir, fps=cfg.data.fps,
-                       max_frames=cfg.data.max_frames)
+    d, size = cfg.data, cfg.model.size
+    paths = clip_paths(d.dirs, size, d.cache_dir, fps=d.fps, max_frames=d.max_frames)
+    clips = [load_clip(p, size) for p in paths]
+    coded = None
+    if d.ref_codec != "none":
+        coded = [load_coded(prepare_coded(p, size, d.ref_codec, d.ref_qps, d.ref_stride), clip, len(d.ref_qps),
+                            d.ref_stride)
+                 for p, clip in zip(tqdm(paths, desc="coding references", disable=rank != 0), clips)]
     if world > 1 and rank == 0:
         dist.barrier()
-    return clips
+    return clips, coded
 
 
-def _eval_batch(clips: list[np.ndarray], cfg: TrainConfig) -> dict[str, torch.Tensor]:
-    """A fixed batch (seeded, no augmentation) of targets with one reference each."""
+def _eval_batch(clips: list[np.ndarray], cfg: TrainConfig,
+                coded: list[np.ndarray] | None = None) -> dict[str, torch.Tensor]:
+    """A fixed batch (seeded, no augmentation) of targets with one (coded, if given) reference each."""
     plain = ClipSampler(clips, 1, max_ref_distance=cfg.data.max_ref_distance, scale_jitter=0.0, flip=False,
-                        color_jitter=0.0)
+                        color_jitter=0.0, coded=coded, coded_stride=cfg.data.ref_stride)
     rng = np.random.default_rng(12345)
     samples = [plain.sample(rng) for _ in range(cfg.eval_samples)]
     return {k: torch.stack([s[k] for s in samples]) for k in ("frames", "indices")}
@@ -250,27 +284,30 @@ def train(config: TrainConfig | str, *, progress: bool = True) -> Path:
     out_dir = Path(cfg.out_dir).expanduser()
     ckpt_dir = out_dir / "checkpoint"
 
-    clips = _clips(cfg, rank, world)
-    max_refs = cfg.model.max_refs
+    clips, coded = _clips(cfg, rank, world)
+    train_refs = cfg.train_refs or cfg.model.max_refs
 
     model = cfg.model.build()
     if cfg.init_from:
         init_weights(model, cfg.init_from)
     model = model.to(device)
-    step_module: nn.Module = TrainStep(model, cfg.loss, _perceptual(cfg.loss)).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas,
-                                  weight_decay=cfg.optim.weight_decay)
+    for part in cfg.freeze:
+        getattr(model, part).requires_grad_(False)
+    step_module: nn.Module = TrainStep(model, cfg.loss, _perceptual(cfg.loss), _distances(cfg.loss)).to(device)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.optim.lr,
+                                  betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay)
     start = load_checkpoint(ckpt_dir, model, optimizer) if cfg.resume else 0
     if world > 1:
         step_module = nn.parallel.DistributedDataParallel(
             step_module, device_ids=[local_rank] if device.type == "cuda" else None)
 
-    data = ClipSampler(clips, max_refs, max_ref_distance=cfg.data.max_ref_distance,
+    data = ClipSampler(clips, train_refs, max_ref_distance=cfg.data.max_ref_distance,
                        scale_jitter=cfg.data.scale_jitter, flip=cfg.data.flip, color_jitter=cfg.data.color_jitter,
-                       seed=cfg.seed * 1_000_003 + start, rank=rank)
+                       seed=cfg.seed * 1_000_003 + start, rank=rank, coded=coded, coded_stride=cfg.data.ref_stride,
+                       same_frame=cfg.data.same_frame)
     loader = DataLoader(data, batch_size=cfg.batch_size, num_workers=cfg.data.num_workers,
                         persistent_workers=cfg.data.num_workers > 0)
-    eval_batch = _to(_eval_batch(clips, cfg), device)
+    eval_batch = _to(_eval_batch(clips, cfg, coded), device)
 
     log = None
     if rank == 0:
@@ -282,12 +319,14 @@ def train(config: TrainConfig | str, *, progress: bool = True) -> Path:
             log.write(json.dumps(record0) + "\n")
     bar = tqdm(total=cfg.steps, initial=start, disable=not progress or rank != 0, desc=cfg.name)
     model.train()
+    for part in cfg.freeze:  # frozen parts keep their batch-norm statistics too
+        getattr(model, part).eval()
     t0 = time.perf_counter()
     try:
         for step, batch in zip(range(start, cfg.steps), islice(loader, cfg.steps - start)):
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, cfg.steps, cfg.optim)
-            num_refs = 1 + step % max_refs  # every reference count 1..max_refs in turn
+            num_refs = 1 + step % train_refs  # every reference count 1..train_refs in turn
             values = train_step(step_module, optimizer, _to(batch, device), num_refs, cfg.optim.grad_clip)
             bar.update(1)
             bar.set_postfix(loss=f"{values['total']:.4f}", refs=num_refs)

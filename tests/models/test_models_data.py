@@ -8,7 +8,18 @@ import torch
 from synthetic import write_clip
 
 from avfc.errors import ConfigError, MediaError
-from avfc.train.data import ClipSampler, augment, find_videos, load_clip, load_clips, prepare_clip
+from avfc.media import decode_intra, encode_intra
+from avfc.train.data import (
+    ClipSampler,
+    augment,
+    coded_positions,
+    find_videos,
+    load_clip,
+    load_clips,
+    load_coded,
+    prepare_clip,
+    prepare_coded,
+)
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +108,49 @@ def test_sampler_checks_its_arguments() -> None:
         ClipSampler([], 1)
     with pytest.raises(ConfigError):
         ClipSampler([_ramp_clip()], 0)
+
+
+def test_coded_references_are_the_decoders_pictures_and_cached(video_dir, tmp_path) -> None:
+    path = prepare_clip(video_dir / "a.mp4", 32, tmp_path)
+    clip = load_clip(path, 32)
+    coded_path = prepare_coded(path, 32, "av1", [30, 60], 8)
+    coded = load_coded(coded_path, clip, 2, 8)
+    assert coded.shape == (2, 3, 32, 32, 3) and coded_positions(20, 8).tolist() == [0, 8, 16]
+    for a, qp in enumerate([30, 60]):
+        want = decode_intra(encode_intra(np.ascontiguousarray(clip[8]), "av1", qp), "av1", 32, 32)
+        assert np.array_equal(coded[a, 1], want)
+    assert np.abs(coded[1].astype(int) - clip[[0, 8, 16]]).mean() > np.abs(coded[0].astype(int) - clip[[0, 8, 16]]).mean()
+    stamp = coded_path.stat().st_mtime_ns
+    assert prepare_coded(path, 32, "av1", [30, 60], 8) == coded_path and coded_path.stat().st_mtime_ns == stamp
+    assert prepare_coded(path, 32, "av1", [30], 8) != coded_path  # other QPs, another entry
+    with pytest.raises(MediaError):
+        load_coded(coded_path, clip, 3, 8)
+    with pytest.raises(ConfigError):
+        prepare_coded(path, 32, "av1", [], 8)
+
+
+def test_sampler_with_coded_references_shows_them_at_coded_positions() -> None:
+    clip = _ramp_clip(30)
+    coded = np.stack([clip[::5] + 1, clip[::5] + 2])  # tell the QP apart by the pixel value
+    sampler = ClipSampler([clip], num_refs=2, max_ref_distance=6, scale_jitter=0.0, flip=False,
+                          color_jitter=0.0, coded=[coded], coded_stride=5)
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(60):
+        s = sampler.sample(rng)
+        idx = s["indices"].tolist()
+        values = (s["frames"][:, 0, 0, 0] * 255).round().long().tolist()
+        assert values[0] == idx[0] * 8  # the target is the original frame
+        for r, v in zip(idx[1:], values[1:]):
+            assert r % 5 == 0 and abs(r - idx[0]) <= 6 and v - r * 8 in (1, 2)
+            seen.add(v - r * 8)
+    assert seen == {1, 2}  # both QPs are drawn
+    same = ClipSampler([clip], num_refs=1, scale_jitter=0.0, flip=False, color_jitter=0.0, coded=[coded],
+                       coded_stride=5, same_frame=1.0)
+    for _ in range(10):
+        idx = same.sample(rng)["indices"].tolist()
+        assert idx[0] == idx[1]
+    with pytest.raises(ConfigError):
+        ClipSampler([clip], 1, coded=[coded, coded])
+    with pytest.raises(ConfigError):
+        ClipSampler([clip], 1, coded=[coded], same_frame=1.5)

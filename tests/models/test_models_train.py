@@ -63,6 +63,28 @@ def test_separation_term_is_reported_and_weighted() -> None:
     assert "separation" not in off(_batch()["frames"], _batch()["indices"], 1)
 
 
+class _MeanSquare(torch.nn.Module):
+    """A stand-in distance network: per-image mean squared error."""
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return ((x - y) ** 2).mean(dim=(1, 2, 3))
+
+
+def test_distance_losses_are_reported_weighted_and_trained() -> None:
+    torch.manual_seed(0)
+    model = MRDAC(num_kp=5, size=SIZE)
+    cfg = LossConfig(perceptual=0.0, equivariance=0.0, contrastive=0.0, l1=0.0, lpips=3.0)
+    step = TrainStep(model, cfg, distances={"lpips": _MeanSquare()})
+    losses = {k: v.detach() for k, v in step(_batch()["frames"], _batch()["indices"], 1).items()}
+    assert float(losses["lpips"]) > 0 and "dists" not in losses
+    assert float(losses["total"]) == pytest.approx(3.0 * float(losses["lpips"]), rel=1e-5)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    first = [train_step(step, opt, _batch(), 1, grad_clip=1.0)["lpips"] for _ in range(15)]
+    assert first[-1] < first[0]  # the distance alone trains the model
+    with pytest.raises(ConfigError, match="dists"):
+        TrainStep(model, LossConfig(perceptual=0.0, dists=1.0))
+
+
 def test_init_from_loads_a_zoo_model_or_an_exported_file(tmp_path) -> None:
     from avfc.models.zoo import load_model
 
@@ -125,6 +147,24 @@ def test_train_writes_weights_and_resumes(tmp_path) -> None:
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [0, 1, 2, 3, 4, 5]
     assert json.loads((run / "checkpoint" / "state.json").read_text())["step"] == 5
+
+
+def test_train_on_coded_references_with_a_frozen_keypoint_detector(tmp_path) -> None:
+    cfg = _tiny_config(tmp_path, 2)
+    cfg = TrainConfig(**{**cfg.model_dump(), "freeze": ["kp_detector"], "train_refs": 1,
+                         "data": {**cfg.data.model_dump(), "ref_codec": "av1", "ref_qps": [50], "ref_stride": 7,
+                                  "same_frame": 0.5}})
+    torch.manual_seed(cfg.seed)  # train() builds the same initial model
+    start = cfg.model.build()
+    before = {k: v.clone() for k, v in start.state_dict().items()}
+    final = train(cfg, progress=False)
+    after = load_exported(final).state_dict()
+    kp = [k for k in before if k.startswith("kp_detector.")]
+    assert kp and all(torch.equal(before[k], after[k]) for k in kp)  # weights and batch-norm statistics
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
+    assert list((tmp_path / "cache" / "clips").glob("*-coded-*.npy"))
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["refs"] == 1
 
 
 def test_train_needs_data(tmp_path) -> None:

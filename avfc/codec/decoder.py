@@ -234,8 +234,8 @@ class Decoder:
             raise LimitError(f"key frame index {kf.frame_index} is beyond the stream's frames")
         codec = KEY_CODEC_NAMES[int(self.header.key_codec)]
         pic = decode_intra(kf.data, codec, self.header.width, self.header.height)
-        self._keys[kf.frame_index] = pic
         ref = make_reference(self.model, pic, kf.frame_index, self.header.kp_precision, self.device)
+        self._keys[kf.frame_index] = self._key_output(ref, pic)
         if self._motion_source is bs.MotionSource.FROM_SPEECH and kf.frame_index > self._next_render:
             # the frames before it are drawn when their audio arrives: hold it until then
             if len(self._pending_keys) >= MAX_PENDING_KEYS:
@@ -243,6 +243,15 @@ class Decoder:
             self._pending_keys.append(ref)
             return
         self._add_reference(ref)
+
+    @torch.no_grad()
+    def _key_output(self, ref: Reference, pic: np.ndarray) -> np.ndarray:
+        """What a key frame shows (docs/bitstream.md E.2): its decoded picture, or, for a model
+        with ``render_keys``, the model's render of it from itself with its own keypoints."""
+        assert self.model is not None
+        if not self.model.render_keys:
+            return pic
+        return tensor_to_frames(self.model.render([ref], ref.keypoints, ref.frame_index).cpu())[0]
 
     def _add_reference(self, ref: Reference) -> None:
         assert self.header is not None

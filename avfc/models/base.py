@@ -55,6 +55,9 @@ class AnimationModel(nn.Module, ABC):
 
     #: architecture name, recorded in the zoo (not in the stream: the stream names the zoo entry)
     arch: str = "abstract"
+    #: what a key frame shows: False, its decoded picture; True, the model's render of the decoded
+    #: picture from itself (a model trained to clean up coded references, docs/bitstream.md E.2)
+    render_keys: bool = False
 
     def __init__(self, num_kp: int, kp_dim: int = 2, size: int = 256) -> None:
         super().__init__()

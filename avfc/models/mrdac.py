@@ -62,7 +62,9 @@ class MRDAC(AnimationModel):
     ``size`` is the frame side ``S`` (a multiple of 64); keypoints are detected at
     ``kp_size`` and dense motion is computed at ``motion_size`` (default ``S/4``, which must be
     divisible by 16). Works with 1 to ``max_refs`` (at most 4) references; with one it is a
-    single-reference (DAC-style) model. Call ``eval()`` before ``detect``/``render``.
+    single-reference (DAC-style) model. ``render_keys``: the decoder shows each key frame as the
+    model's render of it (:attr:`AnimationModel.render_keys`). Call ``eval()`` before
+    ``detect``/``render``.
     """
 
     arch = "mrdac"
@@ -71,7 +73,8 @@ class MRDAC(AnimationModel):
                  kp_size: int = 64, motion_size: int | None = None,
                  kp_channels: Sequence[int] = (16, 32, 64, 128),
                  dense_motion_channels: Sequence[int] = (16, 32, 64, 128),
-                 feature_channels: Sequence[int] = (16, 32, 64), decoder_blocks: int = 4) -> None:
+                 feature_channels: Sequence[int] = (16, 32, 64), decoder_blocks: int = 4,
+                 render_keys: bool = False) -> None:
         if kp_dim != 2:
             raise ConfigError(f"MRDAC keypoints are (x, y): kp_dim must be 2, got {kp_dim}")
         num_kp, max_refs = _int(num_kp, "num_kp", 1, 64), _int(max_refs, "max_refs", 1, MAX_REFS)
@@ -91,6 +94,9 @@ class MRDAC(AnimationModel):
         self.dense_motion_channels = _chans(dense_motion_channels, 4, "dense_motion_channels")
         self.feature_channels = _chans(feature_channels, 3, "feature_channels")
         self.decoder_blocks = _int(decoder_blocks, "decoder_blocks", 0, 16)
+        if not isinstance(render_keys, bool):
+            raise ConfigError(f"render_keys must be true or false, got {render_keys!r}")
+        self.render_keys = render_keys
         c0, c1, c2 = self.feature_channels
         self.kp_detector = KeypointDetector(self.num_kp, self.kp_size, self.kp_channels,
                                             out_channels=self.kp_channels[0])
@@ -186,6 +192,7 @@ class MRDAC(AnimationModel):
             "dense_motion_channels": list(self.dense_motion_channels),
             "feature_channels": list(self.feature_channels),
             "decoder_blocks": self.decoder_blocks,
+            **({"render_keys": True} if self.render_keys else {}),  # absent in older entries and files
         }
 
     # ---- input checks ----

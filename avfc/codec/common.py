@@ -14,6 +14,7 @@ from avfc.config import EncoderConfig
 from avfc.entropy import dequantize, quantize
 from avfc.errors import ConfigError, ModelMismatchError
 from avfc.models.base import AnimationModel, Reference
+from avfc.models.zoo import keypoint_family
 
 KEY_CODEC_IDS = {"av1": bs.KeyCodec.AV1, "hevc": bs.KeyCodec.HEVC}
 KEY_CODEC_NAMES = {int(v): k for k, v in KEY_CODEC_IDS.items()}
@@ -46,7 +47,7 @@ def avcc_for_config(config: EncoderConfig, model: AnimationModel) -> Optional[Av
     if not config.uses_avcc:
         return None
     diffusion = config.lips_model == "diffusion"
-    name = config.avcc or default_avcc_for(config.model, diffusion=diffusion)
+    name = config.avcc or default_avcc_for(keypoint_family(config.model), diffusion=diffusion)
     if name is None:
         raise ConfigError(f"this installation ships no AVCC bundle trained for model {config.model!r}; name one "
                           f"with avcc= (--avcc); known bundles: "

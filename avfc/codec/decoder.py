@@ -36,7 +36,7 @@ from avfc.entropy import decode_motion, dequantize, interpolate_track, quantize,
 from avfc.errors import AvfcError, ConfigError, FormatError, LimitError, ModelMismatchError, TruncatedError
 from avfc.media import decode_intra
 from avfc.models.base import AnimationModel, Reference
-from avfc.models.zoo import model_for_stream
+from avfc.models.zoo import keypoint_family, model_for_stream
 
 #: how lost Codec2 frames are filled: "repeat" the last received frame (for at most
 #: REPEAT_MAX_SECONDS), "joint": rebuilt by the joint audio-video model from the motion and the
@@ -388,7 +388,7 @@ class Decoder:
                 or int(h.audio_param) != 700 or h.fps_num != 25 * h.fps_den):
             return None
         try:
-            return concealer_for(str(h.model_name), int(h.kp_precision))
+            return concealer_for(keypoint_family(str(h.model_name)), int(h.kp_precision))
         except AvfcError as exc:
             self.issues.append(Issue("concealed_audio", f"no joint concealment: {exc}", None))
             return None

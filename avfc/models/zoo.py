@@ -37,6 +37,9 @@ class ZooEntry:
     sha256: str
     config: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    #: the model whose keypoint detector this one has unchanged (frozen while it was trained): its
+    #: keypoints are that model's, so AVCC bundles and concealment models made for it fit this one
+    keypoints_of: Optional[str] = None
 
     @property
     def filename(self) -> str:
@@ -84,11 +87,24 @@ ZOO: dict[str, ZooEntry] = {
                         "2-core CPU with keypoint separation (cpu preset, av/ and face/ only): its keypoints "
                         "spread over the face instead of collapsing. See docs/model-card.md.",
         ),
+        ZooEntry(
+            name="mrdac-cpu-v3",
+            arch="mrdac",
+            sha256="9d1c94c83845ef7146c3c54ede96759d5d5e4a63cbc0c897e59cb1b92384f490",
+            config={"num_kp": 10, "kp_dim": 2, "size": 256, "max_refs": 4, "kp_size": 64, "motion_size": 64,
+                    "kp_channels": [16, 32, 64, 128], "dense_motion_channels": [16, 32, 64, 128],
+                    "feature_channels": [16, 32, 64], "decoder_blocks": 4, "render_keys": True},
+            description="mrdac-cpu-v2 fine-tuned 800 steps at 256 px on AV1-decoded references with L1 + LPIPS-VGG "
+                        "(cpu-coded preset, 53 min on a 2-core CPU, av/ and face/ only); keypoint detector "
+                        "unchanged (frozen), dense motion at 64x64, key frames shown as its render of them. "
+                        "See docs/model-card.md.",
+            keypoints_of="mrdac-cpu-v2",
+        ),
     ]
 }
 
 #: the model ``avfc encode`` uses when none is named
-DEFAULT_MODEL = "mrdac-cpu-v2"
+DEFAULT_MODEL = "mrdac-cpu-v3"
 
 
 def weights_dir() -> Path:
@@ -110,6 +126,18 @@ def get_entry(name: str) -> ZooEntry:
         return ZOO[name]
     except KeyError:
         raise ConfigError(f"unknown model {name!r}; known models: {', '.join(sorted(ZOO))}") from None
+
+
+def keypoint_family(name: str) -> str:
+    """The model whose keypoints ``name`` transmits: ``name`` itself, or the entry its
+    ``keypoints_of`` leads to (unknown names are returned as they are)."""
+    seen = {name}
+    while (entry := ZOO.get(name)) is not None and entry.keypoints_of is not None:
+        name = entry.keypoints_of
+        if name in seen:
+            raise ConfigError(f"model zoo: keypoints_of loops through {name!r}")
+        seen.add(name)
+    return name
 
 
 def build_model(arch: str, config: dict[str, Any]) -> AnimationModel:

@@ -87,6 +87,9 @@ AVFC_MODES: dict[str, dict[str, Any]] = {
     "bidir": {"key_interval": 50, "max_refs": 2, "reference_mode": "bidirectional"},
     "adaptive": {"key_policy": "adaptive", "max_refs": 4},  # keys where the reconstruction falls
     "tiny": {"model": "tiny-test"},  # the untrained test model, for reference
+    # the shipped models by name: the CPU-trained v2, and v3 (v2 fine-tuned on coded references)
+    "v2": {"model": "mrdac-cpu-v2"},
+    "v3": {"model": "mrdac-cpu-v3"},
     # sparse motion (format 1.2): keypoints of every 2nd / 3rd frame, the rest interpolated; dense: every frame
     "dense": {"motion_stride": 1},
     "stride2": {"motion_stride": 2},

@@ -1,4 +1,4 @@
-"""Decode speed and memory of the shipped model at 256x256 on the CPU.
+"""Decode speed and memory of a shipped model (default: the default one) at 256x256 on the CPU.
 
 Measures, for each torch thread count of ``--threads`` (default 2 and 1), in a fresh child process:
 
@@ -24,7 +24,8 @@ below it, and the CPU time *other* processes used while each child ran (from ``/
 reported. Streams are coded from ``--clip`` (default the first 100 frames of an ``av-eval`` clip,
 read only) or, when that file is absent, from a synthetic talking face (``avfc.media.synthetic``).
 
-Run: ``python benchmarks/speed.py --out /tmp/speed.md [--threads 2,1] [--runs 30] [--max-load 1.2]``
+Run: ``python benchmarks/speed.py --out /tmp/speed.md [--model NAME] [--threads 2,1] [--runs 30] [--max-load 1.2]``
+(``--model``: a zoo model, default the zoo's default; streams and pieces alike use it).
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def quartiles(values: list[float], scale: float = 1.0) -> tuple[float, float, fl
 
 
 # ----------------------------------------------------------------------------------- child process
-def measure(stream_dir: Path, threads: int, runs: int, warmup: int) -> dict[str, Any]:
+def measure(stream_dir: Path, threads: int, runs: int, warmup: int, model_name: str) -> dict[str, Any]:
     """Every measurement with ``threads`` torch threads (run in a fresh process).
 
     Returns ms per call (per frame for batched items and whole decodes) as (p25, median, p75),
@@ -107,7 +108,7 @@ def measure(stream_dir: Path, threads: int, runs: int, warmup: int) -> dict[str,
     from avfc.media import decode_intra
     from avfc.models.zoo import load_model
 
-    model = load_model("mrdac-cpu-v1", SIZE)
+    model = load_model(model_name, SIZE)
     out: dict[str, Any] = {"threads": threads, "load_start": os.getloadavg(), "rss_model_mib": peak_rss_mib()}
     data = {name: (stream_dir / f"{i}.avfc").read_bytes() for i, name in enumerate(STREAMS)}
     decoded = None
@@ -156,7 +157,7 @@ def measure(stream_dir: Path, threads: int, runs: int, warmup: int) -> dict[str,
 
 
 # ---------------------------------------------------------------------------------- parent process
-def make_streams(clip: Path, stream_dir: Path) -> str:
+def make_streams(clip: Path, stream_dir: Path, model_name: str) -> str:
     """Code the test streams into ``stream_dir``; returns where the frames came from."""
     import avfc
     from avfc.media import Media, read_media
@@ -171,7 +172,7 @@ def make_streams(clip: Path, stream_dir: Path) -> str:
     if src.num_frames < FRAMES:
         raise SystemExit(f"{clip} has only {src.num_frames} frames; {FRAMES} are needed")
     for i, overrides in enumerate(STREAMS.values()):
-        res = avfc.encode(src, max_frames=FRAMES, size=SIZE, **overrides)
+        res = avfc.encode(src, max_frames=FRAMES, size=SIZE, model=model_name, **overrides)
         (stream_dir / f"{i}.avfc").write_bytes(res.data)
         what += f"; `{list(STREAMS)[i]}`: {len(res.data)} bytes, {res.kbps:.2f} kbit/s"
     return what
@@ -196,7 +197,7 @@ def report(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         return f"| {label} | " + " | ".join(values) + " |"
 
     md = [
-        "## Decode speed on the CPU (256x256, `mrdac-cpu-v1`)",
+        f"## Decode speed on the CPU (256x256, `{meta['model']}`)",
         "",
         f"- Machine: {meta['cpu']}, {meta['cores']} cores visible, shared with other users; Python "
         f"{platform.python_version()}, torch {meta['torch']}.",
@@ -266,13 +267,18 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--max-load", type=float, default=None, help="wait for the 1-min load to drop below")
     parser.add_argument("--wait", type=float, default=900, help="seconds to wait for --max-load at most")
+    parser.add_argument("--model", default=None, help="zoo model (default: the zoo's default)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)  # internal: measure streams in DIR
     args = parser.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
+    if args.model is None:
+        from avfc.models.zoo import DEFAULT_MODEL
+
+        args.model = DEFAULT_MODEL
     if args.runs < 1 or args.warmup < 1 or min(threads) < 1:
         parser.error("--runs, --warmup and --threads must be >= 1")
     if args.child is not None:
-        print(json.dumps(measure(args.child, threads[0], args.runs, args.warmup)))
+        print(json.dumps(measure(args.child, threads[0], args.runs, args.warmup, args.model)))
         return 0
 
     import torch
@@ -282,7 +288,8 @@ def main() -> int:
     meta: dict[str, Any] = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
                             "runs": args.runs, "warmup": args.warmup, "max_load": args.max_load}
     with tempfile.TemporaryDirectory() as tmp:
-        meta["source"] = make_streams(args.clip, Path(tmp))
+        meta["model"] = args.model
+        meta["source"] = make_streams(args.clip, Path(tmp), args.model)
         if args.max_load is not None:
             meta["load_at_start"], meta["load_reached"] = wait_for_load(args.max_load, args.wait)
         meta["load_before"] = ", ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -291,7 +298,7 @@ def main() -> int:
             print(f"measuring with {n} thread(s)", file=sys.stderr, flush=True)
             busy0, own0, t0 = cpu_busy_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
             proc = subprocess.run([sys.executable, __file__, "--child", tmp, "--threads", str(n),
-                                   "--runs", str(args.runs), "--warmup", str(args.warmup)],
+                                   "--runs", str(args.runs), "--warmup", str(args.warmup), "--model", args.model],
                                   capture_output=True, text=True, check=False)
             busy1, own1, wall = cpu_busy_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic() - t0
             if proc.returncode:

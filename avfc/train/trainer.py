@@ -286,6 +286,8 @@ def train(config: TrainConfig | str, *, progress: bool = True) -> Path:
 
     clips, coded = _clips(cfg, rank, world)
     train_refs = cfg.train_refs or cfg.model.max_refs
+    if train_refs > cfg.model.max_refs:
+        raise ConfigError(f"train_refs {train_refs} exceeds the model's max_refs {cfg.model.max_refs}")
 
     model = cfg.model.build()
     if cfg.init_from:

@@ -170,6 +170,8 @@ def test_train_on_coded_references_with_a_frozen_keypoint_detector(tmp_path) -> 
 def test_train_needs_data(tmp_path) -> None:
     with pytest.raises(ConfigError, match="no training data"):
         train(get_config("cpu-small", {"out_dir": str(tmp_path)}), progress=False)
+    with pytest.raises(ConfigError, match="train_refs"):
+        train(_tiny_config(tmp_path, 1).model_copy(update={"train_refs": 3}), progress=False)
 
 
 def test_export_round_trip_gives_identical_outputs_and_its_sha256(tmp_path) -> None:

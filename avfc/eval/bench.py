@@ -94,6 +94,8 @@ AVFC_MODES: dict[str, dict[str, Any]] = {
     "dense": {"motion_stride": 1},
     "stride2": {"motion_stride": 2},
     "stride3": {"motion_stride": 3},
+    # motion and audio packets of 2 s instead of 1 s: half the unit framing, twice the latency
+    "long-packets": {"packet_frames": 50},
     # closed-loop choice per motion packet between the analysed motion and holding the reference
     "hold": {"motion_hold": True},
     "hold-stride3": {"motion_hold": True, "motion_stride": 3},

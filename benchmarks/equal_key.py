@@ -1,0 +1,98 @@
+"""The animation model alone: rendered frames against the same decoded key picture held still.
+
+    python benchmarks/equal_key.py [--models mrdac-cpu-v2,mrdac-cpu-v3] [--qps 47,55] [--set av-eval]
+                                   [--frames 100] [--stride 10] [--weights ../shared/weights]
+
+For each clip (first ``--frames`` frames, face crop, 256x256) the first frame is coded with AV1 at
+each QP and decoded; every ``--stride``-th frame from frame 5 on is rendered by each zoo model from
+that one decoded picture (``make_reference``, as the decoder does) with the frame's transmitted
+keypoints (the encoder's analysis: grid and dead zone of ``EncoderConfig`` defaults), and scored
+against the source with PSNR, LPIPS-Alex and DISTS, next to the decoded picture held still. No bytes
+are counted: this separates the model from the rate (``avfc bench`` measures whole files). All models
+must share one keypoint detector (as v2 and v3 do), since the keypoints are analysed once.
+
+JSON lines on stdout (one per clip, QP and model), then a markdown table of the means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+WEIGHTS = Path(__file__).resolve().parents[2] / "shared" / "weights"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="mrdac-cpu-v2,mrdac-cpu-v3", help="zoo models, comma separated")
+    ap.add_argument("--qps", default="47,55", help="AV1 QPs of the key picture, comma separated")
+    ap.add_argument("--set", default="av-eval", help="folder under ../shared/data, or a path")
+    ap.add_argument("--frames", type=int, default=100)
+    ap.add_argument("--stride", type=int, default=10)
+    ap.add_argument("--weights", type=Path, default=WEIGHTS, help="LPIPS/DISTS weights folder")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from avfc.api import prepare
+    from avfc.codec.common import make_reference, tensor_to_frames
+    from avfc.codec.encoder import analyse_clip
+    from avfc.config import EncoderConfig
+    from avfc.entropy import dequantize
+    from avfc.eval.metrics import psnr
+    from avfc.eval.perceptual import DISTS, LPIPS
+    from avfc.media import decode_intra, encode_intra, read_media
+    from avfc.models.zoo import keypoint_family, load_model
+
+    names = args.models.split(",")
+    if len({keypoint_family(n) for n in names}) != 1:
+        ap.error("the models must share one keypoint detector (keypoints_of in the zoo)")
+    qps = [int(q) for q in args.qps.split(",")]
+    folder = Path(args.set) if Path(args.set).is_dir() else DATA / args.set
+    clips = sorted(p for p in folder.iterdir() if p.suffix in (".mp4", ".mkv", ".mov", ".avi"))
+    if not clips:
+        ap.error(f"no clips in {folder}")
+    models = {n: load_model(n, 256) for n in names}
+    lpips, dists = LPIPS("alex", args.weights), DISTS(args.weights)
+    cfg = EncoderConfig.make(model=names[0], size=256, fps=25, max_frames=args.frames)
+    device = torch.device("cpu")
+    sums: dict[tuple[int, str], list[np.ndarray]] = {}
+    for clip in clips:
+        media = read_media(clip, fps=25, sample_rate=16000, max_frames=args.frames)
+        frames, _ = prepare(media, cfg)
+        q = analyse_clip(models[names[0]], frames, cfg.kp_precision, cfg.kp_hysteresis)
+        idx = list(range(5, len(frames), args.stride)) or [len(frames) - 1]
+        src = frames[idx]
+        kp = torch.from_numpy(dequantize(q[idx], cfg.kp_precision)).float()
+        for qp in qps:
+            data = encode_intra(frames[0], "av1", qp)
+            key = decode_intra(data, "av1", 256, 256)
+            outs = {"held still": np.repeat(key[None], len(idx), 0)}
+            for name, model in models.items():
+                ref = make_reference(model, key, 0, cfg.kp_precision, device)
+                with torch.no_grad():
+                    outs[name] = tensor_to_frames(model.render([ref], kp, 5))
+            for name, out in outs.items():
+                row = np.array([psnr(src, out).mean, lpips.score(src, out).mean, dists.score(src, out).mean])
+                sums.setdefault((qp, name), []).append(row)
+                print(json.dumps({"clip": clip.stem, "qp": qp, "key_bytes": len(data), "model": name,
+                                  "psnr": round(row[0], 3), "lpips_alex": round(row[1], 4),
+                                  "dists": round(row[2], 4)}), flush=True)
+    print(f"\nMeans over {len(clips)} clips, every {args.stride}th frame from frame 5:\n")
+    print("| key picture | | PSNR | LPIPS-Alex | DISTS |\n| --- | --- | --- | --- | --- |")
+    for qp in qps:
+        for name in [*names, "held still"]:
+            m = np.mean(sums[(qp, name)], axis=0)
+            print(f"| AV1 QP {qp} | {name} | {m[0]:.2f} | {m[1]:.3f} | {m[2]:.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,4 +1,4 @@
-"""The .avfc bitstream v1.3 container: units, payload models, writer and incremental reader.
+"""The .avfc bitstream container (versions 1.0-1.3 and 2.0): units, payload models, writer and incremental reader.
 
 No torch here: this layer only frames, checks and (de)serialises bytes. The format
 is specified field by field in docs/bitstream.md (container section).
@@ -7,6 +7,8 @@ is specified field by field in docs/bitstream.md (container section).
 from avfc.bitstream.parser import StreamParser
 from avfc.bitstream.payloads import (
     AVCC_FLAG_DIFFUSION_LIPS,
+    HEADER2_FLAG_AVCC,
+    HEADER2_FLAG_CROP,
     HEADER_FLAG_SPARSE_MOTION,
     MAX_DIFFUSION_STEPS,
     MAX_FRAME_COUNT,
@@ -35,6 +37,7 @@ from avfc.bitstream.payloads import (
     SequenceHeader,
     SideInfo,
     decode_payload,
+    sha256_names,
 )
 from avfc.bitstream.stream import ParsedStream, StreamWriter, parse_stream, read_file
 from avfc.bitstream.units import (
@@ -45,6 +48,7 @@ from avfc.bitstream.units import (
     VERSION_1_1,
     VERSION_1_2,
     VERSION_1_3,
+    VERSION_2_0,
     Damage,
     DamageReason,
     Event,
@@ -58,6 +62,8 @@ __all__ = [
     "AVCC_FLAG_DIFFUSION_LIPS",
     "FORMAT_VERSION",
     "MAGIC",
+    "HEADER2_FLAG_AVCC",
+    "HEADER2_FLAG_CROP",
     "HEADER_FLAG_SPARSE_MOTION",
     "MAX_DIFFUSION_STEPS",
     "MAX_FRAME_COUNT",
@@ -74,6 +80,7 @@ __all__ = [
     "VERSION_1_1",
     "VERSION_1_2",
     "VERSION_1_3",
+    "VERSION_2_0",
     "Audio",
     "AudioCodecId",
     "AudioCoder",
@@ -102,5 +109,6 @@ __all__ = [
     "encode_unit",
     "parse_stream",
     "read_file",
+    "sha256_names",
     "unit_types_of",
 ]

@@ -1,4 +1,5 @@
-"""Fixed-width big-endian field packing and pydantic-error translation for payloads."""
+"""Field packing of payloads (fixed-width big-endian and, since 2.0, LEB128 varints) and
+pydantic-error translation."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from pydantic import ValidationError
 
 from avfc.errors import FormatError, LimitError
 
-#: struct-like width codes used in payload layouts.
+#: struct-like width codes used in payload layouts; ``"V"`` (format 2.0) is an unsigned LEB128 varint.
 WIDTHS = {"B": 1, "H": 2, "I": 4}
+VARINT = "V"
+#: a varint field has at most this many bytes (35 bits: every u32 value fits)
+MAX_VARINT_BYTES = 5
 
 Layout = Sequence[tuple[str, str]]
 
@@ -25,6 +29,9 @@ def unpack_fields(model: str, data: bytes, offset: int, layout: Layout) -> tuple
     """
     values: dict[str, int] = {}
     for name, code in layout:
+        if code == VARINT:
+            values[name], offset = read_varint(model, name, data, offset)
+            continue
         width = WIDTHS[code]
         if offset + width > len(data):
             raise FormatError(
@@ -34,6 +41,40 @@ def unpack_fields(model: str, data: bytes, offset: int, layout: Layout) -> tuple
         values[name] = int.from_bytes(data[offset : offset + width], "big")
         offset += width
     return values, offset
+
+
+def pack_varint(value: int) -> bytes:
+    """Minimal unsigned LEB128: 7 bits per byte, least significant group first."""
+    if value < 0:
+        raise FormatError(f"varint value {value} is negative")
+    out = bytearray()
+    while True:
+        low = value & 0x7F
+        value >>= 7
+        if not value:
+            out.append(low)
+            return bytes(out)
+        out.append(low | 0x80)
+
+
+def read_varint(model: str, name: str, data: bytes, offset: int) -> tuple[int, int]:
+    """Read the minimal LEB128 varint of field ``name`` at ``data[offset:]`` (at most MAX_VARINT_BYTES).
+
+    Returns the value and the offset after it. FormatError naming the field when the payload ends
+    inside it, when it is longer than MAX_VARINT_BYTES or when it is not minimal (a last byte 00
+    after others); a value beyond the field's range is the caller's (the payload model's) to refuse.
+    """
+    value = 0
+    for i in range(MAX_VARINT_BYTES):
+        if offset + i >= len(data):
+            raise FormatError(f"{model}.{name}: payload of {len(data)} bytes ends inside this varint")
+        byte = data[offset + i]
+        value |= (byte & 0x7F) << (7 * i)
+        if not byte & 0x80:
+            if i and not byte:
+                raise FormatError(f"{model}.{name}: varint is not minimal (a trailing zero group)")
+            return value, offset + i + 1
+    raise FormatError(f"{model}.{name}: varint longer than {MAX_VARINT_BYTES} bytes")
 
 
 def read_bytes(model: str, name: str, data: bytes, offset: int, count: int) -> tuple[bytes, int]:
@@ -47,8 +88,9 @@ def read_bytes(model: str, name: str, data: bytes, offset: int, count: int) -> t
 
 
 def pack_fields(values: dict[str, int], layout: Layout) -> bytes:
-    """Write the fields of ``layout`` as unsigned big-endian integers."""
-    return b"".join(values[name].to_bytes(WIDTHS[code], "big") for name, code in layout)
+    """Write the fields of ``layout``: unsigned big-endian integers, or varints for ``"V"``."""
+    return b"".join(pack_varint(values[name]) if code == VARINT else values[name].to_bytes(WIDTHS[code], "big")
+                    for name, code in layout)
 
 
 def translate(model: str, exc: ValidationError) -> FormatError:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import heapq
 import re
-import zlib
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
@@ -36,6 +35,7 @@ from avfc.bitstream.units import (
     MAX_UNIT_PAYLOAD,
     MIN_UNIT_SIZE,
     PREAMBLE_SIZE,
+    SUPPORTED_MAJORS,
     UNIT_TYPES_1_0,
     UNIT_TYPES_1_1,
     Damage,
@@ -43,12 +43,15 @@ from avfc.bitstream.units import (
     Event,
     Unit,
     as_unit_type,
+    crc_size_of,
     read_length,
+    unit_crc,
     unit_types_of,
 )
 from avfc.errors import AvfcError, ConfigError, FormatError, TruncatedError, UnsupportedVersionError
 
-SUPPORTED_MAJOR = 1
+#: the newest major version read (majors 1 and 2 are: SUPPORTED_MAJORS)
+SUPPORTED_MAJOR = SUPPORTED_MAJORS[-1]
 #: CRC bytes a resync may spend per byte between the damage start and a candidate's end.
 RESYNC_WORK_FACTOR = 256
 #: CRC bytes every resync may spend regardless of its span.
@@ -100,6 +103,9 @@ class StreamParser:
         self._pos = 0  # absolute offset where the next unit starts
         self._version: Optional[tuple[int, int]] = None
         self._types = KNOWN_UNIT_TYPES  # the stream's unit types, set from its preamble
+        self._major = 1  # the stream's major version: its CRC (set from the preamble)
+        self._crc = CRC_SIZE  # CRC bytes per unit: 4 (major 1) or 2 (major 2)
+        self._min_unit = MIN_UNIT_SIZE  # type, one length byte, CRC
         self._resync: Optional[_Resync] = None
         self._closed = False
         self._error: Optional[AvfcError] = None
@@ -165,12 +171,16 @@ class StreamParser:
                 raise TruncatedError(f"input ends after {len(buf)} bytes, inside the {PREAMBLE_SIZE}-byte preamble")
             return False
         major, minor = buf[4], buf[5]
-        if major != SUPPORTED_MAJOR:
+        if major not in SUPPORTED_MAJORS:
             raise UnsupportedVersionError(
-                f"stream is .avfc version {major}.{minor}; this decoder reads version {SUPPORTED_MAJOR}.x"
+                f"stream is .avfc version {major}.{minor}; this decoder reads versions "
+                f"{' and '.join(f'{m}.x' for m in SUPPORTED_MAJORS)}"
             )
         self._version = (major, minor)
         self._types = unit_types_of(self._version)
+        self._major = major
+        self._crc = crc_size_of(major)
+        self._min_unit = MIN_UNIT_SIZE - CRC_SIZE + self._crc
         self._pos = PREAMBLE_SIZE
         return True
 
@@ -187,7 +197,7 @@ class StreamParser:
         if n < 0:
             self._resync = _Resync(pos, DamageReason.BAD_LENGTH, pos + 1)
             return True
-        end = pos + 1 + n + length + CRC_SIZE
+        end = pos + 1 + n + length + self._crc
         if n == 0 or end > end_of_data:
             if final:  # a truncated tail, or a length that is wrong: the resync tells
                 self._resync = _Resync(pos, None, pos + 1)
@@ -201,14 +211,14 @@ class StreamParser:
         return True
 
     def _crc_ok(self, start: int, end: int) -> bool:
-        """Whether the unit bytes ``[start, end)`` end with the CRC-32 of the rest."""
-        buf, i, k = self._buf, start - self._base, end - self._base - CRC_SIZE
-        return zlib.crc32(buf[i:k]) == int.from_bytes(buf[k : k + CRC_SIZE], "big")
+        """Whether the unit bytes ``[start, end)`` end with the CRC (of the stream's major) of the rest."""
+        buf, i, k = self._buf, start - self._base, end - self._base - self._crc
+        return unit_crc(self._major, buf[i:k]) == int.from_bytes(buf[k : k + self._crc], "big")
 
     def _unit(self, start: int, n: int, end: int) -> Unit:
         """The unit at ``[start, end)`` whose length varint has ``n`` bytes."""
-        buf, i, k = self._buf, start - self._base, end - self._base - CRC_SIZE
-        return Unit(as_unit_type(buf[i], self._types), bytes(buf[i + 1 + n : k]), start)
+        buf, i, k = self._buf, start - self._base, end - self._base - self._crc
+        return Unit(as_unit_type(buf[i], self._types), bytes(buf[i + 1 + n : k]), start, self._crc)
 
     # -- resynchronisation ----------------------------------------------------------
 
@@ -218,11 +228,12 @@ class StreamParser:
         assert r is not None
         buf, base, pending, types = self._buf, self._base, r.pending, self._types
         end_of_data = base + len(buf)
-        last = end_of_data - MIN_UNIT_SIZE  # last candidate start processable now
+        min_unit = self._min_unit
+        last = end_of_data - min_unit  # last candidate start processable now
         s = r.scan
         while s <= last:
-            # every candidate not yet found ends at or after s + MIN_UNIT_SIZE
-            if pending and pending[0][0] <= s + MIN_UNIT_SIZE and self._check_pending(events, s + MIN_UNIT_SIZE):
+            # every candidate not yet found ends at or after s + min_unit
+            if pending and pending[0][0] <= s + min_unit and self._check_pending(events, s + min_unit):
                 return True
             i = s - base
             if buf[i] in types:
@@ -236,14 +247,14 @@ class StreamParser:
                         # keep the half that ends first (a sorted list is a heap)
                         pending.sort()
                         del pending[MAX_PENDING_CANDIDATES // 2 :]
-                    heapq.heappush(pending, (s + 1 + n + length + CRC_SIZE, s, n))
+                    heapq.heappush(pending, (s + 1 + n + length + self._crc, s, n))
             s += 1
             if s <= last and buf[i + 1] not in types:
                 # skip to the next known type byte, or to the next candidate's due step
                 match = _TYPE_RE[types].search(buf, i + 1, last - base + 1)
                 nxt = last + 1 if match is None else match.start() + base
-                if pending and pending[0][0] - MIN_UNIT_SIZE < nxt:
-                    nxt = max(s, pending[0][0] - MIN_UNIT_SIZE)
+                if pending and pending[0][0] - min_unit < nxt:
+                    nxt = max(s, pending[0][0] - min_unit)
                 s = nxt
         r.scan = s
         if not final:

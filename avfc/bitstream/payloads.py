@@ -10,7 +10,9 @@ read, so a later minor version may define them as hints an older reader can skip
 Version 1.1 appends the AVCC extension to the SequenceHeader and adds AudioCtx and
 MotionPred; version 1.2 defines the header flag SPARSE_MOTION and adds MotionSparse;
 version 1.3 defines the AVCC flag DIFFUSION_LIPS and appends its two fields to the AVCC
-extension (docs/bitstream.md, part A).
+extension. Version 2.0 writes the same models in a compact layout (varint fields, an 8-byte
+prefix of each SHA-256, the crop box only when there is one): ``to_bytes(major=2)`` and
+``from_bytes(data, major=2)`` (docs/bitstream.md, part A).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Annotated, Any, ClassVar, Optional, Self, Union
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr
 from pydantic import ValidationError, model_validator
 
-from avfc.bitstream._fields import Layout, pack_fields, read_bytes, translate, unpack_fields
+from avfc.bitstream._fields import Layout, pack_fields, pack_varint, read_bytes, read_varint, translate, unpack_fields
 from avfc.bitstream.units import (
     MAX_UNIT_PAYLOAD,
     VERSION_1_0,
@@ -55,6 +57,10 @@ U8, U16, U32 = 0xFF, 0xFFFF, 0xFFFF_FFFF
 MOTION_FLAG_INTRA = 0x01
 #: SequenceHeader.flags bit (since 1.2): the stream's motion may come in MOTION_SPARSE units.
 HEADER_FLAG_SPARSE_MOTION = 0x0001
+#: 2.0 header flags bits that say which optional fields follow (not SequenceHeader.flags bits: derived
+#: from the other fields when written): the source size and crop box, the AVCC extension.
+HEADER2_FLAG_CROP = 0x0002
+HEADER2_FLAG_AVCC = 0x0004
 #: SequenceHeader.avcc_flags bit (since 1.3): lips from speech drawn by the bundle's diffusion model;
 #: the AVCC extension then ends with diffusion_steps (u8) and diffusion_seed (u32).
 AVCC_FLAG_DIFFUSION_LIPS = 0x0001
@@ -137,7 +143,9 @@ KpDim = Annotated[StrictInt, Field(ge=1, le=MAX_KP_DIM)]
 KpPrecision = Annotated[StrictInt, Field(ge=0, le=MAX_KP_PRECISION)]
 Bytes = Annotated[bytes, BeforeValidator(_as_bytes)]
 ModelName = Annotated[StrictStr, Field(min_length=1, max_length=MAX_MODEL_NAME, pattern=r"^[A-Za-z0-9._-]+$")]
-Sha256Hex = Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{64}$")]
+#: a SHA-256 as 64 lowercase hex digits, or (read from a 2.0 stream) its first 8 bytes as 16
+SHA256_PREFIX_BYTES = 8
+Sha256Hex = Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{16}(?:[0-9a-f]{48})?$")]
 
 
 class Payload(BaseModel):
@@ -155,14 +163,26 @@ class Payload(BaseModel):
         except ValidationError as exc:
             raise translate(type(self).__name__, exc) from None
 
+    #: the fixed fields before ``data`` (or all fields), in byte order: in a 1.x stream ...
+    _LAYOUT: ClassVar[Layout] = ()
+    #: ... and in a 2.0 stream (varints)
+    _LAYOUT_2: ClassVar[Layout] = ()
+
+    @classmethod
+    def _layout(cls, major: int) -> Layout:
+        if major not in (1, 2):
+            raise FormatError(f"{cls.__name__}: no layout for major version {major!r}")
+        return cls._LAYOUT if major == 1 else cls._LAYOUT_2
+
     @abstractmethod
-    def to_bytes(self) -> bytes:
-        """Serialise the payload (without unit framing)."""
+    def to_bytes(self, major: int = 1) -> bytes:
+        """Serialise the payload (without unit framing) in the layout of major version ``major``."""
 
     @classmethod
     @abstractmethod
-    def from_bytes(cls, data: bytes) -> "Payload":
-        """Parse a payload; raises FormatError / LimitError naming the bad field."""
+    def from_bytes(cls, data: bytes, major: int = 1) -> "Payload":
+        """Parse a payload of a stream of major version ``major``; raises FormatError / LimitError
+        naming the bad field."""
 
 
 def _check_flags(model: str, flags: int, known: int) -> None:
@@ -205,6 +225,16 @@ _HEADER_LAYOUT = (
 _HEADER_EXT_LAYOUT = (("audio_coder", "B"), ("motion_source", "B"), ("avcc_flags", "H"))
 # the 1.3 fields after avcc_flags, present exactly when avcc_flags has DIFFUSION_LIPS
 _HEADER_DIFFUSION_LAYOUT = (("diffusion_steps", "B"), ("diffusion_seed", "I"))
+# the 2.0 layout (varints "V"): sizes and rate, the crop box (with HEADER2_FLAG_CROP), the audio
+# values (with an audio codec), keypoints and references, the AVCC extension (with HEADER2_FLAG_AVCC)
+_HEADER2_SIZE_LAYOUT = (("width", "V"), ("height", "V"), ("fps_num", "V"), ("fps_den", "V"), ("frame_count", "V"))
+_HEADER2_CROP_LAYOUT = (("source_width", "V"), ("source_height", "V"), ("crop_x", "V"), ("crop_y", "V"),
+                        ("crop_w", "V"), ("crop_h", "V"))
+_HEADER2_AUDIO_LAYOUT = (("audio_sample_rate", "V"), ("audio_param", "V"), ("audio_frame_samples", "V"))
+_HEADER2_MOTION_LAYOUT = (("kp_count", "B"), ("kp_dim", "B"), ("kp_precision", "B"), ("motion_coder", "B"),
+                          ("reference_mode", "B"), ("max_refs", "B"))
+_HEADER2_EXT_LAYOUT = (("audio_coder", "B"), ("motion_source", "B"), ("avcc_flags", "V"))
+_HEADER2_DIFFUSION_LAYOUT = (("diffusion_steps", "B"), ("diffusion_seed", "V"))
 #: the only audio token layout the AUDIO_CTX context model knows: Codec2 700C.
 _CONTEXT_AUDIO = (AudioCodecId.CODEC2, 700)
 
@@ -348,8 +378,23 @@ class SequenceHeader(Payload):
             return VERSION_1_2
         return VERSION_1_0 if self.avcc_name is None else VERSION_1_1
 
-    def to_bytes(self) -> bytes:
-        """Serialise: name length, name, raw SHA-256, the fixed fields, then the AVCC extension if set."""
+    @property
+    def cropped(self) -> bool:
+        """The coded picture is not the whole source: a 2.0 header then carries the source size and
+        crop box (flag CROP); otherwise they are the coded size and the whole picture."""
+        return (self.source_width, self.source_height, self.crop_x, self.crop_y, self.crop_w, self.crop_h) != (
+            self.width, self.height, 0, 0, self.width, self.height)
+
+    def to_bytes(self, major: int = 1) -> bytes:
+        """Serialise. 1.x: name length, name, raw SHA-256, the fixed fields, then the AVCC extension if
+        set. 2.0: the compact layout (:meth:`_to_bytes_2`)."""
+        if major == 2:
+            return self._to_bytes_2()
+        self._layout(major)
+        for field in ("weights_sha256", "avcc_sha256"):
+            digest = getattr(self, field)
+            if digest is not None and len(digest) != 64:
+                raise FormatError(f"SequenceHeader.{field}: a 1.x header holds the whole SHA-256, not a prefix")
         out = _name_and_digest(self.model_name, self.weights_sha256) + self._pack(_HEADER_LAYOUT)
         if self.avcc_name is not None:
             assert self.avcc_sha256 is not None  # validated: set together
@@ -358,17 +403,42 @@ class SequenceHeader(Payload):
                 out += self._pack(_HEADER_DIFFUSION_LAYOUT)
         return out
 
+    def _to_bytes_2(self) -> bytes:
+        """The 2.0 layout: name, SHA-256 prefix, sizes and rate as varints, flags (SPARSE_MOTION, CROP,
+        AVCC), the crop fields with CROP, key codec, audio (its three values only with a codec), the
+        keypoint and reference bytes, then the AVCC extension with AVCC."""
+        flags = self.flags | (HEADER2_FLAG_CROP if self.cropped else 0) | (
+            HEADER2_FLAG_AVCC if self.avcc_name is not None else 0)
+        out = _name_and_prefix(self.model_name, self.weights_sha256) + self._pack(_HEADER2_SIZE_LAYOUT)
+        out += pack_varint(flags)
+        if flags & HEADER2_FLAG_CROP:
+            out += self._pack(_HEADER2_CROP_LAYOUT)
+        out += bytes((int(self.key_codec), int(self.audio_codec)))
+        if self.audio_codec is not AudioCodecId.NONE:
+            out += self._pack(_HEADER2_AUDIO_LAYOUT)
+        out += self._pack(_HEADER2_MOTION_LAYOUT)
+        if self.avcc_name is not None:
+            assert self.avcc_sha256 is not None  # validated: set together
+            out += _name_and_prefix(self.avcc_name, self.avcc_sha256) + self._pack(_HEADER2_EXT_LAYOUT)
+            if self.diffusion_lips:
+                out += self._pack(_HEADER2_DIFFUSION_LAYOUT)
+        return out
+
     def _pack(self, layout: Layout) -> bytes:
         return pack_fields({field: int(getattr(self, field)) for field, _ in layout}, layout)
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "SequenceHeader":
-        """Parse a SEQUENCE_HEADER payload: 1.0 fields, then the AVCC extension if bytes follow, then
-        the 1.3 diffusion fields when ``avcc_flags`` has DIFFUSION_LIPS.
+    def from_bytes(cls, data: bytes, major: int = 1) -> "SequenceHeader":
+        """Parse a SEQUENCE_HEADER payload. 1.x: 1.0 fields, then the AVCC extension if bytes follow,
+        then the 1.3 diffusion fields when ``avcc_flags`` has DIFFUSION_LIPS. 2.0: the compact layout;
+        the digests are then 16-hex-digit prefixes.
 
         Bytes after the known fields are ignored (later minor versions), reserved flags are ignored.
         """
         data = _check_bytes(data)
+        if major == 2:
+            return cls._from_bytes_2(data)
+        cls._layout(major)
         name, digest, offset = _read_name_and_digest(data, 0, "model_name", "weights_sha256")
         values: dict[str, Any] = {"model_name": name, "weights_sha256": digest}
         fixed, offset = unpack_fields("SequenceHeader", data, offset, _HEADER_LAYOUT)
@@ -388,17 +458,64 @@ class SequenceHeader(Payload):
         return cls(**values)
 
 
+    @classmethod
+    def _from_bytes_2(cls, data: bytes) -> "SequenceHeader":
+        name, digest, offset = _read_name_and_digest(data, 0, "model_name", "weights_sha256", SHA256_PREFIX_BYTES)
+        values: dict[str, Any] = {"model_name": name, "weights_sha256": digest}
+        sizes, offset = unpack_fields("SequenceHeader", data, offset, _HEADER2_SIZE_LAYOUT)
+        values.update(sizes)
+        flags, offset = read_varint("SequenceHeader", "flags", data, offset)
+        values["flags"] = flags & HEADER_FLAG_SPARSE_MOTION  # reserved bits are ignored
+        if flags & HEADER2_FLAG_CROP:
+            crop, offset = unpack_fields("SequenceHeader", data, offset, _HEADER2_CROP_LAYOUT)
+            values.update(crop)
+        else:
+            values.update(source_width=sizes["width"], source_height=sizes["height"], crop_x=0, crop_y=0,
+                          crop_w=sizes["width"], crop_h=sizes["height"])
+        codecs, offset = unpack_fields("SequenceHeader", data, offset, (("key_codec", "B"), ("audio_codec", "B")))
+        values.update(codecs)
+        if codecs["audio_codec"] != AudioCodecId.NONE:
+            audio, offset = unpack_fields("SequenceHeader", data, offset, _HEADER2_AUDIO_LAYOUT)
+            values.update(audio)
+        motion, offset = unpack_fields("SequenceHeader", data, offset, _HEADER2_MOTION_LAYOUT)
+        values.update(motion)
+        if flags & HEADER2_FLAG_AVCC:
+            name, digest, offset = _read_name_and_digest(data, offset, "avcc_name", "avcc_sha256",
+                                                         SHA256_PREFIX_BYTES)
+            ext, offset = unpack_fields("SequenceHeader", data, offset, _HEADER2_EXT_LAYOUT)
+            ext["avcc_flags"] &= AVCC_FLAG_DIFFUSION_LIPS  # reserved bits are ignored
+            values.update(ext, avcc_name=name, avcc_sha256=digest)
+            if ext["avcc_flags"] & AVCC_FLAG_DIFFUSION_LIPS:
+                diff, offset = unpack_fields("SequenceHeader", data, offset, _HEADER2_DIFFUSION_LAYOUT)
+                values.update(diff)
+        return cls(**values)
+
+
+def sha256_names(full: str, named: str) -> bool:
+    """Whether the digest a header holds (``named``: the whole SHA-256 in 1.x, its first 8 bytes in 2.0,
+    as hex) names the file whose SHA-256 is ``full``."""
+    return len(named) in (2 * SHA256_PREFIX_BYTES, 64) and full.startswith(named)
+
+
+def _name_and_prefix(name: str, sha256: str) -> bytes:
+    """2.0: ``name_length:u8``, the ASCII name, then the first 8 bytes of the digest."""
+    raw = name.encode("ascii")
+    return bytes((len(raw),)) + raw + bytes.fromhex(sha256[: 2 * SHA256_PREFIX_BYTES])
+
+
 def _name_and_digest(name: str, sha256: str) -> bytes:
     """``name_length:u8``, the ASCII name, then the 32 raw bytes of the hex digest."""
     raw = name.encode("ascii")
     return bytes((len(raw),)) + raw + bytes.fromhex(sha256)
 
 
-def _read_name_and_digest(data: bytes, offset: int, name_field: str, digest_field: str) -> tuple[str, str, int]:
-    """Read a length-prefixed ASCII name and a 32-byte digest (as hex); FormatError naming the field."""
+def _read_name_and_digest(data: bytes, offset: int, name_field: str, digest_field: str,
+                          digest_bytes: int = 32) -> tuple[str, str, int]:
+    """Read a length-prefixed ASCII name and a digest of ``digest_bytes`` (as hex); FormatError naming
+    the field."""
     length, offset = read_bytes("SequenceHeader", f"{name_field}_length", data, offset, 1)
     raw_name, offset = read_bytes("SequenceHeader", name_field, data, offset, length[0])
-    digest, offset = read_bytes("SequenceHeader", digest_field, data, offset, 32)
+    digest, offset = read_bytes("SequenceHeader", digest_field, data, offset, digest_bytes)
     try:
         name = raw_name.decode("ascii")
     except UnicodeDecodeError:
@@ -415,19 +532,23 @@ class KeyFrame(Payload):
 
     UNIT_TYPE: ClassVar[UnitType] = UnitType.KEY_FRAME
 
+    _LAYOUT: ClassVar[Layout] = _KEY_LAYOUT
+    _LAYOUT_2: ClassVar[Layout] = (("frame_index", "V"), ("quality", "B"))
+
     frame_index: FrameIndex
     quality: Uint8
     data: Bytes = _data_field(1, _KEY_FIXED)
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self, major: int = 1) -> bytes:
         """Serialise: frame_index, quality, data."""
-        return pack_fields({"frame_index": self.frame_index, "quality": self.quality}, _KEY_LAYOUT) + self.data
+        layout = self._layout(major)
+        return pack_fields({"frame_index": self.frame_index, "quality": self.quality}, layout) + self.data
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "KeyFrame":
+    def from_bytes(cls, data: bytes, major: int = 1) -> "KeyFrame":
         """Parse a KEY_FRAME payload; everything after the fixed fields is ``data``."""
         data = _check_bytes(data)
-        values, offset = unpack_fields("KeyFrame", data, 0, _KEY_LAYOUT)
+        values, offset = unpack_fields("KeyFrame", data, 0, cls._layout(major))
         return cls(data=data[offset:], **values)
 
 
@@ -438,8 +559,8 @@ _MOTION_FIXED = 7
 class _MotionPacket(Payload):
     """Fields, checks and layout shared by Motion and MotionPred (same bytes, different units)."""
 
-    #: the fixed fields before ``data``, in byte order
     _LAYOUT: ClassVar[Layout] = _MOTION_LAYOUT
+    _LAYOUT_2: ClassVar[Layout] = (("first_frame", "V"), ("num_frames", "V"), ("flags", "B"))
 
     first_frame: FrameIndex
     num_frames: Annotated[StrictInt, Field(ge=1, le=MAX_MOTION_FRAMES)]
@@ -462,15 +583,16 @@ class _MotionPacket(Payload):
             )
         return self
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self, major: int = 1) -> bytes:
         """Serialise: the fixed fields (first_frame, num_frames, flags, ...), then data."""
-        return pack_fields({name: getattr(self, name) for name, _ in self._LAYOUT}, self._LAYOUT) + self.data
+        layout = self._layout(major)
+        return pack_fields({name: getattr(self, name) for name, _ in layout}, layout) + self.data
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> Self:
+    def from_bytes(cls, data: bytes, major: int = 1) -> Self:
         """Parse the payload; reserved flag bits are ignored, everything after the fixed fields is data."""
         data = _check_bytes(data)
-        values, offset = unpack_fields(cls.__name__, data, 0, cls._LAYOUT)
+        values, offset = unpack_fields(cls.__name__, data, 0, cls._layout(major))
         values["flags"] &= MOTION_FLAG_INTRA
         return cls(data=data[offset:], **values)
 
@@ -508,6 +630,7 @@ class MotionSparse(_MotionPacket):
 
     UNIT_TYPE: ClassVar[UnitType] = UnitType.MOTION_SPARSE
     _LAYOUT: ClassVar[Layout] = _SPARSE_LAYOUT
+    _LAYOUT_2: ClassVar[Layout] = (("first_frame", "V"), ("num_frames", "V"), ("flags", "B"), ("stride", "B"))
 
     stride: Annotated[StrictInt, Field(ge=1, le=MAX_MOTION_STRIDE)] = 1
     data: Bytes = _data_field(0, _SPARSE_FIXED)
@@ -527,6 +650,9 @@ class Audio(Payload):
 
     UNIT_TYPE: ClassVar[UnitType] = UnitType.AUDIO
 
+    _LAYOUT: ClassVar[Layout] = _AUDIO_LAYOUT
+    _LAYOUT_2: ClassVar[Layout] = (("first_frame", "V"), ("num_frames", "V"))
+
     first_frame: Uint32
     num_frames: Annotated[StrictInt, Field(ge=1, le=MAX_AUDIO_FRAMES)]
     data: Bytes = _data_field(0, _AUDIO_FIXED)
@@ -536,15 +662,16 @@ class Audio(Payload):
         _check_audio_frames("Audio", self.first_frame, self.num_frames)
         return self
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self, major: int = 1) -> bytes:
         """Serialise: first_frame, num_frames, data."""
-        return pack_fields({"first_frame": self.first_frame, "num_frames": self.num_frames}, _AUDIO_LAYOUT) + self.data
+        layout = self._layout(major)
+        return pack_fields({"first_frame": self.first_frame, "num_frames": self.num_frames}, layout) + self.data
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "Audio":
+    def from_bytes(cls, data: bytes, major: int = 1) -> "Audio":
         """Parse an AUDIO payload; everything after the fixed fields is ``data``."""
         data = _check_bytes(data)
-        values, offset = unpack_fields("Audio", data, 0, _AUDIO_LAYOUT)
+        values, offset = unpack_fields("Audio", data, 0, cls._layout(major))
         return cls(data=data[offset:], **values)
 
 
@@ -561,6 +688,9 @@ class AudioCtx(Payload):
 
     UNIT_TYPE: ClassVar[UnitType] = UnitType.AUDIO_CTX
 
+    _LAYOUT: ClassVar[Layout] = _AUDIO_CTX_LAYOUT
+    _LAYOUT_2: ClassVar[Layout] = (("first_frame", "V"), ("num_frames", "V"), ("flags", "B"))
+
     first_frame: Uint32
     num_frames: Annotated[StrictInt, Field(ge=1, le=MAX_AUDIO_FRAMES)]
     flags: Uint8 = 0
@@ -572,16 +702,16 @@ class AudioCtx(Payload):
         _check_audio_frames("AudioCtx", self.first_frame, self.num_frames)
         return self
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self, major: int = 1) -> bytes:
         """Serialise: first_frame, num_frames, flags, data."""
         values = {"first_frame": self.first_frame, "num_frames": self.num_frames, "flags": self.flags}
-        return pack_fields(values, _AUDIO_CTX_LAYOUT) + self.data
+        return pack_fields(values, self._layout(major)) + self.data
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "AudioCtx":
+    def from_bytes(cls, data: bytes, major: int = 1) -> "AudioCtx":
         """Parse an AUDIO_CTX payload; reserved flag bits are ignored, everything after them is data."""
         data = _check_bytes(data)
-        values, offset = unpack_fields("AudioCtx", data, 0, _AUDIO_CTX_LAYOUT)
+        values, offset = unpack_fields("AudioCtx", data, 0, cls._layout(major))
         values["flags"] = 0  # no bit defined in 1.1: ignored
         return cls(data=data[offset:], **values)
 
@@ -606,6 +736,9 @@ class SideInfo(Payload):
     """
 
     UNIT_TYPE: ClassVar[UnitType] = UnitType.SIDE_INFO
+    # the same bytes in 1.x and 2.0
+    _LAYOUT: ClassVar[Layout] = _SIDE_LAYOUT
+    _LAYOUT_2: ClassVar[Layout] = _SIDE_LAYOUT
 
     info_id: Uint16
     counter: Uint16
@@ -646,16 +779,18 @@ class SideInfo(Payload):
         """Keypoints are predicted from the previous message."""
         return bool(self.flags & SIDE_INFO_FLAG_KP_PREDICTION)
 
-    def to_bytes(self) -> bytes:
-        """Serialise: fixed fields, num_refs, then each reference index as u32."""
+    def to_bytes(self, major: int = 1) -> bytes:
+        """Serialise: fixed fields, num_refs, then each reference index as u32 (1.x and 2.0 alike)."""
+        self._layout(major)
         values = {name: getattr(self, name) for name, _ in _SIDE_LAYOUT if name != "num_refs"}
         values["num_refs"] = len(self.refs)
         return pack_fields(values, _SIDE_LAYOUT) + b"".join(r.to_bytes(4, "big") for r in self.refs)
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "SideInfo":
-        """Parse a SIDE_INFO payload (trailing bytes and reserved flag bits ignored)."""
+    def from_bytes(cls, data: bytes, major: int = 1) -> "SideInfo":
+        """Parse a SIDE_INFO payload (trailing bytes and reserved flag bits ignored; 1.x and 2.0 alike)."""
         data = _check_bytes(data)
+        cls._layout(major)
         values, offset = unpack_fields("SideInfo", data, 0, _SIDE_LAYOUT)
         num_refs = values.pop("num_refs")
         if num_refs > MAX_REFS:
@@ -676,19 +811,21 @@ class EndOfStream(Payload):
     """
 
     UNIT_TYPE: ClassVar[UnitType] = UnitType.END_OF_STREAM
+    _LAYOUT: ClassVar[Layout] = _EOS_LAYOUT
+    _LAYOUT_2: ClassVar[Layout] = (("frame_count", "V"), ("audio_frame_count", "V"), ("audio_samples", "V"))
 
     frame_count: FrameCount
     audio_frame_count: Uint32 = 0
     audio_samples: Uint32 = 0
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self, major: int = 1) -> bytes:
         """Serialise: frame_count, audio_frame_count, audio_samples."""
-        return pack_fields(self.model_dump(), _EOS_LAYOUT)
+        return pack_fields(self.model_dump(), self._layout(major))
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "EndOfStream":
+    def from_bytes(cls, data: bytes, major: int = 1) -> "EndOfStream":
         """Parse an END_OF_STREAM payload (trailing bytes ignored)."""
-        values, _ = unpack_fields("EndOfStream", _check_bytes(data), 0, _EOS_LAYOUT)
+        values, _ = unpack_fields("EndOfStream", _check_bytes(data), 0, cls._layout(major))
         return cls(**values)
 
 
@@ -703,8 +840,9 @@ AnyPayload = Union[SequenceHeader, KeyFrame, Motion, Audio, SideInfo, AudioCtx, 
                    EndOfStream]
 
 
-def decode_payload(unit: Unit) -> Optional[AnyPayload]:
-    """Parse ``unit.payload`` with the model of its type; None for an unknown type."""
+def decode_payload(unit: Unit, major: int = 1) -> Optional[AnyPayload]:
+    """Parse ``unit.payload`` with the model of its type, in the layout of the stream's major version;
+    None for an unknown type."""
     if not unit.known:
         return None
-    return PAYLOAD_TYPES[unit.type].from_bytes(unit.payload)  # type: ignore[return-value]
+    return PAYLOAD_TYPES[unit.type].from_bytes(unit.payload, major)  # type: ignore[return-value]

@@ -8,7 +8,16 @@ from typing import BinaryIO, Union
 
 from avfc.bitstream.parser import StreamParser
 from avfc.bitstream.payloads import AudioCoder, MotionSource, Payload, SequenceHeader
-from avfc.bitstream.units import Damage, Event, Unit, UnitType, encode_preamble, encode_unit
+from avfc.bitstream.units import (
+    SUPPORTED_MAJORS,
+    VERSION_2_0,
+    Damage,
+    Event,
+    Unit,
+    UnitType,
+    encode_preamble,
+    encode_unit,
+)
 from avfc.errors import FormatError, MediaError
 
 _READ_CHUNK = 1 << 20
@@ -34,10 +43,16 @@ class StreamWriter:
     ends the stream. Misuse (units before the header, a second header, units after
     END_OF_STREAM, an audio or motion unit of a kind the header does not announce)
     raises FormatError, as the result would not be a valid stream.
+
+    ``major`` picks the layout: 1 writes the oldest 1.x version that holds the stream (what every
+    avfc reader reads), 2 writes version 2.0 (the compact layout; readers from avfc 0.2 on).
     """
 
-    def __init__(self, fp: BinaryIO) -> None:
-        """Wrap ``fp``, any object with a ``write(bytes)`` method."""
+    def __init__(self, fp: BinaryIO, major: int = 1) -> None:
+        """Wrap ``fp``, any object with a ``write(bytes)`` method; FormatError on an unknown ``major``."""
+        if isinstance(major, bool) or major not in SUPPORTED_MAJORS:
+            raise FormatError(f"major version {major!r} is not one of {SUPPORTED_MAJORS}")
+        self.major = major
         self._fp = fp
         self._header: SequenceHeader | None = None
         self._ended = False
@@ -46,15 +61,17 @@ class StreamWriter:
     def write_header(self, header: SequenceHeader) -> int:
         """Write the preamble and the SEQUENCE_HEADER unit; return bytes written.
 
-        The preamble's version is ``header.min_version``: 1.2 when the header has the SPARSE_MOTION
-        flag, else 1.1 when it has the AVCC extension, else 1.0 (a stream that uses no 1.1 feature
-        is a 1.0 stream, byte for byte).
+        Major 1: the preamble's version is ``header.min_version``: 1.3 with DIFFUSION_LIPS, 1.2 when
+        the header has the SPARSE_MOTION flag, else 1.1 when it has the AVCC extension, else 1.0 (a
+        stream that uses no 1.1 feature is a 1.0 stream, byte for byte). Major 2: version 2.0.
         """
         if not isinstance(header, SequenceHeader):
             raise FormatError(f"write_header expects a SequenceHeader, not {type(header).__name__}")
         if self._header is not None:
             raise FormatError("a stream has exactly one sequence header, already written")
-        data = encode_preamble(header.min_version) + encode_unit(UnitType.SEQUENCE_HEADER, header.to_bytes())
+        version = header.min_version if self.major == 1 else VERSION_2_0
+        data = encode_preamble(version) + encode_unit(UnitType.SEQUENCE_HEADER, header.to_bytes(self.major),
+                                                      self.major)
         self._header = header
         return self._emit(data)
 
@@ -81,7 +98,7 @@ class StreamWriter:
                     f"{unit_type.name} unit in a stream whose header has {field} {_show(actual)} "
                     f"({unit_type.name} needs {_show(needed)})"
                 )
-        data = encode_unit(unit_type, payload)
+        data = encode_unit(unit_type, payload, self.major)
         self._ended = unit_type is UnitType.END_OF_STREAM
         return self._emit(data)
 
@@ -91,7 +108,7 @@ class StreamWriter:
             raise FormatError(f"write expects a payload model, not {type(payload).__name__}")
         if isinstance(payload, SequenceHeader):
             return self.write_header(payload)
-        return self.write_unit(payload.UNIT_TYPE, payload.to_bytes())
+        return self.write_unit(payload.UNIT_TYPE, payload.to_bytes(self.major))
 
     def _emit(self, data: bytes) -> int:
         self._fp.write(data)
@@ -120,7 +137,7 @@ def _assemble(version: tuple[int, int], events: list[Event]) -> ParsedStream:
         raise FormatError(
             f"no intact sequence header: the first intact unit is type {first.type!r} at offset {first.offset}{where}"
         )
-    return ParsedStream(version, SequenceHeader.from_bytes(first.payload), units[1:], damages)
+    return ParsedStream(version, SequenceHeader.from_bytes(first.payload, version[0]), units[1:], damages)
 
 
 def parse_stream(data: Union[bytes, bytearray, memoryview]) -> ParsedStream:

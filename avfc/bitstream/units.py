@@ -1,13 +1,15 @@
-"""Unit framing of the .avfc container: preamble, unit types, varint lengths, CRC-32.
+"""Unit framing of the .avfc container: preamble, unit types, varint lengths, CRCs.
 
 A file is ``MAGIC`` + ``major:u8`` + ``minor:u8`` followed by units. A unit is
-``type:u8 | length:LEB128 | payload | crc32:u32be`` where the CRC-32 (zlib) covers
-the type byte, the length bytes and the payload. The unit types a stream may hold
-are those of its version (:func:`unit_types_of`). See docs/bitstream.md (part A).
+``type:u8 | length:LEB128 | payload | crc`` where the CRC covers the type byte, the length
+bytes and the payload: CRC-32 (zlib, u32 big-endian) in a major-1 stream, CRC-16/CCITT-FALSE
+(``binascii.crc_hqx`` from 0xFFFF, u16 big-endian) in a major-2 stream. The unit types a
+stream may hold are those of its version (:func:`unit_types_of`). See docs/bitstream.md (part A).
 """
 
 from __future__ import annotations
 
+import binascii
 import zlib
 from dataclasses import dataclass
 from enum import Enum, IntEnum
@@ -26,21 +28,40 @@ VERSION_1_2 = (1, 2)
 #: version 1.3: adds the AVCC header flag DIFFUSION_LIPS and its two header fields (lips from speech
 #: drawn by the diffusion model of the AVCC bundle); no new unit type.
 VERSION_1_3 = (1, 3)
+#: version 2.0: the compact layout of every 1.3 feature: CRC-16 unit framing, varint fields, the
+#: weights named by an 8-byte prefix of their SHA-256, the crop box only when there is one. A
+#: major-1 reader refuses it (UnsupportedVersionError); a major-2 reader reads 1.x and 2.0.
+VERSION_2_0 = (2, 0)
 #: (major, minor): the newest version this implementation reads and writes; readers accept
-#: any minor of major 1, writers write the oldest version that holds the stream.
-FORMAT_VERSION = VERSION_1_3
+#: any minor of majors 1 and 2. A major-1 writer writes the oldest 1.x version that holds the stream.
+FORMAT_VERSION = VERSION_2_0
+#: the major versions this implementation reads
+SUPPORTED_MAJORS = (1, 2)
 PREAMBLE_SIZE = len(MAGIC) + 2
 #: largest payload a unit may carry (16 MiB).
 MAX_UNIT_PAYLOAD = 16 * 1024 * 1024
 #: the length varint has at most this many bytes (28 bits, enough for MAX_UNIT_PAYLOAD).
 MAX_LENGTH_BYTES = 4
+#: CRC bytes of a unit in a major-1 stream (CRC-32) ...
 CRC_SIZE = 4
-#: smallest possible unit: type byte, one length byte (0), no payload, CRC.
+#: ... and in a major-2 stream (CRC-16)
+CRC_SIZE_2 = 2
+#: smallest possible unit of a major-1 stream: type byte, one length byte (0), no payload, CRC.
 MIN_UNIT_SIZE = 1 + 1 + CRC_SIZE
 
 
+def crc_size_of(major: int) -> int:
+    """CRC bytes per unit in a stream of major version ``major``: 4 (CRC-32) for 1, 2 (CRC-16) from 2."""
+    return CRC_SIZE if major == 1 else CRC_SIZE_2
+
+
+def unit_crc(major: int, data: bytes | bytearray | memoryview) -> int:
+    """The CRC of a unit's type, length and payload bytes in a stream of major version ``major``."""
+    return zlib.crc32(data) if major == 1 else binascii.crc_hqx(data, 0xFFFF)
+
+
 class UnitType(IntEnum):
-    """The unit types of format versions 1.2 and 1.3. Other type bytes are "unknown" and skipped."""
+    """The unit types of format versions 1.2, 1.3 and 2.0. Other type bytes are "unknown" and skipped."""
 
     SEQUENCE_HEADER = 0x01
     KEY_FRAME = 0x02
@@ -53,7 +74,7 @@ class UnitType(IntEnum):
     END_OF_STREAM = 0x0F
 
 
-#: every type byte this implementation knows (versions 1.2 and 1.3).
+#: every type byte this implementation knows (versions 1.2, 1.3 and 2.0).
 KNOWN_UNIT_TYPES = frozenset(int(t) for t in UnitType)
 #: the type bytes version 1.1 defines; in a 1.1 stream every other type is unknown.
 UNIT_TYPES_1_1 = KNOWN_UNIT_TYPES - {UnitType.MOTION_SPARSE}
@@ -62,9 +83,11 @@ UNIT_TYPES_1_0 = UNIT_TYPES_1_1 - {UnitType.AUDIO_CTX, UnitType.MOTION_PRED}
 
 
 def unit_types_of(version: tuple[int, int]) -> frozenset[int]:
-    """The type bytes a stream of ``version`` (major 1) defines: those of 1.0, of 1.1, or all known
-    from 1.2 on."""
-    return (UNIT_TYPES_1_0, UNIT_TYPES_1_1)[version[1]] if version[1] < 2 else KNOWN_UNIT_TYPES
+    """The type bytes a stream of ``version`` defines: those of 1.0, of 1.1, or all known from 1.2 on
+    (2.0 included)."""
+    if version[0] == 1 and version[1] < 2:
+        return (UNIT_TYPES_1_0, UNIT_TYPES_1_1)[version[1]]
+    return KNOWN_UNIT_TYPES
 
 
 class DamageReason(str, Enum):
@@ -93,6 +116,7 @@ class Unit:
     type: Union[UnitType, int]
     payload: bytes
     offset: int
+    crc_size: int = CRC_SIZE  # 4 in a major-1 stream, 2 in a major-2 stream
 
     @property
     def known(self) -> bool:
@@ -102,7 +126,7 @@ class Unit:
     @property
     def size(self) -> int:
         """Bytes the unit occupies in the file: type, length, payload and CRC."""
-        return 1 + len(encode_varint(len(self.payload))) + len(self.payload) + CRC_SIZE
+        return 1 + len(encode_varint(len(self.payload))) + len(self.payload) + self.crc_size
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,8 +178,9 @@ def read_length(buf: bytes | bytearray, start: int, end: int, max_payload: int) 
     return -1, 0  # continuation bit set on the last allowed byte
 
 
-def encode_preamble(version: tuple[int, int] = FORMAT_VERSION) -> bytes:
-    """The 6 bytes that open a file: magic, major, minor (FormatError unless both are bytes)."""
+def encode_preamble(version: tuple[int, int] = VERSION_1_3) -> bytes:
+    """The 6 bytes that open a file: magic, major, minor (FormatError unless both are bytes); the
+    default is the newest 1.x version, whose units :func:`encode_unit` frames by default."""
     try:
         major, minor = version
         return MAGIC + bytes((major, minor))
@@ -163,8 +188,9 @@ def encode_preamble(version: tuple[int, int] = FORMAT_VERSION) -> bytes:
         raise FormatError(f"version {version!r} is not a (major, minor) pair of byte values") from None
 
 
-def encode_unit(unit_type: int, payload: bytes | bytearray | memoryview) -> bytes:
-    """Frame ``payload`` as a unit of type ``unit_type`` (any byte value 0..255).
+def encode_unit(unit_type: int, payload: bytes | bytearray | memoryview, major: int = 1) -> bytes:
+    """Frame ``payload`` as a unit of type ``unit_type`` (any byte value 0..255) of a stream of major
+    version ``major`` (1: CRC-32, 2: CRC-16).
 
     Raises LimitError if the payload exceeds MAX_UNIT_PAYLOAD, FormatError on a type
     outside 0..255 or a payload that is not bytes-like.
@@ -176,6 +202,7 @@ def encode_unit(unit_type: int, payload: bytes | bytearray | memoryview) -> byte
     payload = bytes(payload)
     if len(payload) > MAX_UNIT_PAYLOAD:
         raise LimitError(f"unit payload of {len(payload)} bytes exceeds MAX_UNIT_PAYLOAD ({MAX_UNIT_PAYLOAD})")
+    if major not in SUPPORTED_MAJORS:
+        raise FormatError(f"major version {major!r} is not one of {SUPPORTED_MAJORS}")
     head = bytes((unit_type,)) + encode_varint(len(payload))
-    crc = zlib.crc32(payload, zlib.crc32(head))
-    return head + payload + crc.to_bytes(CRC_SIZE, "big")
+    return head + payload + unit_crc(major, head + payload).to_bytes(crc_size_of(major), "big")

@@ -142,7 +142,7 @@ def test_truncated_tail_with_chunks_is_damage(stream_bytes: bytes) -> None:
     [
         (b"RIFF\x01\x00", FormatError, "not an .avfc file"),
         (b"AVFX", FormatError, "not an .avfc file"),
-        (b"AVFC\x02\x00", UnsupportedVersionError, "2.0"),
+        (b"AVFC\x03\x00", UnsupportedVersionError, "3.0"),
         (b"AVFC\x00\x09", UnsupportedVersionError, "0.9"),
         (b"AVF", TruncatedError, "preamble"),
         (b"", TruncatedError, "preamble"),

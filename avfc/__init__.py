@@ -13,7 +13,7 @@ from typing import Any
 
 from avfc.errors import AvfcError
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _LAZY = {
     "encode": ("avfc.api", "encode"),

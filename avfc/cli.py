@@ -56,7 +56,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
         opus_bitrate=args.opus_bitrate, key_codec=args.key_codec, key_qp=args.key_qp,
         key_interval=args.key_interval, max_frames=args.frames, crop=args.crop,
         packet_frames=args.packet_frames, kp_precision=args.kp_precision, kp_hysteresis=args.kp_hysteresis,
-        motion_stride=args.motion_stride, motion_hold=args.motion_hold,
+        motion_stride=args.motion_stride, motion_hold=args.motion_hold, format_major=args.format,
         size=args.size, fps=args.fps,
         audio_coder=args.audio_coder, motion_source=args.motion_source, avcc=args.avcc,
         lips_model=args.lips_model, diffusion_steps=args.diffusion_steps, diffusion_seed=args.diffusion_seed,
@@ -185,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--motion-hold", action=argparse.BooleanOptionalAction, default=None,
                    help="per motion packet, send the reference's keypoints held still when that reconstructs "
                         "the source better (closed loop; default on; --no-motion-hold encodes about 3x faster)")
+    e.add_argument("--format", type=int, choices=[1, 2], metavar="MAJOR",
+                   help="bitstream format: 2 (default) the compact 2.0 layout, 1 the 1.x layout that avfc "
+                        "readers before 0.2 read")
     e.add_argument("--motion-stride", type=int, metavar="N",
                    help="send the keypoints of every Nth frame, the decoder interpolates the rest "
                         "(format 1.2; default 1)")

@@ -65,6 +65,10 @@ class EncoderConfig(BaseModel):
                     "the analysed keypoints and once holding the reference's keypoints, and send the hold (a "
                     "few bytes) when it reconstructs the source at least as well (encoder only; slower encode)")
     packet_frames: int = Field(25, ge=1, le=1024, description="frames per motion packet")
+    format_major: Literal[1, 2] = Field(
+        2, description="bitstream layout: 2 writes format 2.0 (compact: CRC-16 units, varint fields, 8-byte "
+                       "hash prefixes; about 100 bytes less per 4-s file), 1 the oldest 1.x version that holds "
+                       "the stream (for avfc readers before 0.2)")
     intra_period: int = Field(
         1, ge=1, le=1000,
         description="every Nth motion packet is INTRA (decodable alone); 1: all")

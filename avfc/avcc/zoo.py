@@ -27,6 +27,7 @@ from avfc.avcc.audio_ctx import AudioContextModel
 from avfc.avcc.diffusion import LipsDiffusion
 from avfc.avcc.lips import LipsFromSpeech
 from avfc.avcc.motion_pred import SpeechMotionPredictor
+from avfc.bitstream import sha256_names
 from avfc.errors import AvfcError, ConfigError, ModelMismatchError
 
 
@@ -169,7 +170,7 @@ def avcc_for_stream(name: str, sha256: str) -> AvccBundle:
         raise ModelMismatchError(
             f"the stream was coded with AVCC bundle {name!r} (sha256 {sha256}), which this installation "
             f"of avfc does not ship; known bundles: {', '.join(sorted(AVCC_ZOO)) or 'none'}")
-    if entry.sha256 != sha256:
+    if not sha256_names(entry.sha256, sha256):
         raise ModelMismatchError(f"the stream names AVCC bundle {name!r} with sha256 {sha256}, but this "
                                  f"installation's has sha256 {entry.sha256}")
     return load_avcc(name)

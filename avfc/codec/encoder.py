@@ -125,7 +125,7 @@ class Encoder:
             **avcc_fields,
         )
         self._buf = io.BytesIO()
-        self._writer = bs.StreamWriter(self._buf)
+        self._writer = bs.StreamWriter(self._buf, config.format_major)
         self.stats = EncoderStats()
         self.stats.add("header", self._writer.write_header(self.header))
         self._pending_q: list[np.ndarray] = []

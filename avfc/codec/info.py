@@ -26,7 +26,7 @@ def stream_info(data: bytes) -> dict[str, Any]:
     frames = int(h.frame_count)
     for u in parsed.units:
         if u.type == bs.UnitType.END_OF_STREAM:
-            p = bs.decode_payload(u)
+            p = bs.decode_payload(u, parsed.version[0])
             if p is not None:
                 frames = int(p.frame_count)
     duration = frames / fps if fps > 0 else 0.0

@@ -22,6 +22,7 @@ from typing import Any, Callable, Optional
 
 from safetensors.torch import load_file
 
+from avfc.bitstream import sha256_names
 from avfc.errors import ConfigError, ModelMismatchError
 from avfc.models.base import AnimationModel
 from avfc.models.mrdac import MRDAC
@@ -186,7 +187,7 @@ def model_for_stream(name: str, sha256: str, size: Optional[int] = None) -> Anim
         raise ModelMismatchError(
             f"the stream was coded with model {name!r} (weights sha256 {sha256}), which this "
             f"installation of avfc does not ship; known models: {', '.join(sorted(ZOO))}")
-    if entry.sha256 != sha256:
+    if not sha256_names(entry.sha256, sha256):
         raise ModelMismatchError(
             f"the stream names model {name!r} with weights sha256 {sha256}, but this installation's "
             f"{name!r} has sha256 {entry.sha256}")

@@ -170,14 +170,14 @@ def _without(data: bytes, unit_type: int, nth: int):
     """The stream without its ``nth`` unit of ``unit_type`` (1-based), and that unit's payload."""
     parsed = bs.parse_stream(data)
     out: list[bytes] = []
-    w = bs.StreamWriter(type("F", (), {"write": lambda self, b: out.append(b)})())
+    w = bs.StreamWriter(type("F", (), {"write": lambda self, b: out.append(b)})(), parsed.version[0])
     w.write_header(parsed.header)
     seen, lost = 0, None
     for u in parsed.units:
         if u.type == unit_type:
             seen += 1
             if seen == nth:
-                lost = bs.decode_payload(u)
+                lost = bs.decode_payload(u, parsed.version[0])
                 continue
         w.write_unit(u.type, u.payload)
     assert lost is not None

@@ -31,6 +31,7 @@ def _encode(media, **mode):
     frames, pcm = media
     if mode.get("audio_coder", "raw") != "raw" or mode.get("motion_source", "transmitted") != "transmitted":
         mode.setdefault("avcc", DEFAULT_AVCC)
+    mode.setdefault("format_major", 1)  # the 1.1 layout (2.0: tests/codec/test_format_2.py)
     return avfc.encode(frames, pcm=pcm, model=MODEL, size=SIZE, key_qp=40, packet_frames=25, **mode)
 
 

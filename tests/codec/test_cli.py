@@ -69,7 +69,7 @@ def test_encode_with_motion_stride_writes_sparse_units(clip, tmp_path, capsys):
     out = tmp_path / "sparse.avfc"
     assert main(["encode", str(clip), "-o", str(out), "--size", "64", "--model", "tiny-test", "--motion-stride", "3",
                  "-q"]) == 0
-    assert out.read_bytes()[4:6] == bytes((1, 2))
+    assert out.read_bytes()[4:6] == bytes((2, 0))  # the default layout
     assert main(["info", str(out), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["units"]["motion_sparse"]["count"] == 2 and "motion" not in info["units"]
@@ -80,7 +80,7 @@ def test_encode_with_diffusion_lips_writes_a_1_3_stream(clip, tmp_path, capsys):
     out = tmp_path / "lips.avfc"
     assert main(["encode", str(clip), "-o", str(out), "--size", "64", "--model", "tiny-test", "--audio-coder",
                  "context", "--motion-source", "speech", "--avcc", "avcc-mrdac-cpu-v3", "--lips-model", "diffusion",
-                 "--diffusion-steps", "3", "--diffusion-seed", "42", "-q"]) == 0
+                 "--diffusion-steps", "3", "--diffusion-seed", "42", "--format", "1", "-q"]) == 0
     assert out.read_bytes()[4:6] == bytes((1, 3))
     assert main(["info", str(out), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)

@@ -298,7 +298,7 @@ def test_bidirectional_mode_codes_the_next_key_ahead_and_uses_both_references():
     enc.close()
     out += enc.read()
     units = bs.parse_stream(out).units
-    order = [(u.type, bs.decode_payload(u)) for u in units]
+    order = [(u.type, bs.decode_payload(u, 2)) for u in units]
     key20 = next(i for i, (t, p) in enumerate(order) if t == bs.UnitType.KEY_FRAME and p.frame_index == 20)
     first_motion = next(i for i, (t, p) in enumerate(order) if t == bs.UnitType.MOTION)
     assert key20 < first_motion  # the future reference precedes the frames that use it

@@ -33,6 +33,7 @@ def media():
 def _encode(media, **mode):
     frames, pcm = media
     mode = {"audio_coder": "context", "motion_source": "speech", "key_qp": 40, **mode}
+    mode.setdefault("format_major", 1)  # the 1.3 layout (2.0: tests/codec/test_format_2.py)
     return avfc.encode(frames, pcm=pcm, model=MODEL, size=SIZE, **mode)
 
 

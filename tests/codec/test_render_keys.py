@@ -40,7 +40,7 @@ def test_key_frames_are_rendered_only_for_models_that_say_so() -> None:
     assert plain.shape == rendered.shape == frames.shape
     model = _model(True)
     stream = bs.parse_stream(res.data)
-    keys = [bs.KeyFrame.from_bytes(u.payload) for u in stream.units if u.type == bs.UnitType.KEY_FRAME]
+    keys = [bs.KeyFrame.from_bytes(u.payload, stream.version[0]) for u in stream.units if u.type == bs.UnitType.KEY_FRAME]
     assert [k.frame_index for k in keys] == [0, 6]
     for kf in keys:
         pic = decode_intra(kf.data, "av1", SIZE, SIZE)

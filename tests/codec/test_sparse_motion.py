@@ -116,6 +116,7 @@ def test_sparse_units_are_unknown_in_older_versions():
 # ---------------------------------------------------------------- codec
 
 def _encode(frames, **kw) -> bytes:
+    kw.setdefault("format_major", 1)  # the 1.2 layout (2.0: tests/codec/test_format_2.py)
     enc = Encoder(EncoderConfig.make(size=SIZE, model=MODEL, audio="none", key_qp=35, packet_frames=10, **kw))
     enc.push_frames(frames)
     enc.close()
@@ -126,7 +127,7 @@ def _encode(frames, **kw) -> bytes:
 def test_sparse_stream_decodes_to_the_interpolated_keypoints(stride):
     frames = talking_face(23, SIZE, SIZE)
     cfg = EncoderConfig.make(size=SIZE, model=MODEL, audio="none", key_qp=35, packet_frames=10,
-                             motion_stride=stride)
+                             motion_stride=stride, format_major=1)
     enc = Encoder(cfg)
     enc.push_frames(frames)
     enc.close()
@@ -157,7 +158,7 @@ def test_sparse_motion_costs_fewer_bytes_than_dense():
     sizes = {}
     for stride in (1, 3):
         res = avfc.encode(frames, size=SIZE, model=MODEL, audio="none", key_qp=35, kp_hysteresis=0.0,
-                          kp_precision=7, motion_stride=stride)
+                          kp_precision=7, motion_stride=stride, format_major=1)
         sizes[stride] = res.stats.bytes_by_type["motion"]
         assert res.data[5] == (2 if stride > 1 else 0)
     assert sizes[3] < 0.7 * sizes[1], sizes

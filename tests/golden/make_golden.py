@@ -17,36 +17,51 @@ import numpy as np
 
 HERE = Path(__file__).parent
 
-#: name -> encoder settings; frames and audio are synthetic (avfc.media.synthetic). Every setting whose
-#: default changed later (kp_precision 7 -> 6 -> 5, kp_hysteresis 0 -> 0.3, motion_hold off -> on) is pinned to what
-#: the file used (files written before motion_hold existed had it off).
+#: name -> encoder settings; frames and audio are synthetic (avfc.media.synthetic; ``source``: their size
+#: when not ``size`` square). Every setting whose default changed later (kp_precision 7 -> 6 -> 5,
+#: kp_hysteresis 0 -> 0.3, motion_hold off -> on, format_major 1 -> 2) is pinned to what the file used
+#: (files written before motion_hold existed had it off).
 STREAMS = {
     "v1_0-codec2-av1": dict(n=30, size=64, model="tiny-test", audio="codec2", codec2_mode="700C", key_codec="av1", key_qp=35,
-                            packet_frames=10, kp_precision=7, kp_hysteresis=0.0),
+                            packet_frames=10, kp_precision=7, kp_hysteresis=0.0, format_major=1),
     "v1_0-opus-hevc-keys": dict(n=40, size=64, model="tiny-test", audio="opus", opus_bitrate=6000, key_codec="hevc", key_qp=35,
                                 key_interval=20, intra_period=2, side_info=True, max_refs=2, packet_frames=8,
-                                kp_precision=7, kp_hysteresis=0.0),
+                                kp_precision=7, kp_hysteresis=0.0, format_major=1),
     "v1_0-video-only": dict(n=20, size=96, model="tiny-test", audio="none", key_codec="av1", key_qp=45, kp_precision=6,
-                            packet_frames=7, kp_hysteresis=0.0),
+                            packet_frames=7, kp_hysteresis=0.0, format_major=1),
     # format 1.1 (AVCC bundle avcc-mrdac-cpu-v1)
     "v1_1-context-predicted": dict(n=60, size=64, model="tiny-test", audio="codec2", codec2_mode="700C", key_codec="av1",
                                    key_qp=35, packet_frames=25, intra_period=2, audio_coder="context",
                                    motion_source="predicted", avcc="avcc-mrdac-cpu-v1", kp_precision=6,
-                                   kp_hysteresis=0.0),
+                                   kp_hysteresis=0.0, format_major=1),
     "v1_1-lips-from-speech": dict(n=40, size=64, model="tiny-test", audio="codec2", codec2_mode="700C", key_codec="av1",
                                   key_qp=35, key_interval=20, max_refs=2, audio_coder="context",
                                   motion_source="speech", avcc="avcc-mrdac-cpu-v1", kp_precision=6,
-                                  kp_hysteresis=0.0),
+                                  kp_hysteresis=0.0, format_major=1),
     # format 1.2: sparse motion (every 3rd frame coded, the rest interpolated; a 4-frame last packet)
     "v1_2-sparse-motion": dict(n=34, size=64, model="tiny-test", audio="codec2", codec2_mode="700C", key_codec="av1",
                                key_qp=35, packet_frames=10, intra_period=2, motion_stride=3, kp_precision=5,
-                               kp_hysteresis=0.3, motion_hold=False),
+                               kp_hysteresis=0.3, motion_hold=False, format_major=1),
     # format 1.3: lips from speech drawn by the diffusion model of avcc-mrdac-cpu-v3 (3 blocks, the last
     # partial; a second key frame inside block 1)
     "v1_3-diffusion-lips": dict(n=60, size=64, model="tiny-test", audio="codec2", codec2_mode="700C", key_codec="av1",
                                 key_qp=35, key_interval=30, max_refs=2, audio_coder="context", motion_source="speech",
                                 lips_model="diffusion", diffusion_steps=4, diffusion_seed=2026,
-                                avcc="avcc-mrdac-cpu-v3", kp_precision=5, kp_hysteresis=0.3, motion_hold=False),
+                                avcc="avcc-mrdac-cpu-v3", kp_precision=5, kp_hysteresis=0.3, motion_hold=False,
+                                format_major=1),
+    # format 2.0: the compact layout (CRC-16 units, varint fields, 8-byte hash prefixes). A plain stream; a
+    # cropped 96x64 source with sparse motion and three key frames (the CROP flag); context-coded audio with
+    # speech-predicted motion (the AVCC extension)
+    "v2_0-codec2-av1": dict(n=40, size=64, model="tiny-test", audio="codec2", codec2_mode="700C", key_codec="av1",
+                            key_qp=35, packet_frames=10, kp_precision=5, kp_hysteresis=0.3, motion_hold=False),
+    "v2_0-cropped-sparse-keys": dict(n=45, size=64, source=(96, 64), crop="center", model="tiny-test", audio="none",
+                                     key_codec="av1", key_qp=40, key_interval=20, max_refs=2, packet_frames=15,
+                                     motion_stride=2, intra_period=2, kp_precision=5, kp_hysteresis=0.3,
+                                     motion_hold=False),
+    "v2_0-context-predicted": dict(n=50, size=64, model="tiny-test", audio="codec2", codec2_mode="700C",
+                                   key_codec="av1", key_qp=35, packet_frames=25, audio_coder="context",
+                                   motion_source="predicted", avcc="avcc-mrdac-cpu-v3", kp_precision=5,
+                                   kp_hysteresis=0.3, motion_hold=False),
 }
 
 
@@ -97,8 +112,8 @@ def main() -> int:
             continue
         spec = dict(spec)
         n = spec.pop("n")
-        size = spec["size"]
-        frames = talking_face(n, size, size, seed=len(name))
+        width, height = spec.pop("source", (spec["size"], spec["size"]))
+        frames = talking_face(n, width, height, seed=len(name))
         audio = speech_like(n / 25, seed=len(name)) if spec["audio"] != "none" else None
         res = avfc.encode(frames, pcm=audio, **spec)
         path.write_bytes(res.data)

@@ -2,7 +2,8 @@
 
 The files were written once by make_golden.py (``v1_0-*``: avfc 0.1.0, format 1.0; ``v1_1-*``:
 format 1.1 with the AVCC bundle ``avcc-mrdac-cpu-v1``; ``v1_2-*``: format 1.2, sparse motion; ``v1_3-*``: format
-1.3, diffusion lips with ``avcc-mrdac-cpu-v3``) and are never regenerated. Decoded motion, audio tokens and key-frame pictures must hash exactly the same;
+1.3, diffusion lips with ``avcc-mrdac-cpu-v3``; ``v2_0-*``: format 2.0, the compact layout) and are never
+regenerated. Decoded motion, audio tokens and key-frame pictures must hash exactly the same;
 rendered frames (a float network) must match per-frame means within a small tolerance. (The
 keypoints of ``v1_3-*`` come from the float64 diffusion sampler: exact on the machine that wrote them,
 almost always equal elsewhere; docs/bitstream.md F.10.7.)
@@ -52,6 +53,23 @@ def test_there_are_golden_files_for_format_1_3():
 
     header = bs.parse_stream(data).header
     assert header.diffusion_lips and header.avcc_name == "avcc-mrdac-cpu-v3"
+
+
+def test_there_are_golden_files_for_format_2_0():
+    names = {"v2_0-codec2-av1", "v2_0-cropped-sparse-keys", "v2_0-context-predicted"}
+    assert names <= set(GOLDEN)
+    from avfc import bitstream as bs
+
+    headers = {}
+    for name in names:
+        data = (HERE / f"{name}.avfc").read_bytes()
+        assert data[4:6] == bytes((2, 0))
+        parsed = bs.parse_stream(data)
+        assert all(u.crc_size == 2 for u in parsed.units)
+        headers[name] = parsed.header
+    assert headers["v2_0-cropped-sparse-keys"].cropped and headers["v2_0-cropped-sparse-keys"].sparse_motion
+    assert headers["v2_0-context-predicted"].avcc_name == "avcc-mrdac-cpu-v3"
+    assert len(headers["v2_0-codec2-av1"].weights_sha256) == 16  # the 8-byte prefix
 
 
 @pytest.mark.parametrize("name", GOLDEN)

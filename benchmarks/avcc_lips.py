@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from avfc.avcc.diffusion import LipsDiffusion, keypoints_from_offsets
     from avfc.avcc.zoo import load_avcc
-    from avfc.train.avcc_data import find_clips, load_clips
+    from avfc.train.avcc_data import load_clips
     from avfc.train.avcc_motion import audio_window
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -254,8 +254,8 @@ def report(results: dict[str, dict[str, Line]], args: argparse.Namespace, scorer
         f"- PSNR (RGB) on every frame; LPIPS-Alex on every {args.lpips_stride}th frame (frames "
         f"{args.lpips_stride // 2}, {args.lpips_stride // 2 + args.lpips_stride}, ...)"
         + (f": **not measured**: {scorer.why_no_lpips}" if scorer.lpips is None else "") + ".",
-        f"- Distance: frames to the nearest key frame the decoder may use (low delay: the last one at or "
-        f"before; bi-directional: the nearer of the two around). Bins pool frames of all clips.",
+        "- Distance: frames to the nearest key frame the decoder may use (low delay: the last one at or "
+        "before; bi-directional: the nearer of the two around). Bins pool frames of all clips.",
         f"- Machine: {cpu_model()} ({os.cpu_count()} cores), torch {torch.__version__} with "
         f"{torch.get_num_threads()} threads; load average {loads[0][0]:.2f} at the start, {loads[1][0]:.2f} "
         f"at the end; {seconds / 60:.1f} min.",

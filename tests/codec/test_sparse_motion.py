@@ -11,10 +11,10 @@ import avfc
 from avfc import bitstream as bs
 from avfc.codec import Decoder, Encoder, analyse
 from avfc.config import EncoderConfig
-from avfc.entropy import encode_motion, interpolate_track, sparse_positions
+from avfc.entropy import interpolate_track, sparse_positions
 from avfc.errors import ConfigError, FormatError, LimitError
 from avfc.models.zoo import load_model
-from synthetic import talking_face, write_clip
+from synthetic import talking_face
 
 SIZE = 64
 MODEL = "tiny-test"

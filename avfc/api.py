@@ -23,6 +23,10 @@ from avfc.errors import ConfigError, FormatError, MediaError
 from avfc.media import QP_RANGE, CropBox, Media, apply_crop, find_crop, read_media, write_media
 from avfc.models.zoo import load_model
 
+#: the motion strides the rate control tries, densest first, when the config leaves motion_stride open:
+#: beyond 3 frames (120 ms at 25 fps) the interpolated mouth visibly lags the speech
+AUTO_MOTION_STRIDES = (1, 2, 3)
+
 PathLike = Union[str, os.PathLike]
 MediaSource = Union[PathLike, bytes, Media, np.ndarray]
 
@@ -38,6 +42,8 @@ class EncodeResult:
     duration: float  # seconds of video
     crop: CropBox
     warnings: list[str] = field(default_factory=list)
+    #: the keypoints of every motion_stride-th frame were sent (chosen by the rate control unless set)
+    motion_stride: int = 1
 
     @property
     def kbps(self) -> float:
@@ -137,8 +143,17 @@ def encode(src: MediaSource, dst: Optional[PathLike] = None, *,
 
     if cfg.bitrate_kbps is not None:
         # pass 1: everything but the key pictures is independent of their quality: measure it
-        probe = run(None, qp_override=QP_RANGE[cfg.key_codec][1])
         budget = int(cfg.bitrate_kbps * 1000 / 8 * duration)
+        coarsest = QP_RANGE[cfg.key_codec][1]
+        if cfg.motion_stride is None and cfg.motion_source == "transmitted":
+            # the densest motion whose keypoints fit their share of the file (the rest is key picture)
+            for stride in AUTO_MOTION_STRIDES:
+                cfg = EncoderConfig.make(cfg, motion_stride=stride)
+                probe = run(None, qp_override=coarsest)
+                if probe.stats.bytes_by_type.get("motion", 0) <= cfg.motion_share * budget:
+                    break
+        else:
+            probe = run(None, qp_override=coarsest)
         n_keys = probe.stats.units_by_type.get("key_frame", 1)
         runs = [probe]
         # the coarsest key picture, from pass 1
@@ -171,7 +186,7 @@ def encode(src: MediaSource, dst: Optional[PathLike] = None, *,
     if dst is not None:
         Path(dst).write_bytes(data)
     return EncodeResult(data=data, header=enc.header, stats=enc.stats, frames=len(frames),
-                        duration=duration, crop=box, warnings=warnings)
+                        duration=duration, crop=box, warnings=warnings, motion_stride=enc.motion_stride)
 
 
 def _read_stream(src: Union[PathLike, bytes, BinaryIO]) -> bytes:

@@ -56,7 +56,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
         opus_bitrate=args.opus_bitrate, key_codec=args.key_codec, key_qp=args.key_qp,
         key_interval=args.key_interval, max_frames=args.frames, crop=args.crop,
         packet_frames=args.packet_frames, kp_precision=args.kp_precision, kp_hysteresis=args.kp_hysteresis,
-        motion_stride=args.motion_stride, motion_hold=args.motion_hold, format_major=args.format,
+        motion_stride=args.motion_stride, motion_share=args.motion_share, motion_hold=args.motion_hold,
+        format_major=args.format,
         size=args.size, fps=args.fps,
         audio_coder=args.audio_coder, motion_source=args.motion_source, avcc=args.avcc,
         lips_model=args.lips_model, diffusion_steps=args.diffusion_steps, diffusion_seed=args.diffusion_seed,
@@ -70,8 +71,10 @@ def cmd_encode(args: argparse.Namespace) -> int:
         print(f"warning: {w}", file=sys.stderr)
     if not args.quiet:
         parts = ", ".join(f"{k} {v * 8 / 1000 / res.duration:.2f}" for k, v in sorted(res.stats.bytes_by_type.items()))
+        nth = {2: "2nd", 3: "3rd"}.get(res.motion_stride, f"{res.motion_stride}th")
+        sparse = f"; keypoints of every {nth} frame" if res.motion_stride > 1 else ""
         print(f"{dst}: {res.frames} frames, {res.duration:.2f} s, {len(res.data)} bytes, "
-              f"{res.kbps:.2f} kbps ({parts} kbps)")
+              f"{res.kbps:.2f} kbps ({parts} kbps{sparse})")
     return 0
 
 
@@ -189,8 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bitstream format: 2 (default) the compact 2.0 layout, 1 the 1.x layout that avfc "
                         "readers before 0.2 read")
     e.add_argument("--motion-stride", type=int, metavar="N",
-                   help="send the keypoints of every Nth frame, the decoder interpolates the rest "
-                        "(format 1.2; default 1)")
+                   help="send the keypoints of every Nth frame, the decoder interpolates the rest (default: 1, or "
+                        "with --bitrate the smallest of 1, 2, 3 whose keypoints fit --motion-share of the file)")
+    e.add_argument("--motion-share", type=float, metavar="FRACTION",
+                   help="with --bitrate and no --motion-stride: the largest share of the file the keypoints may "
+                        "take before sparser motion is sent (default 0.1; 1 keeps every frame's)")
     e.add_argument("--audio-coder", choices=["raw", "context"],
                    help="context: code Codec2 700C tokens with the AVCC context model (fewer bits, same audio)")
     e.add_argument("--motion-source", choices=["transmitted", "predicted", "speech"],

@@ -55,10 +55,16 @@ class EncoderConfig(BaseModel):
         0.3, ge=0.0, lt=2.0,
         description="dead zone of the keypoint quantizer in grid steps: a keypoint keeps its last value "
                     "until it moves more than 0.5 + this, so detector jitter costs no bits (encoder only)")
-    motion_stride: int = Field(
-        1, ge=1, le=24,
+    motion_stride: Optional[int] = Field(
+        None, ge=1, le=24,
         description="code the keypoints of every Nth frame (and of each packet's last frame); the decoder "
-                    "interpolates the others (format 1.2 MOTION_SPARSE units; 1: every frame, format 1.0/1.1)")
+                    "interpolates the others (MOTION_SPARSE units, format 1.2 and 2.0; 1: every frame). None "
+                    "(default): 1, or with a bitrate the smallest of 1, 2, 3 whose motion fits motion_share")
+    motion_share: float = Field(
+        0.1, ge=0.0, le=1.0,
+        description="with a bitrate and no motion_stride: the largest share of the file's bytes the keypoints "
+                    "may take before every 2nd or 3rd frame's are sent instead (the rest go to the key "
+                    "pictures, which LPIPS and DISTS reward at a few kbps; docs/results.md)")
     motion_hold: bool = Field(
         True,
         description="closed loop, per motion packet: render the packet's frames as the decoder will, once with "
@@ -107,7 +113,7 @@ class EncoderConfig(BaseModel):
         if self.uses_avcc and self.fps != 25:
             raise ValueError("audio_coder 'context' and motion_source 'predicted' / 'speech' pair one 40 ms "
                              "Codec2 700C frame with each video frame: they need fps 25")
-        if self.motion_stride > 1 and self.motion_source != "transmitted":
+        if (self.motion_stride or 1) > 1 and self.motion_source != "transmitted":
             raise ValueError("motion_stride > 1 needs motion_source 'transmitted'")
         if self.lips_model == "diffusion" and self.motion_source != "speech":
             raise ValueError("lips_model 'diffusion' needs motion_source 'speech'")

@@ -87,6 +87,8 @@ class Encoder:
                  crop: Optional[CropBox] = None, frame_count: int = 0,
                  key_bytes: Optional[int] = None, model: Optional[AnimationModel] = None) -> None:
         self.config = config
+        #: keypoints of every motion_stride-th frame are sent (the config's, 1 when it leaves it open)
+        self.motion_stride = config.motion_stride or 1
         self.entry = get_entry(config.model)
         self.model = model if model is not None else load_model(config.model, config.size)
         size = config.size
@@ -121,7 +123,7 @@ class Encoder:
             motion_coder=MOTION_CODER_LAPLACE_V1,
             reference_mode=int(config.reference_mode == "bidirectional"),
             max_refs=config.max_refs,
-            flags=bs.HEADER_FLAG_SPARSE_MOTION if config.motion_stride > 1 else 0,
+            flags=bs.HEADER_FLAG_SPARSE_MOTION if self.motion_stride > 1 else 0,
             **avcc_fields,
         )
         self._buf = io.BytesIO()
@@ -298,10 +300,10 @@ class Encoder:
                 data = encode_predicted_motion(q, self.avcc.motion, audio, None if intra else self._prev_q)
                 self._write("motion", bs.MotionPred(first_frame=first, num_frames=len(q),
                                                     flags=bs.MOTION_FLAG_INTRA if intra else 0, data=data))
-            elif self.config.motion_stride > 1:
+            elif self.motion_stride > 1:
                 # sparse (1.2): code every stride-th frame and the last; the decoder interpolates the
                 # rest, and so does the encoder, so that the next packet predicts from what was decoded
-                stride = self.config.motion_stride
+                stride = self.motion_stride
                 coded = q[sparse_positions(len(q), stride)]
                 data = encode_motion(coded, None if intra else self._prev_q[0])
                 self._write("motion", bs.MotionSparse(first_frame=first, num_frames=len(q), stride=stride,

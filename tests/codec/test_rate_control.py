@@ -65,3 +65,48 @@ def test_stats_total_counts_every_unit():
     s.add("motion", 10)
     s.add("key_frame", 5)
     assert s.total_bytes == 15 and s.units_by_type == {"motion": 1, "key_frame": 1}
+
+
+# ---------------------------------------------------------------- the motion stride chosen by the rate
+
+
+@pytest.fixture(scope="module")
+def moving():
+    from avfc.media.synthetic import talking_face
+
+    return talking_face(FRAMES, SIZE, SIZE, seed=9)
+
+
+def _motion_bytes(res) -> int:
+    return res.stats.bytes_by_type.get("motion", 0)
+
+
+def test_with_a_bitrate_the_densest_motion_that_fits_its_share_is_sent(moving):
+    kw = dict(model="tiny-test", size=SIZE, audio="none", bitrate_kbps=6.0, kp_hysteresis=0.0, motion_hold=False)
+    budget = int(6.0 * 1000 / 8 * FRAMES / 25)
+    every = avfc.encode(moving, motion_share=1.0, **kw)
+    assert every.motion_stride == 1 and not every.header.sparse_motion
+    share = 0.9 * _motion_bytes(every) / budget  # every frame's keypoints just do not fit
+    chosen = avfc.encode(moving, motion_share=share, **kw)
+    assert chosen.motion_stride in (2, 3) and chosen.header.sparse_motion
+    assert _motion_bytes(chosen) <= share * budget
+    if chosen.motion_stride == 3:  # stride 2 did not fit either
+        assert _motion_bytes(avfc.encode(moving, motion_stride=2, **kw)) > share * budget
+    # the bytes the keypoints gave up went to the key picture
+    assert sum(chosen.stats.key_picture_bytes) >= sum(every.stats.key_picture_bytes)
+    assert len(chosen.data) <= budget
+    # nothing fits: the sparsest stride tried
+    assert avfc.encode(moving, motion_share=0.0, **kw).motion_stride == 3
+
+
+def test_the_stride_is_left_alone_when_set_without_a_bitrate_or_without_transmitted_motion(moving):
+    kw = dict(model="tiny-test", size=SIZE, audio="none", motion_hold=False)
+    assert avfc.encode(moving, bitrate_kbps=6.0, motion_share=0.0, motion_stride=2, **kw).motion_stride == 2
+    assert avfc.encode(moving, bitrate_kbps=6.0, motion_share=0.0, motion_stride=1, **kw).motion_stride == 1
+    assert avfc.encode(moving, motion_share=0.0, key_qp=40, **kw).motion_stride == 1  # no bitrate
+    from avfc.media.synthetic import speech_like
+
+    pcm = speech_like(FRAMES / 25, seed=1)
+    res = avfc.encode(moving, pcm=pcm, model="tiny-test", size=SIZE, bitrate_kbps=6.0, motion_share=0.0,
+                      audio_coder="context", motion_source="predicted", avcc="avcc-mrdac-cpu-v3")
+    assert res.motion_stride == 1 and not res.header.sparse_motion

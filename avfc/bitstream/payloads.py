@@ -409,7 +409,8 @@ class SequenceHeader(Payload):
         keypoint and reference bytes, then the AVCC extension with AVCC."""
         flags = self.flags | (HEADER2_FLAG_CROP if self.cropped else 0) | (
             HEADER2_FLAG_AVCC if self.avcc_name is not None else 0)
-        out = _name_and_prefix(self.model_name, self.weights_sha256) + self._pack(_HEADER2_SIZE_LAYOUT)
+        out = _name_and_digest(self.model_name, self.weights_sha256, SHA256_PREFIX_BYTES)
+        out += self._pack(_HEADER2_SIZE_LAYOUT)
         out += pack_varint(flags)
         if flags & HEADER2_FLAG_CROP:
             out += self._pack(_HEADER2_CROP_LAYOUT)
@@ -419,7 +420,8 @@ class SequenceHeader(Payload):
         out += self._pack(_HEADER2_MOTION_LAYOUT)
         if self.avcc_name is not None:
             assert self.avcc_sha256 is not None  # validated: set together
-            out += _name_and_prefix(self.avcc_name, self.avcc_sha256) + self._pack(_HEADER2_EXT_LAYOUT)
+            out += _name_and_digest(self.avcc_name, self.avcc_sha256, SHA256_PREFIX_BYTES)
+            out += self._pack(_HEADER2_EXT_LAYOUT)
             if self.diffusion_lips:
                 out += self._pack(_HEADER2_DIFFUSION_LAYOUT)
         return out
@@ -497,16 +499,11 @@ def sha256_names(full: str, named: str) -> bool:
     return len(named) in (2 * SHA256_PREFIX_BYTES, 64) and full.startswith(named)
 
 
-def _name_and_prefix(name: str, sha256: str) -> bytes:
-    """2.0: ``name_length:u8``, the ASCII name, then the first 8 bytes of the digest."""
+def _name_and_digest(name: str, sha256: str, digest_bytes: int = 32) -> bytes:
+    """``name_length:u8``, the ASCII name, then the first ``digest_bytes`` raw bytes of the hex digest
+    (all 32 in 1.x, 8 in 2.0)."""
     raw = name.encode("ascii")
-    return bytes((len(raw),)) + raw + bytes.fromhex(sha256[: 2 * SHA256_PREFIX_BYTES])
-
-
-def _name_and_digest(name: str, sha256: str) -> bytes:
-    """``name_length:u8``, the ASCII name, then the 32 raw bytes of the hex digest."""
-    raw = name.encode("ascii")
-    return bytes((len(raw),)) + raw + bytes.fromhex(sha256)
+    return bytes((len(raw),)) + raw + bytes.fromhex(sha256[: 2 * digest_bytes])
 
 
 def _read_name_and_digest(data: bytes, offset: int, name_field: str, digest_field: str,

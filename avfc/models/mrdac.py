@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from avfc.errors import ConfigError
 from avfc.models.base import AnimationModel, Reference, temporal_weights
-from avfc.models.generator import FeatureEncoder, FrameDecoder, fuse, warp
+from avfc.models.generator import WARP_MODES, FeatureEncoder, FrameDecoder, fuse, warp
 from avfc.models.keypoints import KeypointDetector
 from avfc.models.motion import DenseMotion
 
@@ -63,8 +63,10 @@ class MRDAC(AnimationModel):
     ``kp_size`` and dense motion is computed at ``motion_size`` (default ``S/4``, which must be
     divisible by 16). Works with 1 to ``max_refs`` (at most 4) references; with one it is a
     single-reference (DAC-style) model. ``render_keys``: the decoder shows each key frame as the
-    model's render of it (:attr:`AnimationModel.render_keys`). Call ``eval()`` before
-    ``detect``/``render``.
+    model's render of it (:attr:`AnimationModel.render_keys`). ``picture_warp``: the kernel that
+    warps the reference picture itself (the pyramid's full-size level, which the decoder's last
+    layer blends into the output), ``"bilinear"`` or ``"bicubic"`` (sharper; clipped to [0, 1]);
+    the feature levels are always warped bilinearly. Call ``eval()`` before ``detect``/``render``.
     """
 
     arch = "mrdac"
@@ -74,7 +76,7 @@ class MRDAC(AnimationModel):
                  kp_channels: Sequence[int] = (16, 32, 64, 128),
                  dense_motion_channels: Sequence[int] = (16, 32, 64, 128),
                  feature_channels: Sequence[int] = (16, 32, 64), decoder_blocks: int = 4,
-                 render_keys: bool = False) -> None:
+                 render_keys: bool = False, picture_warp: str = "bilinear") -> None:
         if kp_dim != 2:
             raise ConfigError(f"MRDAC keypoints are (x, y): kp_dim must be 2, got {kp_dim}")
         num_kp, max_refs = _int(num_kp, "num_kp", 1, 64), _int(max_refs, "max_refs", 1, MAX_REFS)
@@ -97,6 +99,9 @@ class MRDAC(AnimationModel):
         if not isinstance(render_keys, bool):
             raise ConfigError(f"render_keys must be true or false, got {render_keys!r}")
         self.render_keys = render_keys
+        if picture_warp not in WARP_MODES:
+            raise ConfigError(f"picture_warp must be one of {', '.join(WARP_MODES)}, got {picture_warp!r}")
+        self.picture_warp = picture_warp
         c0, c1, c2 = self.feature_channels
         self.kp_detector = KeypointDetector(self.num_kp, self.kp_size, self.kp_channels,
                                             out_channels=self.kp_channels[0])
@@ -135,7 +140,9 @@ class MRDAC(AnimationModel):
         for st in states:
             flow, occ = self.dense_motion(_rows(st.small, b), _rows(st.kp, b), kp_target, _rows(st.gaussians, b))
             occlusions.append(occ)
-            for lvl, feat in enumerate(st.pyramid):
+            picture = warp(_rows(st.pyramid[0], b), flow, self.picture_warp)
+            levels[0].append(picture.clamp(0.0, 1.0) if self.picture_warp != "bilinear" else picture)
+            for lvl, feat in enumerate(st.pyramid[1:], start=1):
                 levels[lvl].append(warp(_rows(feat, b), flow))
         fused, vis = zip(*(fuse(level, occlusions, weights) for level in levels))
         return {"prediction": self.decoder(fused, vis), "warped": levels[2], "occlusion": occlusions}
@@ -193,6 +200,7 @@ class MRDAC(AnimationModel):
             "feature_channels": list(self.feature_channels),
             "decoder_blocks": self.decoder_blocks,
             **({"render_keys": True} if self.render_keys else {}),  # absent in older entries and files
+            **({"picture_warp": self.picture_warp} if self.picture_warp != "bilinear" else {}),
         }
 
     # ---- input checks ----

@@ -39,6 +39,7 @@ class ModelConfig(_Config):
     feature_channels: list[int] = [16, 32, 64]
     decoder_blocks: int = Field(4, ge=0, le=16)
     render_keys: bool = False  # key frames shown as the model's render of them (for coded-reference training)
+    picture_warp: Literal["bilinear", "bicubic"] = "bilinear"  # kernel that warps the reference picture
 
     def build(self) -> MRDAC:
         """An untrained model of this architecture."""

@@ -146,7 +146,7 @@ def test_bad_calls_raise_config_errors() -> None:
 
 
 @pytest.mark.parametrize("kw", [{"kp_dim": 3}, {"size": 100}, {"max_refs": 5}, {"motion_size": 24},
-                                {"num_kp": 0}, {"feature_channels": (8, 8)}])
+                                {"num_kp": 0}, {"feature_channels": (8, 8)}, {"picture_warp": "nearest"}])
 def test_bad_architectures_are_refused(kw: dict) -> None:
     with pytest.raises(AvfcError):
         MRDAC(**{"size": SIZE, **kw})
@@ -159,3 +159,37 @@ def test_config_dict_rebuilds_the_same_architecture() -> None:
     assert a.keys() == b.keys()
     assert all(a[k].shape == b[k].shape for k in a)
     assert clone.max_refs == 2
+
+
+def test_bicubic_warp_keeps_more_texture_than_bilinear() -> None:
+    # a half-pixel shift: bilinear averages neighbours (a low-pass), bicubic keeps more of the detail
+    texture = torch.rand(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(3))
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, SIZE), torch.linspace(-1, 1, SIZE), indexing="ij")
+    flow = torch.stack((xs + 1.0 / (SIZE - 1), ys), dim=-1).unsqueeze(0)  # half a pixel right
+    def detail(x: torch.Tensor) -> float:
+        return float((x[..., 1:] - x[..., :-1]).abs().mean())
+    lin, cub = warp(texture, flow), warp(texture, flow, "bicubic")
+    assert detail(cub) > 1.2 * detail(lin)
+    assert detail(cub) < detail(texture)  # still an interpolation, not noise
+
+
+def test_picture_warp_changes_only_the_picture_level_and_stays_in_range() -> None:
+    lin, cub = _model(), _model(picture_warp="bicubic")
+    cub.load_state_dict(lin.state_dict())
+    frames = _frames(2, seed=4)
+    kp = lin.detect(frames[1])
+    out = {}
+    for name, model in (("bilinear", lin), ("bicubic", cub)):
+        refs = _refs(model, frames[:1], [0])
+        res = model.animate([refs[0].state], kp.view(1, 10, 2), torch.ones(1, 1))
+        out[name] = res
+        assert res["prediction"].min() >= 0 and res["prediction"].max() <= 1
+    assert torch.equal(out["bilinear"]["warped"][0], out["bicubic"]["warped"][0])  # features: bilinear in both
+    assert not torch.equal(out["bilinear"]["prediction"], out["bicubic"]["prediction"])
+
+
+def test_picture_warp_is_part_of_the_config_only_when_not_bilinear() -> None:
+    assert "picture_warp" not in _model().config_dict()
+    model = _model(picture_warp="bicubic")
+    assert model.config_dict()["picture_warp"] == "bicubic"
+    assert MRDAC(**model.config_dict()).picture_warp == "bicubic"

@@ -23,3 +23,4 @@ def test_v3_transmits_the_keypoints_of_v2_and_uses_its_avcc_models() -> None:
     assert v3.render_keys and not v2.render_keys
     cfg = EncoderConfig.make(model="mrdac-cpu-v3", audio_coder="context", motion_source="predicted")
     assert avcc_for_config(cfg, v3).entry.name == default_avcc_for("mrdac-cpu-v2")
+

@@ -125,68 +125,105 @@ def encode(src: MediaSource, dst: Optional[PathLike] = None, *,
     duration = len(frames) / cfg.fps
     source_size = (int(media.frames.shape[2]), int(media.frames.shape[1]))
 
-    def run(key_bytes: Optional[int], qp_override: Optional[int] = None) -> Encoder:
-        c = cfg if qp_override is None else EncoderConfig.make(cfg, key_qp=qp_override)
+    def run(c: EncoderConfig, key_bytes: Optional[int] = None) -> Encoder:
         enc = Encoder(c, source_size=source_size, crop=box, frame_count=len(frames),
                       key_bytes=key_bytes, model=model)
         # one packet of frames, then its audio: the units come out in time order, as a live encoder's
-        step = cfg.packet_frames
+        step = c.packet_frames
         for i in range(0, len(frames), step):
             enc.push_frames(frames[i:i + step], keypoints=keypoints[i:i + step])
             if pcm is not None and enc.audio_codec is not None:
-                end = len(pcm) if i + step >= len(frames) else (i + step) * 16000 // cfg.fps
-                enc.push_audio(pcm[i * 16000 // cfg.fps:end])
+                end = len(pcm) if i + step >= len(frames) else (i + step) * 16000 // c.fps
+                enc.push_audio(pcm[i * 16000 // c.fps:end])
         if len(frames) == 0 and pcm is not None and enc.audio_codec is not None:
             enc.push_audio(pcm)
         enc.close()
         return enc
 
     if cfg.bitrate_kbps is not None:
-        # pass 1: everything but the key pictures is independent of their quality: measure it
-        budget = int(cfg.bitrate_kbps * 1000 / 8 * duration)
-        coarsest = QP_RANGE[cfg.key_codec][1]
-        if cfg.motion_stride is None and cfg.motion_source == "transmitted":
-            # the densest motion whose keypoints fit their share of the file (the rest is key picture)
-            for stride in AUTO_MOTION_STRIDES:
-                cfg = EncoderConfig.make(cfg, motion_stride=stride)
-                probe = run(None, qp_override=coarsest)
-                if probe.stats.bytes_by_type.get("motion", 0) <= cfg.motion_share * budget:
-                    break
-        else:
-            probe = run(None, qp_override=coarsest)
-        n_keys = probe.stats.units_by_type.get("key_frame", 1)
-        runs = [probe]
-        # the coarsest key picture, from pass 1
-        smallest = sum(probe.stats.key_picture_bytes) // max(len(probe.stats.key_picture_bytes), 1)
-        for attempt in range(3):
-            key_total = probe.stats.bytes_by_type.get("key_frame", 0)
-            key_overhead = key_total - sum(probe.stats.key_picture_bytes)
-            per_key = (budget - (probe.stats.total_bytes - key_total) - key_overhead) // max(n_keys, 1)
-            if per_key < smallest:
-                if attempt == 0:
-                    warnings.append(
-                        f"--bitrate {cfg.bitrate_kbps} kbps cannot be reached: motion, audio and the smallest "
-                        f"key frame{'s' if n_keys > 1 else ''} already take "
-                        f"{probe.stats.total_bytes * 8 / 1000 / duration:.2f} kbps")
-                break
-            runs.append(run(per_key))
-            if runs[-1].stats.total_bytes <= budget:
-                break
-            # over budget: the key quality changed what else is sent (the number of key frames under
-            # the adaptive policy, the packets motion_hold holds or moves): re-plan from this run
-            probe = runs[-1]
-            n_keys = probe.stats.units_by_type.get("key_frame", 1)
-        # the fullest run within the budget, else the smallest
-        fits = [e for e in runs if e.stats.total_bytes <= budget]
-        enc = (max(fits, key=lambda e: e.stats.total_bytes) if fits
-               else min(runs, key=lambda e: e.stats.total_bytes))
+        enc = _fit_rate(cfg, int(cfg.bitrate_kbps * 1000 / 8 * duration), duration, run, warnings)
     else:
-        enc = run(None)
+        enc = run(cfg)
     data = enc.read()
     if dst is not None:
         Path(dst).write_bytes(data)
     return EncodeResult(data=data, header=enc.header, stats=enc.stats, frames=len(frames),
                         duration=duration, crop=box, warnings=warnings, motion_stride=enc.motion_stride)
+
+
+#: the most planned passes of the rate control after its first (each codes the whole clip once)
+MAX_RATE_PASSES = 4
+
+
+def _fit_rate(cfg: EncoderConfig, budget: int, duration: float, run: Callable[..., Encoder],
+              warnings: list[str]) -> Encoder:
+    """The rate control of :func:`encode`: the encoder pass whose file fits ``budget`` bytes with
+    the finest key pictures (a warning is appended when even the coarsest do not fit).
+
+    Pass 1 codes the clip with the coarsest key pictures and every packet's analysed motion, none
+    held: all but the key pictures' bytes are then known, the motion's as an upper bound (a held
+    packet costs less). Pass 1 also picks the motion stride when the config leaves it open: the
+    densest of :data:`AUTO_MOTION_STRIDES` whose keypoints fit ``motion_share`` of the budget. The
+    key pictures get the rest. A planned pass over the budget (finer key pictures can make
+    ``motion_hold`` move packets it held, or the adaptive policy place more key frames) shrinks them
+    by the excess; one under it (packets held) grows them by the slack; once one pass fitted and one
+    did not, the next bisects between their key budgets (at most :data:`MAX_RATE_PASSES` planned
+    passes). The fullest pass within the budget is kept; when none fits, the coarsest key pictures.
+    """
+    coarsest = QP_RANGE[cfg.key_codec][1]
+    strides = (AUTO_MOTION_STRIDES if cfg.motion_stride is None and cfg.motion_source == "transmitted"
+               else (cfg.motion_stride,))
+    for stride in strides:
+        cfg = EncoderConfig.make(cfg, motion_stride=stride)
+        probe = run(EncoderConfig.make(cfg, key_qp=coarsest, motion_hold=False))
+        if probe.stats.bytes_by_type.get("motion", 0) <= cfg.motion_share * budget:
+            break
+    smallest = max(probe.stats.key_picture_bytes, default=0)  # the coarsest key picture
+    stats = probe.stats
+    key_total = stats.bytes_by_type.get("key_frame", 0)
+    n_keys = max(stats.units_by_type.get("key_frame", 1), 1)
+    per_key = (budget - (stats.total_bytes - key_total) - (key_total - sum(stats.key_picture_bytes))) // n_keys
+    runs: list[Encoder] = []
+    fit: Optional[tuple[int, Encoder]] = None  # the largest key budget that fitted, and its pass
+    over: Optional[tuple[int, Encoder]] = None  # the smallest that did not
+    for _ in range(MAX_RATE_PASSES):
+        if per_key < smallest:
+            break
+        enc = run(cfg, per_key)
+        runs.append(enc)
+        n_keys = max(enc.stats.units_by_type.get("key_frame", 1), 1)
+        excess = enc.stats.total_bytes - budget
+        if excess > 0 and (over is None or per_key < over[0]):
+            over = (per_key, enc)
+        elif excess <= 0 and (fit is None or per_key > fit[0]):
+            fit = (per_key, enc)
+        if fit is None:
+            per_key -= -(-excess // n_keys)  # none fitted yet: shrink by the excess, rounded up
+        elif over is None:
+            if -excess < n_keys * 8:
+                break  # within a few bytes of the budget
+            per_key += -excess // n_keys  # packets were held: grow by the slack
+        elif _qp_between(fit[1].stats.key_qps, over[1].stats.key_qps):
+            per_key = (fit[0] + over[0]) // 2  # between the two: bisect
+        else:
+            break  # no key picture lies between the two passes'
+    fits = [e for e in runs if e.stats.total_bytes <= budget]
+    if not fits:
+        runs.append(run(EncoderConfig.make(cfg, key_qp=coarsest)))  # the coarsest key pictures, motion held
+        fits = [e for e in runs[-1:] if e.stats.total_bytes <= budget]
+    if not fits:
+        best = min(runs, key=lambda e: e.stats.total_bytes)
+        warnings.append(
+            f"--bitrate {cfg.bitrate_kbps} kbps cannot be reached: motion, audio and the smallest key "
+            f"frame{'s' if n_keys > 1 else ''} already take {best.stats.total_bytes * 8 / 1000 / duration:.2f} kbps")
+        return best
+    return max(fits, key=lambda e: e.stats.total_bytes)
+
+
+def _qp_between(fit_qps: list[int], over_qps: list[int]) -> bool:
+    """Whether a key budget between two passes' can give some key frame a picture neither had: the
+    passes coded the same key frames, and one of them got QPs at least 2 apart."""
+    return len(fit_qps) == len(over_qps) and any(o < f - 1 for f, o in zip(fit_qps, over_qps))
 
 
 def _read_stream(src: Union[PathLike, bytes, BinaryIO]) -> bytes:

@@ -37,7 +37,7 @@ from avfc.codec.common import (
 from avfc.config import EncoderConfig
 from avfc.entropy import dequantize, encode_motion, interpolate_track, quantize_track, sparse_positions
 from avfc.errors import ConfigError, MediaError
-from avfc.media import DEFAULT_QP, CropBox, decode_intra, encode_intra, encode_intra_to_size
+from avfc.media import DEFAULT_QP, QP_RANGE, CropBox, decode_intra, encode_intra, encode_intra_to_size
 from avfc.models.base import AnimationModel, Reference
 from avfc.models.zoo import get_entry, load_model
 
@@ -191,7 +191,11 @@ class Encoder:
     def _code_key(self, index: int, frame: np.ndarray) -> None:
         codec = self.config.key_codec
         if self.key_bytes is not None:
-            data, qp = encode_intra_to_size(frame, codec, self.key_bytes)
+            try:
+                data, qp = encode_intra_to_size(frame, codec, self.key_bytes)
+            except ConfigError:  # not even the coarsest qp fits: the coarsest (the rate control sees the excess)
+                qp = QP_RANGE[codec][1]
+                data = encode_intra(frame, codec, qp)
         else:
             qp = self.key_qp
             data = encode_intra(frame, codec, qp)
@@ -320,7 +324,8 @@ class Encoder:
     def _hold_or_move(self, first: int, q: np.ndarray, frames: list[np.ndarray]) -> np.ndarray:
         """motion_hold: the packet's rows, or the latest reference's keypoints held, whichever the
         decoder reconstructs closer to the source (MSE over the packet's frames; ties hold, as the
-        hold costs fewer bits). Both are rendered exactly as the decoder will (closed loop)."""
+        hold costs fewer bits; ``motion_hold_margin`` m holds while the hold's error is at most
+        1 + m times the motion's). Both are rendered exactly as the decoder will (closed loop)."""
         p = self.config.kp_precision
         held = np.empty_like(q)
         for i in range(len(q)):
@@ -340,7 +345,7 @@ class Encoder:
                 kp = torch.from_numpy(dequantize(rows[i:i + 1], p)).to(self.device)
                 out = tensor_to_frames(self.model.render(refs, kp, idx).cpu())[0]
                 err[name] += float(np.mean((out.astype(np.float64) - target) ** 2))
-        if err["hold"] <= err["move"]:
+        if err["hold"] <= err["move"] * (1.0 + self.config.motion_hold_margin):
             self.held_packets += 1
             return held
         return q

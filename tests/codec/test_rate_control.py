@@ -19,10 +19,12 @@ class _Fake(Encoder):
     motion_hold move packets it held with the coarsest one. Everything else is the real encoder."""
 
     runs: list[int | None] = []
+    holds: list[bool] = []
 
     def __init__(self, config, *, key_bytes=None, **kw):
         super().__init__(config, key_bytes=key_bytes, **kw)
-        _Fake.runs.append(key_bytes)
+        type(self).runs.append(key_bytes)
+        type(self).holds.append(config.motion_hold)
         self._planned = key_bytes is not None
 
     def close(self) -> None:
@@ -38,10 +40,16 @@ def frames():
     return np.repeat(base, FRAMES, axis=0)
 
 
-def _encode(frames, kbps, monkeypatch):
-    _Fake.runs = []
-    monkeypatch.setattr(api, "Encoder", _Fake)
+def _encode(frames, kbps, monkeypatch, fake=_Fake):
+    fake.runs, fake.holds = [], []
+    monkeypatch.setattr(api, "Encoder", fake)
     return avfc.encode(frames, size=SIZE, model="tiny-test", audio="none", bitrate_kbps=kbps)
+
+
+def _coarsest(frames) -> int:
+    from avfc.media import QP_RANGE, encode_intra
+
+    return len(encode_intra(frames[0], "av1", QP_RANGE["av1"][1]))
 
 
 def test_a_pass_over_budget_is_replanned_and_the_result_fits(frames, monkeypatch):
@@ -49,9 +57,31 @@ def test_a_pass_over_budget_is_replanned_and_the_result_fits(frames, monkeypatch
     budget = int(8.0 * 1000 / 8 * FRAMES / 25)
     assert res.stats.total_bytes <= budget
     assert res.warnings == []
-    # pass 1 (coarsest key), the planned pass (over budget: its motion grew), then smaller plans
+    # pass 1 (coarsest key, nothing held), the planned pass (over budget: its motion grew), then smaller plans
     assert _Fake.runs[0] is None and len(_Fake.runs) >= 3
+    assert _Fake.holds[0] is False and all(_Fake.holds[1:])
     assert _Fake.runs[2] < _Fake.runs[1]
+    # the shrunk plan, not the coarsest key picture of pass 1, is what is kept
+    assert sum(res.stats.key_picture_bytes) > _coarsest(frames)
+
+
+class _Held(_Fake):
+    """An encoder whose planned passes hold packets that pass 1 moved: they take 200 bytes less."""
+
+    def close(self) -> None:
+        Encoder.close(self)
+        if self._planned:
+            self.stats.bytes_by_type["motion"] = self.stats.bytes_by_type.get("motion", 0) - 200
+
+
+def test_bytes_that_held_packets_leave_over_go_to_the_key_picture(frames, monkeypatch):
+    res = _encode(frames, 8.0, monkeypatch, fake=_Held)
+    budget = int(8.0 * 1000 / 8 * FRAMES / 25)
+    assert res.stats.total_bytes <= budget and res.warnings == []
+    # pass 1, the planned pass (200 bytes under), then one pass grown by the slack
+    assert _Held.runs[0] is None and len(_Held.runs) == 3
+    assert _Held.runs[2] >= _Held.runs[1] + 190
+    assert sum(res.stats.key_picture_bytes) > _coarsest(frames)
 
 
 def test_without_feedback_one_planned_pass_uses_the_budget(frames):
@@ -110,3 +140,30 @@ def test_the_stride_is_left_alone_when_set_without_a_bitrate_or_without_transmit
     res = avfc.encode(moving, pcm=pcm, model="tiny-test", size=SIZE, bitrate_kbps=6.0, motion_share=0.0,
                       audio_coder="context", motion_source="predicted", avcc="avcc-mrdac-cpu-v3")
     assert res.motion_stride == 1 and not res.header.sparse_motion
+
+
+class _Jump(_Fake):
+    """motion_hold as on real clips: key budgets from ``T`` on move every packet (300 more bytes),
+    smaller ones hold them (100 fewer bytes than pass 1)."""
+
+    T = 0
+
+    def close(self) -> None:
+        Encoder.close(self)
+        if self._planned:
+            change = 300 if self.key_bytes >= _Jump.T else -100
+            self.stats.bytes_by_type["motion"] = self.stats.bytes_by_type.get("motion", 0) + change
+
+
+def test_between_a_pass_that_fits_and_one_that_does_not_the_rate_control_bisects(frames, monkeypatch):
+    res0 = _encode(frames, 8.0, monkeypatch)  # the planned key budget of _Fake's first planned pass
+    first_plan = _Fake.runs[1]
+    _Jump.T = first_plan - 150
+    res = _encode(frames, 8.0, monkeypatch, fake=_Jump)
+    budget = int(8.0 * 1000 / 8 * FRAMES / 25)
+    assert res.stats.total_bytes <= budget and res.warnings == []
+    plans = _Jump.runs[1:]
+    assert plans[0] == first_plan and plans[1] < _Jump.T  # over by 300: shrink below T
+    assert len(plans) >= 3 and plans[1] < plans[2] < plans[0]  # then bisect between the two
+    assert len(plans) <= api.MAX_RATE_PASSES
+    assert res0.stats.total_bytes <= budget

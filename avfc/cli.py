@@ -57,6 +57,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
         key_interval=args.key_interval, max_frames=args.frames, crop=args.crop,
         packet_frames=args.packet_frames, kp_precision=args.kp_precision, kp_hysteresis=args.kp_hysteresis,
         motion_stride=args.motion_stride, motion_share=args.motion_share, motion_hold=args.motion_hold,
+        motion_hold_margin=args.hold_margin,
         format_major=args.format,
         size=args.size, fps=args.fps,
         audio_coder=args.audio_coder, motion_source=args.motion_source, avcc=args.avcc,
@@ -188,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--motion-hold", action=argparse.BooleanOptionalAction, default=None,
                    help="per motion packet, send the reference's keypoints held still when that reconstructs "
                         "the source better (closed loop; default on; --no-motion-hold encodes about 3x faster)")
+    e.add_argument("--hold-margin", type=float, metavar="FRACTION",
+                   help="with --motion-hold: hold a packet unless holding's error exceeds the motion's by more "
+                        "than this fraction of it (default 0; larger holds more packets: fewer motion bytes, a "
+                        "sharper picture, less mouth motion)")
     e.add_argument("--format", type=int, choices=[1, 2], metavar="MAJOR",
                    help="bitstream format: 2 (default) the compact 2.0 layout, 1 the 1.x layout that avfc "
                         "readers before 0.2 read")

@@ -63,13 +63,20 @@ class EncoderConfig(BaseModel):
     motion_share: float = Field(
         0.1, ge=0.0, le=1.0,
         description="with a bitrate and no motion_stride: the largest share of the file's bytes the keypoints "
-                    "may take before every 2nd or 3rd frame's are sent instead (the rest go to the key "
-                    "pictures, which LPIPS and DISTS reward at a few kbps; docs/results.md)")
+                    "may take (every packet's analysed motion, none held) before every 2nd or 3rd frame's "
+                    "are sent instead (the rest go to the key pictures, which LPIPS and DISTS reward at a "
+                    "few kbps; docs/results.md)")
     motion_hold: bool = Field(
         True,
         description="closed loop, per motion packet: render the packet's frames as the decoder will, once with "
                     "the analysed keypoints and once holding the reference's keypoints, and send the hold (a "
                     "few bytes) when it reconstructs the source at least as well (encoder only; slower encode)")
+    motion_hold_margin: float = Field(
+        0.0, ge=0.0, le=10.0,
+        description="motion_hold holds a packet unless the hold's error exceeds the analysed keypoints' by "
+                    "more than this fraction of it: 0 holds only when holding is at least as close; larger "
+                    "values hold more packets, which saves their motion bytes and keeps the picture sharp, "
+                    "and moves the mouth less (encoder only; measured in docs/results.md)")
     packet_frames: int = Field(25, ge=1, le=1024, description="frames per motion packet")
     format_major: Literal[1, 2] = Field(
         2, description="bitstream layout: 2 writes format 2.0 (compact: CRC-16 units, varint fields, 8-byte "

@@ -93,3 +93,17 @@ def test_encode_with_diffusion_lips_writes_a_1_3_stream(clip, tmp_path, capsys):
                  "--lips-model", "diffusion", "-q"]) == 2
     assert main(["models"]) == 0
     assert "avcc-mrdac-cpu-v3 (--lips-model diffusion)" in capsys.readouterr().out
+
+
+def test_encode_hold_margin_holds_more_motion(clip, tmp_path, capsys):
+    motion = {}
+    for margin in ("0", "10"):
+        out = tmp_path / f"margin{margin}.avfc"
+        assert main(["encode", str(clip), "-o", str(out), "--size", "64", "--model", "tiny-test", "--audio", "none",
+                     "--key-qp", "35", "--packet-frames", "10", "--hold-margin", margin, "-q"]) == 0
+        assert main(["info", str(out), "--json"]) == 0
+        motion[margin] = json.loads(capsys.readouterr().out)["units"]["motion"]["bytes"]
+    assert motion["10"] < motion["0"]  # a huge margin holds every packet
+    assert main(["encode", str(clip), "-o", str(tmp_path / "bad.avfc"), "--size", "64", "--model", "tiny-test",
+                 "--hold-margin", "-1", "-q"]) == 2
+    assert "motion_hold_margin" in capsys.readouterr().err

@@ -77,3 +77,21 @@ def test_motion_hold_is_off_without_motion():
     enc = Encoder(EncoderConfig.make(size=SIZE, model=MODEL, motion_source="speech", audio_coder="context",
                                      avcc="avcc-mrdac-cpu-v2"))
     assert not enc._hold  # motion from speech sends no motion: nothing to choose
+
+
+def test_hold_margin_holds_more_packets_for_fewer_bytes():
+    frames = talking_face(40, SIZE, SIZE)
+    runs = {m: _encode(frames, motion_hold=True, motion_hold_margin=m) for m in (0.0, 0.5, 10.0)}
+    held = [runs[m][0].held_packets for m in (0.0, 0.5, 10.0)]
+    assert held == sorted(held)  # a wider margin never holds fewer packets
+    assert held[0] < 4 and held[-1] == 4  # the plain choice moves somewhere; a huge margin holds all 4
+    motion = {m: enc.stats.bytes_by_type["motion"] for m, (enc, _) in runs.items()}
+    assert motion[10.0] < motion[0.0]
+    dec, out = _decode(runs[10.0][1])
+    assert dec.issues == [] and len(out) == 40
+    assert (dec.motion_array() == _ref_row(dec)).all()  # every frame holds the reference
+
+
+def test_hold_margin_has_no_effect_without_motion_hold():
+    frames = talking_face(20, SIZE, SIZE)
+    assert _encode(frames, motion_hold=False)[1] == _encode(frames, motion_hold=False, motion_hold_margin=10.0)[1]

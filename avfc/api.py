@@ -26,6 +26,10 @@ from avfc.models.zoo import load_model
 #: the motion strides the rate control tries, densest first, when the config leaves motion_stride open:
 #: beyond 3 frames (120 ms at 25 fps) the interpolated mouth visibly lags the speech
 AUTO_MOTION_STRIDES = (1, 2, 3)
+#: a sparser stride is taken only when it saves at least this share of the file: 2 % of the bytes
+#: give the key picture about 0.001 of LPIPS at a few kbps (docs/results.md), less than the mouth
+#: motion that every 2nd or 3rd frame's keypoints lose
+AUTO_STRIDE_MIN_SAVING = 0.02
 
 PathLike = Union[str, os.PathLike]
 MediaSource = Union[PathLike, bytes, Media, np.ndarray]
@@ -163,7 +167,8 @@ def _fit_rate(cfg: EncoderConfig, budget: int, duration: float, run: Callable[..
     Pass 1 codes the clip with the coarsest key pictures and every packet's analysed motion, none
     held: all but the key pictures' bytes are then known, the motion's as an upper bound (a held
     packet costs less). Pass 1 also picks the motion stride when the config leaves it open: the
-    densest of :data:`AUTO_MOTION_STRIDES` whose keypoints fit ``motion_share`` of the budget. The
+    densest of :data:`AUTO_MOTION_STRIDES` whose keypoints fit ``motion_share`` of the budget, going
+    sparser only while each step saves :data:`AUTO_STRIDE_MIN_SAVING` of the budget or more. The
     key pictures get the rest. A planned pass over the budget (finer key pictures can make
     ``motion_hold`` move packets it held, or the adaptive policy place more key frames) shrinks them
     by the excess; one under it (packets held) grows them by the slack; once one pass fitted and one
@@ -173,10 +178,17 @@ def _fit_rate(cfg: EncoderConfig, budget: int, duration: float, run: Callable[..
     coarsest = QP_RANGE[cfg.key_codec][1]
     strides = (AUTO_MOTION_STRIDES if cfg.motion_stride is None and cfg.motion_source == "transmitted"
                else (cfg.motion_stride,))
+    denser: Optional[tuple[EncoderConfig, Encoder]] = None
     for stride in strides:
-        cfg = EncoderConfig.make(cfg, motion_stride=stride)
-        probe = run(EncoderConfig.make(cfg, key_qp=coarsest, motion_hold=False))
-        if probe.stats.bytes_by_type.get("motion", 0) <= cfg.motion_share * budget:
+        sparser = EncoderConfig.make(cfg, motion_stride=stride)
+        probe = run(EncoderConfig.make(sparser, key_qp=coarsest, motion_hold=False))
+        motion = probe.stats.bytes_by_type.get("motion", 0)
+        if denser is not None and (denser[1].stats.bytes_by_type.get("motion", 0) - motion
+                                   < AUTO_STRIDE_MIN_SAVING * budget):
+            cfg, probe = denser  # too few bytes saved for the motion it would drop: keep the denser
+            break
+        cfg, denser = sparser, (sparser, probe)
+        if motion <= cfg.motion_share * budget:
             break
     smallest = max(probe.stats.key_picture_bytes, default=0)  # the coarsest key picture
     stats = probe.stats

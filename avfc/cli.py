@@ -198,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "readers before 0.2 read")
     e.add_argument("--motion-stride", type=int, metavar="N",
                    help="send the keypoints of every Nth frame, the decoder interpolates the rest (default: 1, or "
-                        "with --bitrate the smallest of 1, 2, 3 whose keypoints fit --motion-share of the file)")
+                        "with --bitrate the smallest of 1, 2, 3 whose keypoints fit --motion-share of the file; "
+                        "a sparser one only when it saves 2%% of the file or more)")
     e.add_argument("--motion-share", type=float, metavar="FRACTION",
                    help="with --bitrate and no --motion-stride: the largest share of the file the keypoints may "
                         "take before sparser motion is sent (default 0.1; 1 keeps every frame's)")

@@ -178,16 +178,15 @@ def _fit_rate(cfg: EncoderConfig, budget: int, duration: float, run: Callable[..
     coarsest = QP_RANGE[cfg.key_codec][1]
     strides = (AUTO_MOTION_STRIDES if cfg.motion_stride is None and cfg.motion_source == "transmitted"
                else (cfg.motion_stride,))
-    denser: Optional[tuple[EncoderConfig, Encoder]] = None
+    denser: Optional[tuple[EncoderConfig, Encoder, int]] = None  # the last stride tried, its pass 1, its motion
     for stride in strides:
         sparser = EncoderConfig.make(cfg, motion_stride=stride)
         probe = run(EncoderConfig.make(sparser, key_qp=coarsest, motion_hold=False))
         motion = probe.stats.bytes_by_type.get("motion", 0)
-        if denser is not None and (denser[1].stats.bytes_by_type.get("motion", 0) - motion
-                                   < AUTO_STRIDE_MIN_SAVING * budget):
-            cfg, probe = denser  # too few bytes saved for the motion it would drop: keep the denser
+        if denser is not None and denser[2] - motion < AUTO_STRIDE_MIN_SAVING * budget:
+            cfg, probe, _ = denser  # too few bytes saved for the motion it would drop: keep the denser
             break
-        cfg, denser = sparser, (sparser, probe)
+        cfg, denser = sparser, (sparser, probe, motion)
         if motion <= cfg.motion_share * budget:
             break
     smallest = max(probe.stats.key_picture_bytes, default=0)  # the coarsest key picture

@@ -37,7 +37,7 @@ from avfc.codec.common import (
 from avfc.config import EncoderConfig
 from avfc.entropy import dequantize, encode_motion, interpolate_track, quantize_track, sparse_positions
 from avfc.errors import ConfigError, MediaError
-from avfc.media import DEFAULT_QP, QP_RANGE, CropBox, decode_intra, encode_intra, encode_intra_to_size
+from avfc.media import DEFAULT_QP, CropBox, decode_intra, encode_intra, encode_intra_to_size
 from avfc.models.base import AnimationModel, Reference
 from avfc.models.zoo import get_entry, load_model
 
@@ -191,11 +191,8 @@ class Encoder:
     def _code_key(self, index: int, frame: np.ndarray) -> None:
         codec = self.config.key_codec
         if self.key_bytes is not None:
-            try:
-                data, qp = encode_intra_to_size(frame, codec, self.key_bytes)
-            except ConfigError:  # not even the coarsest qp fits: the coarsest (the rate control sees the excess)
-                qp = QP_RANGE[codec][1]
-                data = encode_intra(frame, codec, qp)
+            # when not even the coarsest qp fits, the coarsest: the rate control sees the excess
+            data, qp = encode_intra_to_size(frame, codec, self.key_bytes, or_coarsest=True)
         else:
             qp = self.key_qp
             data = encode_intra(frame, codec, qp)

@@ -49,7 +49,7 @@ import numpy as np
 
 from avfc.audio import make_audio_codec_by_name
 from avfc.errors import ConfigError, MediaError
-from avfc.media import CODECS, QP_RANGE, decode_intra, encode_intra, encode_intra_to_size
+from avfc.media import CODECS, decode_intra, encode_intra_to_size
 from avfc.media.yuv import rgb_to_yuv420, yuv420_to_rgb
 
 __all__ = [
@@ -240,12 +240,8 @@ def encode_held_key_frame(picture: np.ndarray, max_bytes: int, codec: Literal["a
         raise ConfigError(f"unknown key-frame codec {codec!r}; expected one of {CODECS}")
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or max_bytes < 1:
         raise ConfigError(f"max_bytes must be a positive integer, got {max_bytes!r}")
-    try:
-        payload, qp = encode_intra_to_size(picture, codec, int(max_bytes))
-        return payload, int(qp), True
-    except ConfigError:  # not even the coarsest QP fits
-        qp = QP_RANGE[codec][1]
-        return encode_intra(picture, codec, qp), qp, False
+    payload, qp = encode_intra_to_size(picture, codec, int(max_bytes), or_coarsest=True)
+    return payload, int(qp), len(payload) <= max_bytes
 
 
 def decode_held_key_frame(

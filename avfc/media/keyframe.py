@@ -320,17 +320,21 @@ def decode_intra(data: bytes, codec: Codec, width: int, height: int) -> np.ndarr
     return np.ascontiguousarray(yuv420_to_rgb(y, u, v)[:height, :width])
 
 
-def encode_intra_to_size(rgb: np.ndarray, codec: Codec, max_bytes: int) -> tuple[bytes, int]:
+def encode_intra_to_size(rgb: np.ndarray, codec: Codec, max_bytes: int, *,
+                         or_coarsest: bool = False) -> tuple[bytes, int]:
     """Code a picture at the lowest qp (best quality) whose payload fits in ``max_bytes``.
 
     Bisection over ``QP_RANGE[codec]`` (about 7 encodes); size is not strictly monotonic in
     qp, so the result is the lowest fitting qp that bisection finds, not always the global one.
+    With ``or_coarsest``, a picture that does not fit even at the coarsest qp is returned at that
+    qp (longer than ``max_bytes``) instead of raising.
 
     Returns:
         ``(payload, qp)``.
 
     Raises:
-        ConfigError: bad codec, or not even the coarsest qp fits in ``max_bytes``.
+        ConfigError: bad codec, or (without ``or_coarsest``) not even the coarsest qp fits in
+            ``max_bytes``.
         MediaError: as :func:`encode_intra`.
     """
     _check_codec(codec)
@@ -339,6 +343,8 @@ def encode_intra_to_size(rgb: np.ndarray, codec: Codec, max_bytes: int) -> tuple
     lo, hi = QP_RANGE[codec]
     best = encode_intra(rgb, codec, hi)
     if len(best) > max_bytes:
+        if or_coarsest:
+            return best, hi
         raise ConfigError(
             f"{codec} key frame needs {len(best)} bytes at the coarsest qp {hi}; "
             f"it cannot fit in {max_bytes}"

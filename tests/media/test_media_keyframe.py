@@ -113,6 +113,10 @@ def test_encode_to_size_finds_the_lowest_fitting_qp(codec: str) -> None:
     assert qp_big == QP_RANGE[codec][0]
     with pytest.raises(ConfigError, match="cannot fit"):
         encode_intra_to_size(rgb, codec, 3)
+    coarsest, qp_coarsest = encode_intra_to_size(rgb, codec, 3, or_coarsest=True)
+    assert qp_coarsest == QP_RANGE[codec][1] and len(coarsest) > 3
+    assert coarsest == encode_intra(rgb, codec, QP_RANGE[codec][1])
+    assert encode_intra_to_size(rgb, codec, budget, or_coarsest=True) == (data, qp)  # fits: as without it
 
 
 @pytest.mark.parametrize("codec", CODECS)

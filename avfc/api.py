@@ -220,9 +220,10 @@ def _fit_rate(cfg: EncoderConfig, budget: int, duration: float, run: Callable[..
             break  # no key picture lies between the two passes'
     fits = [e for e in runs if e.stats.total_bytes <= budget]
     if not fits:
-        runs.append(run(EncoderConfig.make(cfg, key_qp=coarsest)))  # the coarsest key pictures, motion held
-        fits = [e for e in runs[-1:] if e.stats.total_bytes <= budget]
-    if not fits:
+        held = run(EncoderConfig.make(cfg, key_qp=coarsest))  # the coarsest key pictures, motion held
+        if held.stats.total_bytes <= budget:
+            return held
+        runs.append(held)
         best = min(runs, key=lambda e: e.stats.total_bytes)
         warnings.append(
             f"--bitrate {cfg.bitrate_kbps} kbps cannot be reached: motion, audio and the smallest key "

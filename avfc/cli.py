@@ -4,18 +4,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from avfc import __version__
-from avfc.errors import AvfcError
+from avfc.errors import AvfcError, ConfigError, FileAccessError
 
 EPILOG = """examples:
   avfc encode talk.mp4 -o talk.avfc --bitrate 4
   avfc decode talk.avfc -o talk.decoded.mp4
   avfc info talk.avfc --json
+
+exit status: 0 done, 2 error (one line on stderr), 130 interrupted, 141 the reader of the
+output went away (e.g. `avfc info --json x.avfc | head -1`; nothing more is written)
 """
+
+#: the exit status when stdout's reader has gone away: 128 + SIGPIPE, as a shell reports a
+#: program that a closed pipe ends (`yes | head -1`), so `set -o pipefail` scripts see the
+#: output was cut short
+EXIT_BROKEN_PIPE = 141
+
+#: the suffixes `avfc decode` writes (those of avfc.api.write_decoded), checked before decoding
+DECODE_SUFFIXES = (".mp4", ".mkv", ".mov", ".wav")
 
 
 def _progress_bar(enabled: bool) -> tuple[Optional[Callable[[str, int, int], None]], Callable[[], None]]:
@@ -40,9 +52,33 @@ def _progress_bar(enabled: bool) -> tuple[Optional[Callable[[str, int, int], Non
     return update, close
 
 
+def _check_input(path: Path) -> None:
+    """Refuse an input that cannot be read, before any work starts."""
+    if not path.exists():
+        raise FileAccessError(f"{path}: no such file")
+    if path.is_dir():
+        raise FileAccessError(f"{path} is a directory, not a file")
+    if not os.access(path, os.R_OK):
+        raise FileAccessError(f"cannot read {path}: permission denied")
+
+
 def _check_output(path: Path, force: bool) -> None:
-    if path.exists() and not force:
-        raise AvfcError(f"{path} exists; use -f to overwrite it")
+    """Refuse an output that could not be written, before any work starts (an encode takes minutes)."""
+    if path.is_dir():
+        raise FileAccessError(f"{path} is a directory; give the output file's name with -o")
+    if path.exists():
+        if not force:
+            raise FileAccessError(f"{path} exists; use -y (or -f) to overwrite it")
+        if not os.access(path, os.W_OK):
+            raise FileAccessError(f"cannot write {path}: permission denied")
+        return
+    folder = path.parent
+    if not folder.exists():
+        raise FileAccessError(f"cannot write {path}: no such directory {folder}")
+    if not folder.is_dir():
+        raise FileAccessError(f"cannot write {path}: {folder} is not a directory")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise FileAccessError(f"cannot write {path}: permission denied in {folder}")
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
@@ -50,6 +86,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
     src = Path(args.input)
     dst = Path(args.output) if args.output else src.with_suffix(".avfc")
+    _check_input(src)
     _check_output(dst, args.force)
     overrides = dict(
         model=args.model, bitrate_kbps=args.bitrate, audio=args.audio, codec2_mode=args.codec2_mode,
@@ -84,7 +121,10 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
     src = Path(args.input)
     dst = Path(args.output) if args.output else src.with_suffix(".decoded.mp4")
+    _check_input(src)
     _check_output(dst, args.force)
+    if dst.suffix.lower() not in DECODE_SUFFIXES:
+        raise ConfigError(f"cannot write {dst}: avfc decode writes .mp4 or .wav (or .mkv, .mov)")
     progress, done = _progress_bar(not args.quiet and sys.stderr.isatty() or args.progress)
     try:
         res = decode(src, dst, device=args.device, progress=progress, conceal_audio=args.conceal_audio,
@@ -103,16 +143,18 @@ def cmd_decode(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     from avfc.codec.info import stream_info
 
-    info = stream_info(Path(args.input).read_bytes() if Path(args.input).is_file() else _missing(args.input))
+    src = Path(args.input)
+    _check_input(src)
+    try:
+        data = src.read_bytes()
+    except OSError as e:
+        raise FileAccessError(f"cannot read {src}: {e.strerror or e}") from None
+    info = stream_info(data)
     if args.json:
         print(json.dumps(info, indent=2))
     else:
         print(_format_info(info))
     return 0
-
-
-def _missing(path: str) -> bytes:
-    raise AvfcError(f"{path}: no such file")
 
 
 def _format_info(info: dict[str, Any]) -> str:
@@ -236,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_decode)
 
     for sp in (e, d):
-        sp.add_argument("-f", "--force", action="store_true", help="overwrite the output file")
+        sp.add_argument("-y", "--yes", "-f", "--force", dest="force", action="store_true",
+                        help="overwrite the output file if it exists")
         sp.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors and warnings")
         sp.add_argument("--progress", action="store_true", help="show a progress bar even when not on a terminal")
 
@@ -262,6 +305,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the avfc command; returns its exit status (see EPILOG).
+
+    When the reader of stdout goes away (``avfc info --json x.avfc | head -1``), the command stops
+    quietly with status 141 (:data:`EXIT_BROKEN_PIPE`) instead of a BrokenPipeError traceback:
+    stdout is pointed at the null device so that nothing fails again when Python flushes it at exit.
+    """
+    try:
+        try:
+            return _run(argv)
+        finally:  # what is still buffered goes out here, inside the try, not at interpreter exit
+            sys.stdout.flush()
+    except BrokenPipeError:
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):  # stdout without a file descriptor (captured, in-process)
+            pass
+        return EXIT_BROKEN_PIPE
+
+
+def _run(argv: Optional[Sequence[str]]) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["train"]:  # everything after `train` belongs to the trainer's own parser
         from avfc.train.__main__ import main as train_main

@@ -48,6 +48,11 @@ class ConfigError(AvfcError):
     """A configuration value is out of range or inconsistent."""
 
 
+class FileAccessError(AvfcError):
+    """A file cannot be read or written as asked: it is missing or a directory, its folder does not
+    exist, permission is refused, or it exists and overwriting it was not asked for."""
+
+
 __all__ = [
     "AvfcError",
     "FormatError",
@@ -59,4 +64,5 @@ __all__ = [
     "ModelMismatchError",
     "MediaError",
     "ConfigError",
+    "FileAccessError",
 ]

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from avfc.cli import main
+from avfc.cli import EXIT_BROKEN_PIPE, main
 from synthetic import write_clip
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "v2_0-codec2-av1.avfc"
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +114,111 @@ def test_encode_hold_margin_holds_more_motion(clip, tmp_path, capsys):
     assert main(["encode", str(clip), "-o", str(tmp_path / "bad.avfc"), "--size", "64", "--model", "tiny-test",
                  "--hold-margin", "-1", "-q"]) == 2
     assert "motion_hold_margin" in capsys.readouterr().err
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("avfc: error:") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """avfc.api.encode and decode that fail the test if they are called: checks come before work."""
+    def boom(*a, **k):
+        raise AssertionError("the command started work before checking its paths")
+
+    monkeypatch.setattr("avfc.api.encode", boom)
+    monkeypatch.setattr("avfc.api.decode", boom)
+
+
+def test_unwritable_output_is_refused_before_any_work(clip, tmp_path, capsys, no_work):
+    missing = tmp_path / "no" / "such" / "dir"
+    assert main(["encode", str(clip), "-o", str(missing / "x.avfc")]) == 2
+    assert f"no such directory {missing}" in _one_line_error(capsys)
+    assert main(["decode", str(GOLDEN), "-o", str(missing / "x.mp4")]) == 2
+    assert "no such directory" in _one_line_error(capsys)
+    a_file = tmp_path / "file"
+    a_file.write_bytes(b"")
+    assert main(["encode", str(clip), "-o", str(a_file / "x.avfc")]) == 2
+    assert "is not a directory" in _one_line_error(capsys)
+    for force in ([], ["-y"]):  # a directory is never overwritten
+        assert main(["decode", str(GOLDEN), "-o", str(tmp_path), *force]) == 2
+        assert "is a directory" in _one_line_error(capsys)
+    assert main(["decode", str(GOLDEN), "-o", str(tmp_path / "x.avi")]) == 2  # a suffix decode cannot write
+    assert ".mp4 or .wav" in _one_line_error(capsys)
+    assert main(["encode", str(tmp_path / "nope.mp4"), "-o", str(tmp_path / "x.avfc")]) == 2  # missing input
+    assert "no such file" in _one_line_error(capsys)
+    assert main(["decode", str(tmp_path), "-o", str(tmp_path / "x.mp4")]) == 2  # a directory as input
+    assert "is a directory" in _one_line_error(capsys)
+
+
+def test_output_without_permission_is_refused_before_any_work(clip, tmp_path, capsys, no_work, monkeypatch):
+    # os.access is patched: tests may run as root, for whom chmod refuses nothing
+    monkeypatch.setattr(os, "access", lambda path, mode: not mode & os.W_OK)
+    assert main(["encode", str(clip), "-o", str(tmp_path / "x.avfc")]) == 2
+    assert "permission denied" in _one_line_error(capsys)
+    old = tmp_path / "old.mp4"
+    old.write_bytes(b"keep me")
+    assert main(["decode", str(GOLDEN), "-o", str(old), "-y"]) == 2
+    assert "permission denied" in _one_line_error(capsys)
+    assert old.read_bytes() == b"keep me"
+
+
+def test_yes_is_the_overwrite_flag_beside_force(clip, tmp_path, capsys, monkeypatch):
+    calls = []
+
+    def fake_encode(src, dst, **kw):
+        calls.append(dst)
+        Path(dst).write_bytes(b"AVFC new")
+        return SimpleNamespace(warnings=[])
+
+    monkeypatch.setattr("avfc.api.encode", fake_encode)
+    out = tmp_path / "x.avfc"
+    out.write_bytes(b"keep me")
+    assert main(["encode", str(clip), "-o", str(out), "-q"]) == 2
+    err = _one_line_error(capsys)
+    assert "-y" in err and "-f" in err and out.read_bytes() == b"keep me" and not calls
+    for flag in ("-y", "--yes", "-f", "--force"):
+        out.write_bytes(b"keep me")
+        assert main(["encode", str(clip), "-o", str(out), "-q", flag]) == 0
+        assert out.read_bytes() == b"AVFC new"
+    assert len(calls) == 4
+
+
+def test_info_read_errors_are_one_line(tmp_path, capsys, monkeypatch):
+    assert main(["info", str(tmp_path / "nope.avfc")]) == 2
+    assert "no such file" in _one_line_error(capsys)
+    assert main(["info", str(tmp_path)]) == 2
+    assert "is a directory" in _one_line_error(capsys)
+    assert main(["info", str(GOLDEN), "--json"]) == 0
+    capsys.readouterr()
+
+    def refuse(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)  # as root, chmod 000 would not refuse the read
+    assert main(["info", str(GOLDEN)]) == 2
+    assert f"cannot read {GOLDEN}: Permission denied" in _one_line_error(capsys)
+
+
+@pytest.mark.parametrize("args", [["info", "--json", str(GOLDEN)], ["models"]])
+def test_a_closed_pipe_ends_the_command_quietly(args):
+    """`avfc info --json x.avfc | head -1`: the reader goes away before the command writes."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # a reader that is gone before the first byte: every write fails with EPIPE
+    try:
+        p = subprocess.run([sys.executable, "-m", "avfc", *args], stdout=write_end, stderr=subprocess.PIPE,
+                           text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert p.returncode == EXIT_BROKEN_PIPE == 141
+    assert p.stderr == ""  # no traceback, no "Exception ignored" at exit
+
+
+def test_a_reader_that_leaves_early_gets_what_it_read(tmp_path):
+    """A shell pipeline into `head -1`: the first line arrives, the command ends without a traceback."""
+    p = subprocess.run(f'"{sys.executable}" -m avfc info --json "{GOLDEN}" | head -1; exit ${{PIPESTATUS[0]}}',
+                       shell=True, executable="/bin/bash", capture_output=True, text=True, timeout=120)
+    assert p.stdout == "{\n" and p.stderr == ""
+    assert p.returncode in (0, EXIT_BROKEN_PIPE)  # 0 when the whole output fit the pipe before head left

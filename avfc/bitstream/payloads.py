@@ -2,7 +2,7 @@
 
 Every model validates its ranges on construction and raises :class:`FormatError`
 (or :class:`LimitError` when a value exceeds an upper bound) naming the field.
-``to_bytes()`` writes the payload; ``from_bytes()`` reads it and ignores bytes after
+``to_bytes(major)`` writes the payload; ``from_bytes(data, major)`` reads it and ignores bytes after
 the known fields (later minor versions append fields). KeyFrame, Motion and Audio
 end with their opaque ``data``, so everything after their fixed fields is data.
 Reserved flag bits must be 0 on construction and are ignored (masked off) when
@@ -12,7 +12,9 @@ MotionPred; version 1.2 defines the header flag SPARSE_MOTION and adds MotionSpa
 version 1.3 defines the AVCC flag DIFFUSION_LIPS and appends its two fields to the AVCC
 extension. Version 2.0 writes the same models in a compact layout (varint fields, an 8-byte
 prefix of each SHA-256, the crop box only when there is one): ``to_bytes(major=2)`` and
-``from_bytes(data, major=2)`` (docs/bitstream.md, part A).
+``from_bytes(data, major=2)`` (docs/bitstream.md, part A). Readers take the stream's major version as a
+required argument (``from_bytes(data, major)``, ``decode_payload(unit, major)``): the two layouts share no
+bytes, so a missing major must be an error, not a silent 1.x parse.
 """
 
 from __future__ import annotations
@@ -170,7 +172,7 @@ class Payload(BaseModel):
 
     @classmethod
     def _layout(cls, major: int) -> Layout:
-        if major not in (1, 2):
+        if isinstance(major, bool) or major not in (1, 2):
             raise FormatError(f"{cls.__name__}: no layout for major version {major!r}")
         return cls._LAYOUT if major == 1 else cls._LAYOUT_2
 
@@ -180,7 +182,7 @@ class Payload(BaseModel):
 
     @classmethod
     @abstractmethod
-    def from_bytes(cls, data: bytes, major: int = 1) -> "Payload":
+    def from_bytes(cls, data: bytes, major: int) -> "Payload":
         """Parse a payload of a stream of major version ``major``; raises FormatError / LimitError
         naming the bad field."""
 
@@ -430,7 +432,7 @@ class SequenceHeader(Payload):
         return pack_fields({field: int(getattr(self, field)) for field, _ in layout}, layout)
 
     @classmethod
-    def from_bytes(cls, data: bytes, major: int = 1) -> "SequenceHeader":
+    def from_bytes(cls, data: bytes, major: int) -> "SequenceHeader":
         """Parse a SEQUENCE_HEADER payload. 1.x: 1.0 fields, then the AVCC extension if bytes follow,
         then the 1.3 diffusion fields when ``avcc_flags`` has DIFFUSION_LIPS. 2.0: the compact layout;
         the digests are then 16-hex-digit prefixes.
@@ -542,7 +544,7 @@ class KeyFrame(Payload):
         return pack_fields({"frame_index": self.frame_index, "quality": self.quality}, layout) + self.data
 
     @classmethod
-    def from_bytes(cls, data: bytes, major: int = 1) -> "KeyFrame":
+    def from_bytes(cls, data: bytes, major: int) -> "KeyFrame":
         """Parse a KEY_FRAME payload; everything after the fixed fields is ``data``."""
         data = _check_bytes(data)
         values, offset = unpack_fields("KeyFrame", data, 0, cls._layout(major))
@@ -586,7 +588,7 @@ class _MotionPacket(Payload):
         return pack_fields({name: getattr(self, name) for name, _ in layout}, layout) + self.data
 
     @classmethod
-    def from_bytes(cls, data: bytes, major: int = 1) -> Self:
+    def from_bytes(cls, data: bytes, major: int) -> Self:
         """Parse the payload; reserved flag bits are ignored, everything after the fixed fields is data."""
         data = _check_bytes(data)
         values, offset = unpack_fields(cls.__name__, data, 0, cls._layout(major))
@@ -665,7 +667,7 @@ class Audio(Payload):
         return pack_fields({"first_frame": self.first_frame, "num_frames": self.num_frames}, layout) + self.data
 
     @classmethod
-    def from_bytes(cls, data: bytes, major: int = 1) -> "Audio":
+    def from_bytes(cls, data: bytes, major: int) -> "Audio":
         """Parse an AUDIO payload; everything after the fixed fields is ``data``."""
         data = _check_bytes(data)
         values, offset = unpack_fields("Audio", data, 0, cls._layout(major))
@@ -705,7 +707,7 @@ class AudioCtx(Payload):
         return pack_fields(values, self._layout(major)) + self.data
 
     @classmethod
-    def from_bytes(cls, data: bytes, major: int = 1) -> "AudioCtx":
+    def from_bytes(cls, data: bytes, major: int) -> "AudioCtx":
         """Parse an AUDIO_CTX payload; reserved flag bits are ignored, everything after them is data."""
         data = _check_bytes(data)
         values, offset = unpack_fields("AudioCtx", data, 0, cls._layout(major))
@@ -784,7 +786,7 @@ class SideInfo(Payload):
         return pack_fields(values, _SIDE_LAYOUT) + b"".join(r.to_bytes(4, "big") for r in self.refs)
 
     @classmethod
-    def from_bytes(cls, data: bytes, major: int = 1) -> "SideInfo":
+    def from_bytes(cls, data: bytes, major: int) -> "SideInfo":
         """Parse a SIDE_INFO payload (trailing bytes and reserved flag bits ignored; 1.x and 2.0 alike)."""
         data = _check_bytes(data)
         cls._layout(major)
@@ -820,7 +822,7 @@ class EndOfStream(Payload):
         return pack_fields(self.model_dump(), self._layout(major))
 
     @classmethod
-    def from_bytes(cls, data: bytes, major: int = 1) -> "EndOfStream":
+    def from_bytes(cls, data: bytes, major: int) -> "EndOfStream":
         """Parse an END_OF_STREAM payload (trailing bytes ignored)."""
         values, _ = unpack_fields("EndOfStream", _check_bytes(data), 0, cls._layout(major))
         return cls(**values)
@@ -837,9 +839,10 @@ AnyPayload = Union[SequenceHeader, KeyFrame, Motion, Audio, SideInfo, AudioCtx, 
                    EndOfStream]
 
 
-def decode_payload(unit: Unit, major: int = 1) -> Optional[AnyPayload]:
-    """Parse ``unit.payload`` with the model of its type, in the layout of the stream's major version;
-    None for an unknown type."""
+def decode_payload(unit: Unit, major: int) -> Optional[AnyPayload]:
+    """Parse ``unit.payload`` with the model of its type, in the layout of the stream's major version
+    ``major`` (required: a 2.0 payload read in the 1.x layout would be garbage, so there is no default;
+    pass ``parsed.version[0]`` or ``StreamParser.version[0]``); None for an unknown type."""
     if not unit.known:
         return None
     return PAYLOAD_TYPES[unit.type].from_bytes(unit.payload, major)  # type: ignore[return-value]

@@ -159,7 +159,8 @@ class Decoder:
         name = _unit_name(ev.type)
         self.bytes_by_type[name] = self.bytes_by_type.get(name, 0) + len(ev.payload)
         try:
-            payload = bs.decode_payload(ev, self._parser.version[0] if self._parser.version else 1)
+            assert self._parser.version is not None  # the parser yields units only after the preamble
+            payload = bs.decode_payload(ev, self._parser.version[0])
         except AvfcError as e:
             self.issues.append(Issue("damage", f"{name} unit at byte {ev.offset} is malformed: {e}", ev.offset))
             return

@@ -52,7 +52,7 @@ def test_whole_stream_parses(stream_bytes: bytes) -> None:
         assert stream_bytes[offset : offset + unit.size] == encode_unit(unit.type, unit.payload)
         offset += unit.size
     assert offset == len(stream_bytes)
-    assert all(decode_payload(u) is not None for u in parsed.units)
+    assert all(decode_payload(u, 1) is not None for u in parsed.units)
 
 
 def test_one_byte_at_a_time_gives_the_same_units(stream_bytes: bytes) -> None:
@@ -173,8 +173,8 @@ def test_newer_minor_version_unknown_units_and_appended_fields(make_avcc_header)
     assert parsed.version == (1, 7)
     assert parsed.header == header
     assert [u.type for u in parsed.units] == [0x42, UnitType.END_OF_STREAM]
-    assert parsed.units[0].known is False and decode_payload(parsed.units[0]) is None
-    assert decode_payload(parsed.units[1]) == EndOfStream(frame_count=0)
+    assert parsed.units[0].known is False and decode_payload(parsed.units[0], 1) is None
+    assert decode_payload(parsed.units[1], 1) == EndOfStream(frame_count=0)
 
 
 def test_missing_or_damaged_header(make_header, stream_bytes: bytes) -> None:
@@ -239,4 +239,4 @@ def test_writer_output_is_readable_while_written(make_header) -> None:
         start = fp.tell()
         writer.write(Motion(first_frame=frame, num_frames=1, data=bytes([frame])))
         (unit,) = parser.feed(fp.getvalue()[start:])
-        assert decode_payload(unit) == Motion(first_frame=frame, num_frames=1, data=bytes([frame]))
+        assert decode_payload(unit, 1) == Motion(first_frame=frame, num_frames=1, data=bytes([frame]))

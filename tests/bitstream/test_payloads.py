@@ -59,16 +59,16 @@ def test_header_layout_matches_hand_packing(make_header) -> None:
     assert header.to_bytes() == raw_header()
     assert len(header.to_bytes()) == 1 + len(header.model_name) + 32 + 44
     assert header.fps == 25
-    assert SequenceHeader.from_bytes(raw_header()) == header
+    assert SequenceHeader.from_bytes(raw_header(), 1) == header
 
 
 @pytest.mark.parametrize("payload", sample_payloads(seed=3, count=8), ids=lambda p: type(p).__name__)
 def test_round_trip_every_payload_type(payload) -> None:
     data = payload.to_bytes()
-    again = type(payload).from_bytes(data)
+    again = type(payload).from_bytes(data, 1)
     assert again == payload
     assert again.to_bytes() == data
-    assert decode_payload(Unit(payload.UNIT_TYPE, data, 0)) == payload
+    assert decode_payload(Unit(payload.UNIT_TYPE, data, 0), 1) == payload
 
 
 def test_round_trip_header_variants(make_header) -> None:
@@ -80,7 +80,7 @@ def test_round_trip_header_variants(make_header) -> None:
         dict(width=4096, height=16, fps_num=240, fps_den=1, model_name="a" * 64, kp_count=64, kp_dim=16),
     ):
         header = make_header(**overrides)
-        assert SequenceHeader.from_bytes(header.to_bytes()) == header
+        assert SequenceHeader.from_bytes(header.to_bytes(), 1) == header
 
 
 def test_fixed_layouts_of_small_payloads() -> None:
@@ -111,27 +111,27 @@ def test_fixed_layouts_of_small_payloads() -> None:
 def test_motion_round_trip_property(first: int, count: int, flags: int, data: bytes) -> None:
     motion = Motion(first_frame=first, num_frames=count, flags=flags, data=data)
     assert motion.intra == bool(flags)
-    assert Motion.from_bytes(motion.to_bytes()) == motion
+    assert Motion.from_bytes(motion.to_bytes(), 1) == motion
 
 
 def test_trailing_bytes_ignored_for_extensible_payloads(make_avcc_header) -> None:
     header = make_avcc_header()  # bytes after the 1.0 fields are the 1.1 extension; after it, ignored
-    assert SequenceHeader.from_bytes(header.to_bytes() + b"\x01\x02future") == header
+    assert SequenceHeader.from_bytes(header.to_bytes() + b"\x01\x02future", 1) == header
     side = sample_payloads()[3]
     assert isinstance(side, SideInfo)
-    assert SideInfo.from_bytes(side.to_bytes() + b"\xff" * 9) == side
+    assert SideInfo.from_bytes(side.to_bytes() + b"\xff" * 9, 1) == side
     eos = EndOfStream(frame_count=3)
-    assert EndOfStream.from_bytes(eos.to_bytes() + b"\x00") == eos
+    assert EndOfStream.from_bytes(eos.to_bytes() + b"\x00", 1) == eos
 
 
 def test_reserved_flag_bits_ignored_on_read(make_header) -> None:
-    assert SequenceHeader.from_bytes(raw_header(flags=0xFFFE)) == make_header()
+    assert SequenceHeader.from_bytes(raw_header(flags=0xFFFE), 1) == make_header()
     # bit 0 is defined since 1.2 (SPARSE_MOTION), the other 15 are reserved
-    assert SequenceHeader.from_bytes(raw_header(flags=0xFFFF)) == make_header(flags=HEADER_FLAG_SPARSE_MOTION)
-    motion = Motion.from_bytes(bytes.fromhex("00000001 0001 fe") + b"x")
+    assert SequenceHeader.from_bytes(raw_header(flags=0xFFFF), 1) == make_header(flags=HEADER_FLAG_SPARSE_MOTION)
+    motion = Motion.from_bytes(bytes.fromhex("00000001 0001 fe") + b"x", 1)
     assert motion.flags == 0 and motion.intra is False and motion.data == b"x"
-    assert Motion.from_bytes(bytes.fromhex("00000001 0001 ff")).flags == MOTION_FLAG_INTRA
-    side = SideInfo.from_bytes(bytes.fromhex("0000 0000 e5 00 01 01 00000000 00"))
+    assert Motion.from_bytes(bytes.fromhex("00000001 0001 ff"), 1).flags == MOTION_FLAG_INTRA
+    side = SideInfo.from_bytes(bytes.fromhex("0000 0000 e5 00 01 01 00000000 00"), 1)
     assert side.flags == SIDE_INFO_FLAG_BASE_PICTURE | SIDE_INFO_FLAG_DRIVE_PICTURE_FUSION
 
 
@@ -145,7 +145,7 @@ def test_reserved_flag_bits_rejected_on_construction(make_header) -> None:
 
 
 def test_unknown_unit_type_decodes_to_none() -> None:
-    assert decode_payload(Unit(0x42, b"anything", 6)) is None
+    assert decode_payload(Unit(0x42, b"anything", 6), 1) is None
     assert set(PAYLOAD_TYPES) == set(UnitType)
 
 
@@ -203,7 +203,7 @@ def test_header_bounds_on_construction_and_read(make_header, overrides: dict, er
     if "weights_sha256" in overrides:
         return  # a hex spelling: the raw 32 bytes cannot express it
     with pytest.raises(error):
-        SequenceHeader.from_bytes(raw_header(**overrides))
+        SequenceHeader.from_bytes(raw_header(**overrides), 1)
 
 
 @pytest.mark.parametrize(
@@ -224,7 +224,7 @@ def test_header_boundaries_accepted(make_header) -> None:
 
 def test_header_non_ascii_name_on_read() -> None:
     with pytest.raises(FormatError, match="model_name"):
-        SequenceHeader.from_bytes(raw_header(model_name="x\xe9y".encode("latin-1")))
+        SequenceHeader.from_bytes(raw_header(model_name="x\xe9y".encode("latin-1")), 1)
 
 
 def test_header_truncated_payload_names_the_field() -> None:
@@ -233,7 +233,7 @@ def test_header_truncated_payload_names_the_field() -> None:
              len(raw) - 1: "flags"}
     for cut, field in cases.items():
         with pytest.raises(FormatError, match=rf"SequenceHeader\.{field}\b"):
-            SequenceHeader.from_bytes(raw[:cut])
+            SequenceHeader.from_bytes(raw[:cut], 1)
 
 
 OTHER_BOUNDS = [
@@ -283,19 +283,19 @@ def test_side_info_bounds(overrides: dict, error: type) -> None:
 
 def test_bounds_enforced_on_read() -> None:
     with pytest.raises(LimitError, match="num_frames"):
-        Motion.from_bytes(bytes.fromhex("00000000 0401 00"))
+        Motion.from_bytes(bytes.fromhex("00000000 0401 00"), 1)
     with pytest.raises(LimitError, match="frame_index"):
-        KeyFrame.from_bytes(MAX_FRAME_COUNT.to_bytes(4, "big") + b"\x00x")
+        KeyFrame.from_bytes(MAX_FRAME_COUNT.to_bytes(4, "big") + b"\x00x", 1)
     with pytest.raises(FormatError, match="KeyFrame.data"):
-        KeyFrame.from_bytes(bytes.fromhex("00000000 00"))
+        KeyFrame.from_bytes(bytes.fromhex("00000000 00"), 1)
     with pytest.raises(LimitError, match="num_refs"):
-        SideInfo.from_bytes(bytes.fromhex("0000 0000 00 00 01 01 00000000 11"))
+        SideInfo.from_bytes(bytes.fromhex("0000 0000 00 00 01 01 00000000 11"), 1)
     with pytest.raises(FormatError, match=r"refs\[1\]"):
-        SideInfo.from_bytes(bytes.fromhex("0000 0000 00 00 01 01 00000000 02 00000001 0000"))
+        SideInfo.from_bytes(bytes.fromhex("0000 0000 00 00 01 01 00000000 02 00000001 0000"), 1)
     with pytest.raises(FormatError, match="Audio.num_frames"):
-        Audio.from_bytes(bytes.fromhex("00000000 00"))
+        Audio.from_bytes(bytes.fromhex("00000000 00"), 1)
     with pytest.raises(FormatError, match="EndOfStream.audio_samples"):
-        EndOfStream.from_bytes(bytes(10))
+        EndOfStream.from_bytes(bytes(10), 1)
 
 
 def test_data_size_bounded_by_unit_payload() -> None:
@@ -313,7 +313,7 @@ def test_models_are_frozen(make_header) -> None:
 
 def test_from_bytes_rejects_non_bytes() -> None:
     with pytest.raises(FormatError):
-        Motion.from_bytes("00000000")  # type: ignore[arg-type]
+        Motion.from_bytes("00000000", 1)  # type: ignore[arg-type]
 
 
 def test_enum_values_are_the_spec_values() -> None:

@@ -127,8 +127,8 @@ def test_new_payload_layouts() -> None:
 @pytest.mark.parametrize("payload", sample_payloads_v1_1(seed=4, count=8), ids=lambda p: type(p).__name__)
 def test_round_trip_every_1_1_payload(payload) -> None:
     data = payload.to_bytes()
-    assert type(payload).from_bytes(data) == payload
-    assert decode_payload(Unit(payload.UNIT_TYPE, data, 0)) == payload
+    assert type(payload).from_bytes(data, 1) == payload
+    assert decode_payload(Unit(payload.UNIT_TYPE, data, 0), 1) == payload
 
 
 @given(first=st.integers(0, 2**32 - 4096), count=st.integers(1, 4096), data=st.binary(max_size=64))
@@ -137,7 +137,7 @@ def test_audio_ctx_round_trip_property(first: int, count: int, data: bytes) -> N
     ctx = AudioCtx(first_frame=first, num_frames=count, data=data)
     raw = ctx.to_bytes()
     assert raw[:7] == struct.pack(">IHB", first, count, 0) and raw[7:] == data
-    assert AudioCtx.from_bytes(raw) == ctx
+    assert AudioCtx.from_bytes(raw, 1) == ctx
 
 
 @given(
@@ -150,7 +150,7 @@ def test_audio_ctx_round_trip_property(first: int, count: int, data: bytes) -> N
 def test_motion_pred_round_trip_property(first: int, count: int, flags: int, data: bytes) -> None:
     pred = MotionPred(first_frame=first, num_frames=count, flags=flags, data=data)
     assert pred.intra == bool(flags)
-    assert MotionPred.from_bytes(pred.to_bytes()) == pred
+    assert MotionPred.from_bytes(pred.to_bytes(), 1) == pred
 
 
 NEW_BOUNDS = [
@@ -186,26 +186,26 @@ def test_new_payload_data_size_boundary() -> None:
 
 def test_new_payloads_on_read() -> None:
     with pytest.raises(LimitError, match=r"AudioCtx\.num_frames"):
-        AudioCtx.from_bytes(bytes.fromhex("00000000 1001 00"))
+        AudioCtx.from_bytes(bytes.fromhex("00000000 1001 00"), 1)
     with pytest.raises(LimitError, match=r"MotionPred\.num_frames"):
-        MotionPred.from_bytes(bytes.fromhex("00000000 0401 00"))
+        MotionPred.from_bytes(bytes.fromhex("00000000 0401 00"), 1)
     with pytest.raises(LimitError, match=r"MotionPred\.first_frame"):
-        MotionPred.from_bytes(MAX_FRAME_COUNT.to_bytes(4, "big") + bytes.fromhex("0001 00"))
+        MotionPred.from_bytes(MAX_FRAME_COUNT.to_bytes(4, "big") + bytes.fromhex("0001 00"), 1)
     for model, cut, field in ((AudioCtx, 3, "first_frame"), (AudioCtx, 5, "num_frames"), (AudioCtx, 6, "flags"),
                               (MotionPred, 0, "first_frame"), (MotionPred, 4, "num_frames"),
                               (MotionPred, 6, "flags")):
         with pytest.raises(FormatError, match=rf"{model.__name__}\.{field}\b"):
-            model.from_bytes(bytes.fromhex("00000000 0001 01")[:cut])
+            model.from_bytes(bytes.fromhex("00000000 0001 01")[:cut], 1)
     with pytest.raises(FormatError):
-        AudioCtx.from_bytes("00000000")  # type: ignore[arg-type]
+        AudioCtx.from_bytes("00000000", 1)  # type: ignore[arg-type]
 
 
 def test_new_payload_reserved_bits_masked_on_read() -> None:
-    ctx = AudioCtx.from_bytes(bytes.fromhex("00000005 0003 ff") + b"tok")
+    ctx = AudioCtx.from_bytes(bytes.fromhex("00000005 0003 ff") + b"tok", 1)
     assert (ctx.first_frame, ctx.num_frames, ctx.flags, ctx.data) == (5, 3, 0, b"tok")
-    pred = MotionPred.from_bytes(bytes.fromhex("00000001 0001 fe") + b"x")
+    pred = MotionPred.from_bytes(bytes.fromhex("00000001 0001 fe") + b"x", 1)
     assert pred.flags == 0 and pred.data == b"x"
-    assert MotionPred.from_bytes(bytes.fromhex("00000001 0001 ff")).flags == MOTION_FLAG_INTRA
+    assert MotionPred.from_bytes(bytes.fromhex("00000001 0001 ff"), 1).flags == MOTION_FLAG_INTRA
 
 
 # ---- the header extension ------------------------------------------------------------------
@@ -218,7 +218,7 @@ def test_header_without_extension_is_the_1_0_header(make_header) -> None:
     assert (header.audio_coder, header.motion_source, header.avcc_flags) == (AudioCoder.RAW,
                                                                               MotionSource.TRANSMITTED, 0)
     assert header.to_bytes() == raw_header()  # the 1.0 bytes, nothing appended
-    assert SequenceHeader.from_bytes(raw_header()) == header
+    assert SequenceHeader.from_bytes(raw_header(), 1) == header
 
 
 def test_header_extension_layout(make_avcc_header) -> None:
@@ -226,7 +226,7 @@ def test_header_extension_layout(make_avcc_header) -> None:
     assert header.min_version == (1, 1)
     assert header.to_bytes() == raw_header() + raw_extension()
     assert len(header.to_bytes()) == 77 + len(header.model_name) + 37 + len(header.avcc_name)
-    assert SequenceHeader.from_bytes(raw_header() + raw_extension()) == header
+    assert SequenceHeader.from_bytes(raw_header() + raw_extension(), 1) == header
 
 
 @pytest.mark.parametrize(
@@ -246,7 +246,7 @@ def test_header_extension_layout(make_avcc_header) -> None:
 def test_header_extension_variants_round_trip(make_avcc_header, overrides: dict) -> None:
     header = make_avcc_header(**overrides)
     assert header.min_version == (1, 1)
-    assert SequenceHeader.from_bytes(header.to_bytes()) == header
+    assert SequenceHeader.from_bytes(header.to_bytes(), 1) == header
 
 
 EXTENSION_ERRORS = [
@@ -279,22 +279,22 @@ def test_header_extension_validation(make_avcc_header, overrides: dict, error: t
 def test_non_default_coding_needs_the_bundle_on_read_too() -> None:
     # an extension is only written with a bundle, so a read header always has one; its checks apply on read
     with pytest.raises(FormatError, match="audio_coder"):
-        SequenceHeader.from_bytes(raw_header(audio_param=1300) + raw_extension())
+        SequenceHeader.from_bytes(raw_header(audio_param=1300) + raw_extension(), 1)
     with pytest.raises(FormatError, match="avcc_name"):
-        SequenceHeader.from_bytes(raw_header() + raw_extension(name=b""))
+        SequenceHeader.from_bytes(raw_header() + raw_extension(name=b""), 1)
     with pytest.raises(LimitError, match="avcc_name"):
-        SequenceHeader.from_bytes(raw_header() + raw_extension(name=b"a" * 65))
+        SequenceHeader.from_bytes(raw_header() + raw_extension(name=b"a" * 65), 1)
     with pytest.raises(FormatError, match="avcc_name: not ASCII"):
-        SequenceHeader.from_bytes(raw_header() + raw_extension(name=b"x\xe9"))
+        SequenceHeader.from_bytes(raw_header() + raw_extension(name=b"x\xe9"), 1)
     with pytest.raises(FormatError, match="motion_source"):
-        SequenceHeader.from_bytes(raw_header() + raw_extension(motion_source=3))
+        SequenceHeader.from_bytes(raw_header() + raw_extension(motion_source=3), 1)
 
 
 def test_header_extension_reserved_flags_and_trailing_bytes_ignored(make_avcc_header) -> None:
     header = make_avcc_header()
-    assert SequenceHeader.from_bytes(raw_header() + raw_extension(avcc_flags=0xFFFE)) == header
+    assert SequenceHeader.from_bytes(raw_header() + raw_extension(avcc_flags=0xFFFE), 1) == header
     # bit 0 is defined since 1.3 (DIFFUSION_LIPS: two more fields follow), the other 15 are reserved
-    assert SequenceHeader.from_bytes(raw_header() + raw_extension() + b"\x09later minor") == header
+    assert SequenceHeader.from_bytes(raw_header() + raw_extension() + b"\x09later minor", 1) == header
 
 
 def test_truncated_extension_names_the_field() -> None:
@@ -305,7 +305,7 @@ def test_truncated_extension_names_the_field() -> None:
     assert len(ext) == 48
     for cut, field in cases.items():
         with pytest.raises(FormatError, match=rf"SequenceHeader\.{field}\b"):
-            SequenceHeader.from_bytes(fixed + ext[:cut])
+            SequenceHeader.from_bytes(fixed + ext[:cut], 1)
 
 
 # ---- the writer --------------------------------------------------------------------------
@@ -324,7 +324,7 @@ def test_golden_1_1_stream_bytes_and_parse() -> None:
     assert parsed.version == (1, 1) and parsed.header == golden_1_1_header() and parsed.damages == []
     assert [u.type for u in parsed.units] == [UnitType.KEY_FRAME, UnitType.AUDIO_CTX, UnitType.MOTION_PRED,
                                               UnitType.END_OF_STREAM]
-    assert [decode_payload(u) for u in parsed.units] == payloads
+    assert [decode_payload(u, 1) for u in parsed.units] == payloads
 
 
 def test_writer_chooses_the_oldest_version(make_header, make_avcc_header) -> None:
@@ -387,7 +387,7 @@ def test_writer_refuses_units_the_header_does_not_announce(make_header, make_avc
 def test_1_1_stream_parses(stream_bytes_v1_1: bytes, make_avcc_header) -> None:
     parsed = parse_stream(stream_bytes_v1_1)
     assert parsed.version == (1, 1) and parsed.header == make_avcc_header() and parsed.damages == []
-    assert [decode_payload(u) for u in parsed.units] == sample_payloads_v1_1()
+    assert [decode_payload(u, 1) for u in parsed.units] == sample_payloads_v1_1()
     assert {UnitType.AUDIO_CTX, UnitType.MOTION_PRED} <= {u.type for u in parsed.units}
     assert all(u.known for u in parsed.units)
 
@@ -422,7 +422,7 @@ def test_in_a_1_0_stream_types_06_and_07_stay_unknown(make_header) -> None:
     parsed = parse_stream(encode_preamble(VERSION_1_0) + header_unit + ctx + pred + eos)
     assert [u.type for u in parsed.units] == [0x06, 0x07, UnitType.END_OF_STREAM]
     assert [type(u.type) for u in parsed.units[:2]] == [int, int]
-    assert [decode_payload(u) for u in parsed.units[:2]] == [None, None]
+    assert [decode_payload(u, 1) for u in parsed.units[:2]] == [None, None]
     damaged = bytearray(encode_preamble(VERSION_1_0) + header_unit + b"\x99" + ctx + pred + eos)
     parsed = parse_stream(bytes(damaged))
     assert [(d.offset, d.length) for d in parsed.damages] == [(6 + len(header_unit), 1 + len(ctx) + len(pred))]
@@ -453,13 +453,13 @@ def test_old_reader_simulation(stream_bytes_v1_1: bytes, make_avcc_header) -> No
     # the 1.0 fields of the header are a prefix of its payload; a 1.0 reader ignores the rest
     plain = SequenceHeader(**HEADER_FIELDS)
     assert units[0].payload.startswith(plain.to_bytes())
-    assert SequenceHeader.from_bytes(units[0].payload[: len(plain.to_bytes())]) == plain
+    assert SequenceHeader.from_bytes(units[0].payload[: len(plain.to_bytes())], 1) == plain
     assert plain == header.model_copy(update=dict(avcc_name=None, avcc_sha256=None, audio_coder=AudioCoder.RAW,
                                                   motion_source=MotionSource.TRANSMITTED))
     # the new units come back as unknown types, which a 1.0 decoder skips (decode_payload -> None)
     new = [u for u in units[1:] if u.type in (0x06, 0x07)]
-    assert new and all(type(u.type) is int and not u.known and decode_payload(u) is None for u in new)
-    kept = [decode_payload(u) for u in units[1:] if u.known]
+    assert new and all(type(u.type) is int and not u.known and decode_payload(u, 1) is None for u in new)
+    kept = [decode_payload(u, 1) for u in units[1:] if u.known]
     assert kept == [p for p in sample_payloads_v1_1() if not isinstance(p, (AudioCtx, MotionPred))]
     assert {type(p) for p in kept} == {KeyFrame, SideInfo, EndOfStream}  # key frames held, no audio
 

@@ -69,7 +69,7 @@ def test_golden_1_2_stream_bytes_and_parse() -> None:
     parsed = parse_stream(data)
     assert parsed.version == (1, 2) and parsed.header == golden_1_2_header() and parsed.damages == []
     assert [u.type for u in parsed.units] == [UnitType.KEY_FRAME, UnitType.MOTION_SPARSE, UnitType.END_OF_STREAM]
-    assert [decode_payload(u) for u in parsed.units] == payloads
+    assert [decode_payload(u, 1) for u in parsed.units] == payloads
 
 
 def test_a_1_1_labelled_stream_sees_type_08_as_unknown() -> None:
@@ -79,4 +79,4 @@ def test_a_1_1_labelled_stream_sees_type_08_as_unknown() -> None:
     types = [e.type for e in events if isinstance(e, Unit)]
     assert types[1:] == [UnitType.KEY_FRAME, 0x08, UnitType.END_OF_STREAM]
     unknown = [e for e in events if isinstance(e, Unit) and e.type == 0x08][0]
-    assert not unknown.known and decode_payload(unknown) is None
+    assert not unknown.known and decode_payload(unknown, 1) is None

@@ -93,7 +93,7 @@ def test_golden_1_3_stream_bytes_and_parse() -> None:
     parsed = parse_stream(data)
     assert parsed.version == (1, 3) and parsed.header == golden_1_3_header() and parsed.damages == []
     assert parsed.header.diffusion_lips and parsed.header.min_version == (1, 3)
-    assert [decode_payload(u) for u in parsed.units] == payloads
+    assert [decode_payload(u, 1) for u in parsed.units] == payloads
 
 
 def test_without_the_flag_the_stream_stays_1_1() -> None:
@@ -105,7 +105,7 @@ def test_without_the_flag_the_stream_stays_1_1() -> None:
 @pytest.mark.parametrize("steps,seed", [(1, 0), (64, 0xFFFF_FFFF), (8, 7)])
 def test_header_round_trip(steps: int, seed: int) -> None:
     header = golden_1_3_header(diffusion_steps=steps, diffusion_seed=seed)
-    assert SequenceHeader.from_bytes(header.to_bytes()) == header
+    assert SequenceHeader.from_bytes(header.to_bytes(), 1) == header
 
 
 HEADER_ERRORS = [
@@ -131,16 +131,16 @@ def _ext(avcc_flags: int, tail: bytes = b"") -> bytes:
 
 
 def test_reading_the_diffusion_fields() -> None:
-    header = SequenceHeader.from_bytes(_ext(0x0001, struct.pack(">BI", 16, 99)))
+    header = SequenceHeader.from_bytes(_ext(0x0001, struct.pack(">BI", 16, 99)), 1)
     assert header.diffusion_lips and (header.diffusion_steps, header.diffusion_seed) == (16, 99)
     assert header == SequenceHeader(**HEADER_FIELDS, **{**AVCC_FIELDS, "motion_source": MotionSource.FROM_SPEECH},
                                     avcc_flags=1, diffusion_steps=16, diffusion_seed=99)
     # reserved avcc bits are ignored, bytes after the known fields too (a later minor version)
-    assert SequenceHeader.from_bytes(_ext(0xFFFF, struct.pack(">BI", 16, 99) + b"later")) == header
+    assert SequenceHeader.from_bytes(_ext(0xFFFF, struct.pack(">BI", 16, 99) + b"later"), 1) == header
     with pytest.raises(LimitError, match=r"SequenceHeader\.diffusion_steps"):
-        SequenceHeader.from_bytes(_ext(0x0001, struct.pack(">BI", 65, 0)))
+        SequenceHeader.from_bytes(_ext(0x0001, struct.pack(">BI", 65, 0)), 1)
     with pytest.raises(FormatError, match=r"SequenceHeader\.diffusion_steps"):
-        SequenceHeader.from_bytes(_ext(0x0001, struct.pack(">BI", 0, 0)))
+        SequenceHeader.from_bytes(_ext(0x0001, struct.pack(">BI", 0, 0)), 1)
 
 
 def test_truncated_diffusion_fields_name_the_field() -> None:
@@ -148,7 +148,7 @@ def test_truncated_diffusion_fields_name_the_field() -> None:
     cases = {5: "diffusion_steps", 4: "diffusion_seed", 1: "diffusion_seed"}
     for cut, field in cases.items():
         with pytest.raises(FormatError, match=rf"SequenceHeader\.{field}\b"):
-            SequenceHeader.from_bytes(full[:-cut])
+            SequenceHeader.from_bytes(full[:-cut], 1)
 
 
 def test_what_a_1_2_reader_sees() -> None:
@@ -158,5 +158,5 @@ def test_what_a_1_2_reader_sees() -> None:
     flags_at = len(data) - 5 - 2
     assert data[flags_at:flags_at + 2] == b"\x00\x01"
     data[flags_at + 1] = 0  # what masking the reserved bit gives a 1.2 reader
-    seen = SequenceHeader.from_bytes(bytes(data))
+    seen = SequenceHeader.from_bytes(bytes(data), 1)
     assert seen == golden_1_3_header(avcc_flags=0, diffusion_steps=0, diffusion_seed=0)

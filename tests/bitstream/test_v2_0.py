@@ -228,6 +228,21 @@ def test_decode_payload_reads_the_layout_of_the_streams_major() -> None:
     assert bs.decode_payload(Unit(UnitType.AUDIO, p.to_bytes(1), 0), 1) == p
 
 
+def test_readers_have_no_default_major() -> None:
+    """A 2.0 payload read as 1.x is garbage (a key frame of frame 0 read as frame 2296326, issue 19), so every
+    payload reader takes the stream's major version explicitly: leaving it out is a TypeError."""
+    key = KeyFrame(frame_index=0, quality=40, data=b"av1 bytes")
+    unit = Unit(UnitType.KEY_FRAME, key.to_bytes(2), 0, 2)
+    with pytest.raises(TypeError):
+        bs.decode_payload(unit)  # type: ignore[call-arg]
+    for payload in [key, *sample_payloads()]:
+        with pytest.raises(TypeError):
+            type(payload).from_bytes(payload.to_bytes(2))  # type: ignore[call-arg]
+    with pytest.raises(FormatError, match="major version"):
+        bs.decode_payload(unit, True)  # a bool is not a major version
+    assert bs.decode_payload(unit, 2) == key
+
+
 def test_a_1_x_preamble_default_and_2_0_preamble() -> None:
     assert encode_preamble() == b"AVFC\x01\x03" and encode_preamble(VERSION_2_0) == b"AVFC\x02\x00"
     assert bs.unit_types_of(VERSION_2_0) == bs.unit_types_of((1, 3))

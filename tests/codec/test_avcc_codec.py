@@ -47,7 +47,8 @@ def streams(media):
 
 
 def _units(data):
-    return [(u.type, bs.decode_payload(u)) for u in bs.parse_stream(data).units]
+    parsed = bs.parse_stream(data)
+    return [(u.type, bs.decode_payload(u, parsed.version[0])) for u in parsed.units]
 
 
 def test_plain_streams_stay_version_1_0_and_avcc_streams_are_1_1(streams):

@@ -73,7 +73,7 @@ def _header(**kw):
 def test_header_flag_sets_version_1_2_and_round_trips():
     h = _header(flags=bs.HEADER_FLAG_SPARSE_MOTION)
     assert h.sparse_motion and h.min_version == bs.VERSION_1_2 == (1, 2)
-    assert bs.SequenceHeader.from_bytes(h.to_bytes()) == h
+    assert bs.SequenceHeader.from_bytes(h.to_bytes(), 1) == h
     assert _header().min_version == (1, 0) and not _header().sparse_motion
     with pytest.raises(FormatError, match="reserved bits"):
         _header(flags=0x0002)
@@ -89,14 +89,14 @@ def test_motion_sparse_payload_layout():
     m = bs.MotionSparse(first_frame=3, num_frames=25, flags=bs.MOTION_FLAG_INTRA, stride=3, data=b"\x01\x02")
     raw = m.to_bytes()
     assert raw == bytes.fromhex("00000003" "0019" "01" "03" "0102")
-    assert bs.MotionSparse.from_bytes(raw) == m
-    assert bs.MotionSparse.from_bytes(raw[:6] + b"\xff" + raw[7:]).flags == bs.MOTION_FLAG_INTRA  # reserved masked
+    assert bs.MotionSparse.from_bytes(raw, 1) == m
+    assert bs.MotionSparse.from_bytes(raw[:6] + b"\xff" + raw[7:], 1).flags == bs.MOTION_FLAG_INTRA  # reserved masked
     with pytest.raises(FormatError, match="stride"):
-        bs.MotionSparse.from_bytes(raw[:7] + b"\x00" + raw[8:])
+        bs.MotionSparse.from_bytes(raw[:7] + b"\x00" + raw[8:], 1)
     with pytest.raises(LimitError, match="stride"):
-        bs.MotionSparse.from_bytes(raw[:7] + bytes([bs.MAX_MOTION_STRIDE + 1]) + raw[8:])
+        bs.MotionSparse.from_bytes(raw[:7] + bytes([bs.MAX_MOTION_STRIDE + 1]) + raw[8:], 1)
     with pytest.raises(FormatError, match="stride"):
-        bs.MotionSparse.from_bytes(raw[:7])  # ends inside the fixed fields
+        bs.MotionSparse.from_bytes(raw[:7], 1)  # ends inside the fixed fields
 
 
 def test_writer_needs_the_flag_for_sparse_units():
@@ -135,7 +135,7 @@ def test_sparse_stream_decodes_to_the_interpolated_keypoints(stride):
     assert data[4:6] == bytes((1, 2))  # version 1.2
     parsed = bs.parse_stream(data)
     assert parsed.header.sparse_motion
-    packets = [bs.decode_payload(u) for u in parsed.units if u.type == bs.UnitType.MOTION_SPARSE]
+    packets = [bs.decode_payload(u, parsed.version[0]) for u in parsed.units if u.type == bs.UnitType.MOTION_SPARSE]
     assert [(p.first_frame, p.num_frames, p.stride) for p in packets] == [(0, 10, stride), (10, 10, stride),
                                                                           (20, 3, stride)]
     assert not any(u.type == bs.UnitType.MOTION for u in parsed.units)
@@ -168,7 +168,9 @@ def test_predicted_packets_follow_sparse_ones_from_the_coded_last_frame():
     # intra_period 3: packets 1 and 2 predict from the last frame of the packet before
     frames = talking_face(30, SIZE, SIZE)
     data = _encode(frames, intra_period=3, motion_stride=3)
-    flags = [bs.decode_payload(u).flags for u in bs.parse_stream(data).units if u.type == bs.UnitType.MOTION_SPARSE]
+    parsed = bs.parse_stream(data)
+    flags = [bs.decode_payload(u, parsed.version[0]).flags for u in parsed.units
+             if u.type == bs.UnitType.MOTION_SPARSE]
     assert flags == [bs.MOTION_FLAG_INTRA, 0, 0]
     res = avfc.decode(data)
     assert res.issues == [] and len(res.frames) == 30

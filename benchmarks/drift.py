@@ -29,7 +29,13 @@ Metrics: PSNR (RGB) on every frame; LPIPS-Alex on every ``--lpips-stride``-th fr
 ``--weights``. Distance bins pool the frames of all clips (a frame counts once); the per-line means
 average the clips' own means (each clip counts once). The markdown tables go to stdout and to ``--out``.
 
+Streams are written in the encoder's default format (2.0 since avfc 0.2); key frames are read in the
+layout of the stream's own major version.
+
 Run: ``python benchmarks/drift.py --out /tmp/drift.md [--data DIR] [--rate 5] [--frames 125]``
+``--smoke``: a check that the script runs, in seconds, on no data: one synthetic clip of 20 frames written
+to a temporary folder, the ``tiny-test`` model at 64x64, key frames every 8 frames, no LPIPS (``--out``
+may then be omitted); its figures mean nothing.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ import argparse
 import math
 import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,17 +62,21 @@ from avfc.eval import anchors
 from avfc.eval.metrics import psnr
 from avfc.eval.report import cpu_model
 from avfc.media import Media, read_media
+from avfc.media.synthetic import write_clip
 
+KEY_INTERVAL = 50  # of the modes with several key frames
 MODES: dict[str, dict[str, object]] = {
     "single": {"key_interval": 0, "max_refs": 1},
-    "multi": {"key_interval": 50, "max_refs": 4},
-    "bidir": {"key_interval": 50, "max_refs": 2, "reference_mode": "bidirectional"},
+    "multi": {"key_interval": KEY_INTERVAL, "max_refs": 4},
+    "bidir": {"key_interval": KEY_INTERVAL, "max_refs": 2, "reference_mode": "bidirectional"},
 }
 #: distance bins, inclusive; None: no upper end
 BINS: tuple[tuple[int, Optional[int]], ...] = ((0, 0), (1, 10), (11, 25), (26, 50), (51, 100), (101, None))
 HELD = "held still"
 FPS = 25
 SIZE = 256
+#: what --smoke changes
+SMOKE = {"frames": 20, "size": 64, "model": "tiny-test", "key_interval": 8, "rate": 5.0, "threads": 1}
 
 
 @dataclass
@@ -108,7 +119,8 @@ def nearest_reference(count: int, keys: list[int], bidirectional: bool) -> tuple
 def key_indices(data: bytes) -> list[int]:
     """Frame indices of the KEY_FRAME units of an .avfc stream."""
     parsed = bs.parse_stream(data)
-    return [int(bs.decode_payload(u).frame_index) for u in parsed.units if u.type == bs.UnitType.KEY_FRAME]
+    major = parsed.version[0]  # 2.0 by default since avfc 0.2: its key frames do not parse as 1.x
+    return [int(bs.decode_payload(u, major).frame_index) for u in parsed.units if u.type == bs.UnitType.KEY_FRAME]
 
 
 class Scorer:
@@ -141,8 +153,10 @@ class Scorer:
 
 def run_clip(path: Path, args: argparse.Namespace, scorer: Scorer, notes: list[str]) -> dict[str, Line]:
     """Every line of one clip."""
+    size = args.size
     media = read_media(path, fps=FPS, max_frames=args.frames)
-    ref, _ = prepare(media, EncoderConfig.make(size=SIZE, fps=FPS, max_frames=args.frames, audio="none"))
+    ref, _ = prepare(media, EncoderConfig.make(size=size, fps=FPS, max_frames=args.frames, audio="none",
+                                               model=args.model))
     ref = np.ascontiguousarray(ref)
     n = len(ref)
     duration = n / FPS
@@ -151,15 +165,15 @@ def run_clip(path: Path, args: argparse.Namespace, scorer: Scorer, notes: list[s
 
     budget = int(args.rate * 1000 / 8 * duration)
     payload, qp, fits = anchors.encode_held_key_frame(ref[0], budget)
-    held = anchors.decode_held_key_frame(payload, n, SIZE, SIZE)
+    held = anchors.decode_held_key_frame(payload, n, size, size)
     p, lp = scorer.score(ref, held)
     lines[HELD] = Line(np.arange(n), p, lp, kbps=len(payload) * 8 / 1000 / duration, keys=1, key_qps=[qp])
     if not fits:
         notes.append(f"{path.stem}: held still: the key frame does not fit {budget} bytes even at QP {qp}")
 
-    for mode, overrides in MODES.items():
-        res = avfc.encode(src, bitrate_kbps=args.rate, audio="none", size=SIZE, fps=FPS, crop="none",
-                          **overrides)
+    for mode, overrides in modes(args.key_interval).items():
+        res = avfc.encode(src, bitrate_kbps=args.rate, audio="none", size=size, fps=FPS, crop="none",
+                          model=args.model, **overrides)
         dec = avfc.decode(res.data)
         notes += [f"{path.stem}: {mode}: {w}" for w in res.warnings]
         notes += [f"{path.stem}: {mode}: decoder: {i.message}" for i in dec.issues]
@@ -174,6 +188,12 @@ def run_clip(path: Path, args: argparse.Namespace, scorer: Scorer, notes: list[s
         p, lp = scorer.score(ref, dec.frames[near])
         lines[f"{mode} keys held"] = Line(dist, p, lp, kbps=res.kbps, keys=len(keys))
     return lines
+
+
+def modes(key_interval: int) -> dict[str, dict[str, object]]:
+    """MODES with ``key_interval`` frames between key frames where MODES has KEY_INTERVAL."""
+    return {m: {k: (key_interval if k == "key_interval" and v == KEY_INTERVAL else v) for k, v in o.items()}
+            for m, o in MODES.items()}
 
 
 def line_order() -> list[str]:
@@ -247,9 +267,11 @@ def report(results: dict[str, dict[str, Line]], args: argparse.Namespace, scorer
         f"- Clips: {len(results)} from `{args.data}` ({frames} frames, at most {args.frames} per clip: "
         + ", ".join(f"{c} {len(lines[HELD].psnr)}" for c, lines in results.items()) + ").",
         f"- Rate: `bitrate_kbps={args.rate:g}` for the whole file, `audio=\"none\"`; model "
-        f"`{EncoderConfig().model}`, AV1 key frames, 256x256, 25 fps. `held still`: one AV1 intra frame within "
+        f"`{args.model}`, AV1 key frames, {args.size}x{args.size}, 25 fps, format "
+        f"{EncoderConfig().format_major}.x. `held still`: one AV1 intra frame within "
         f"{args.rate:g} kbit/s x duration bytes, repeated.",
-        "- Modes: " + "; ".join(f"`{m}`: " + ", ".join(f"{k}={v}" for k, v in o.items()) for m, o in MODES.items())
+        "- Modes: " + "; ".join(f"`{m}`: " + ", ".join(f"{k}={v}" for k, v in o.items())
+                                for m, o in modes(args.key_interval).items())
         + ". `<mode> keys held`: that stream's decoded key frames, each frame replaced by its nearest reference.",
         f"- PSNR (RGB) on every frame; LPIPS-Alex on every {args.lpips_stride}th frame (frames "
         f"{args.lpips_stride // 2}, {args.lpips_stride // 2 + args.lpips_stride}, ...)"
@@ -324,7 +346,8 @@ def main() -> int:
     """Run the drift measurement (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("/work/shared/data/av-eval"))
-    parser.add_argument("--out", type=Path, required=True, help="write the markdown report here")
+    parser.add_argument("--out", type=Path, default=None, help="write the markdown report here (required "
+                                                                "unless --smoke)")
     parser.add_argument("--rate", type=float, default=5.0, help="total kbit/s of every line (default 5)")
     parser.add_argument("--frames", type=int, default=125, help="at most this many frames per clip")
     parser.add_argument("--clips", type=int, default=None, help="only the first N clips")
@@ -332,9 +355,31 @@ def main() -> int:
     parser.add_argument("--lpips-stride", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--csv", type=Path, default=None, help="also write per-frame scores here")
+    parser.add_argument("--model", default=EncoderConfig().model, help="zoo model (default: the encoder's)")
+    parser.add_argument("--size", type=int, default=SIZE, help="coded width = height (default 256)")
+    parser.add_argument("--key-interval", type=int, default=KEY_INTERVAL,
+                        help=f"frames between key frames of multi and bidir (default {KEY_INTERVAL})")
+    parser.add_argument("--smoke", action="store_true",
+                        help="check that the script runs: one synthetic 20-frame clip, tiny-test at 64x64, no "
+                             "LPIPS, in seconds (the figures mean nothing)")
     args = parser.parse_args()
-    if args.frames < 1 or args.lpips_stride < 1 or args.rate <= 0:
-        parser.error("--frames and --lpips-stride must be >= 1, --rate > 0")
+    if args.smoke:
+        for k, v in SMOKE.items():
+            setattr(args, k, v)
+        args.clips, args.weights = None, Path("/nonexistent/smoke-weights")  # never ../shared
+        with tempfile.TemporaryDirectory() as tmp:
+            args.data = Path(tmp)
+            write_clip(args.data / "synthetic.mp4", n=args.frames, width=96, height=96, audio=False)
+            return run(args)
+    if args.out is None:
+        parser.error("--out is required (unless --smoke)")
+    if args.frames < 1 or args.lpips_stride < 1 or args.rate <= 0 or args.key_interval < 1:
+        parser.error("--frames, --lpips-stride and --key-interval must be >= 1, --rate > 0")
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Measure every clip of ``args.data`` and write the report."""
     clips = sorted(p for p in args.data.glob("*") if p.suffix.lower() in (".mp4", ".mov", ".mkv")) \
         if args.data.is_dir() else []
     if not clips:
@@ -357,8 +402,9 @@ def main() -> int:
         return 1
     md = report(results, args, scorer, notes, (load0, os.getloadavg()), time.perf_counter() - t0)
     print(md)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(md)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(md)
     if args.csv is not None:
         write_csv(args.csv, results)
     return 0

@@ -24,8 +24,13 @@ below it, and the CPU time *other* processes used while each child ran (from ``/
 reported. Streams are coded from ``--clip`` (default the first 100 frames of an ``av-eval`` clip,
 read only) or, when that file is absent, from a synthetic talking face (``avfc.media.synthetic``).
 
+Streams are written in the encoder's default format (2.0 since avfc 0.2); every payload is read in the
+layout of the stream's own major version.
+
 Run: ``python benchmarks/speed.py --out /tmp/speed.md [--model NAME] [--threads 2,1] [--runs 30] [--max-load 1.2]``
 (``--model``: a zoo model, default the zoo's default; streams and pieces alike use it).
+``--smoke``: a check that the script runs, in seconds, on no data (the ``tiny-test`` model at 64x64,
+16 synthetic frames, one thread, one timed call); its figures mean nothing.
 """
 
 from __future__ import annotations
@@ -41,16 +46,27 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 FRAMES = 100
 SIZE = 256
 FPS = 25
-STREAMS: dict[str, dict[str, Any]] = {
-    "1 ref": {"bitrate_kbps": 5.0},
-    "4 refs": {"bitrate_kbps": 5.0, "key_interval": 25, "max_refs": 4},
-}
+SMOKE = {"frames": 16, "size": 64, "model": "tiny-test", "threads": "1", "runs": 1, "warmup": 1}
+#: the streams' names (their configurations: :func:`streams`)
+STREAMS = ("1 ref", "4 refs")
+
+
+def streams(frames: int) -> dict[str, dict[str, Any]]:
+    """The encoder settings of each stream of ``frames`` frames: the default configuration at 5 kbit/s,
+    and a key frame every quarter of the clip (25 frames of 100) with up to 4 references."""
+    return {
+        "1 ref": {"bitrate_kbps": 5.0},
+        "4 refs": {"bitrate_kbps": 5.0, "key_interval": frames // 4, "max_refs": 4},
+    }
 DEFAULT_CLIP = Path("/work/shared/data/av-eval/hdtf_WDA_AOC_000.mp4")
 _KIB = 1 if sys.platform == "darwin" else 1024  # ru_maxrss unit: bytes on macOS, KiB elsewhere
 
@@ -92,7 +108,34 @@ def quartiles(values: list[float], scale: float = 1.0) -> tuple[float, float, fl
 
 
 # ----------------------------------------------------------------------------------- child process
-def measure(stream_dir: Path, threads: int, runs: int, warmup: int, model_name: str) -> dict[str, Any]:
+def stream_motion(data: bytes, channels: int) -> np.ndarray:
+    """Parse an .avfc stream and entropy decode its transmitted motion as the decoder does (MOTION and
+    MOTION_SPARSE packets, the latter interpolated), every payload in the layout of the stream's own major
+    version (2.0 by default); the quantized keypoints of every frame, (T, channels) int."""
+    import numpy as np
+
+    from avfc import bitstream as bs
+    from avfc.entropy import decode_motion, interpolate_track, sparse_positions
+
+    prev, rows = None, []
+    parsed = bs.parse_stream(data)
+    for u in parsed.units:
+        p = bs.decode_payload(u, parsed.version[0])
+        if isinstance(p, (bs.Motion, bs.MotionSparse)):
+            intra = bool(int(p.flags) & bs.MOTION_FLAG_INTRA)
+            n = int(p.num_frames)
+            if isinstance(p, bs.MotionSparse):
+                coded = decode_motion(p.data, len(sparse_positions(n, p.stride)), channels, None if intra else prev)
+                q = interpolate_track(coded, n, p.stride)
+            else:
+                q = decode_motion(p.data, n, channels, None if intra else prev)
+            prev = q[-1]
+            rows.append(q)
+    return np.concatenate(rows) if rows else np.zeros((0, channels), np.int64)
+
+
+def measure(stream_dir: Path, threads: int, runs: int, warmup: int, model_name: str,
+            frames_n: int = FRAMES, size: int = SIZE) -> dict[str, Any]:
     """Every measurement with ``threads`` torch threads (run in a fresh process).
 
     Returns ms per call (per frame for batched items and whole decodes) as (p25, median, p75),
@@ -103,51 +146,55 @@ def measure(stream_dir: Path, threads: int, runs: int, warmup: int, model_name: 
     torch.set_num_threads(threads)
     import avfc
     from avfc import bitstream as bs
-    from avfc.codec.common import frames_to_tensor, make_reference
-    from avfc.entropy import decode_motion, dequantize
+    from avfc.codec.common import KEY_CODEC_NAMES, frames_to_tensor, make_reference
+    from avfc.entropy import dequantize
     from avfc.media import decode_intra
     from avfc.models.zoo import load_model
 
-    model = load_model(model_name, SIZE)
+    model = load_model(model_name, size)
     out: dict[str, Any] = {"threads": threads, "load_start": os.getloadavg(), "rss_model_mib": peak_rss_mib()}
     data = {name: (stream_dir / f"{i}.avfc").read_bytes() for i, name in enumerate(STREAMS)}
     decoded = None
     for name, blob in data.items():
         decoded = avfc.decode(blob)
-        if len(decoded.frames) != FRAMES or decoded.issues:
+        if len(decoded.frames) != frames_n or decoded.issues:
             raise RuntimeError(f"stream {name!r} decoded badly: {decoded.frames.shape}, {decoded.issues}")
     out["rss_decode_mib"] = peak_rss_mib()  # imports, model and one decode of each stream
     assert decoded is not None
     frames, precision = decoded.frames, int(decoded.header.kp_precision)
     kp = torch.from_numpy(dequantize(decoded.motion, precision))
 
-    def parse_and_entropy() -> None:
-        prev = None
-        for u in bs.parse_stream(data["4 refs"]).units:
-            p = bs.decode_payload(u)
-            if isinstance(p, bs.Motion):
-                intra = bool(int(p.flags) & bs.MOTION_FLAG_INTRA)
-                q = decode_motion(p.data, int(p.num_frames), model.motion_channels, None if intra else prev)
-                prev = q[-1]
+    def parse_and_entropy() -> int:
+        return len(stream_motion(data["4 refs"], model.motion_channels))
 
+    got = parse_and_entropy()
+    if got != frames_n:
+        raise RuntimeError(f"parse + entropy decode of the 4-reference stream gave {got} frames of motion, not "
+                           f"{frames_n}: a motion unit type this script does not read?")
     one, batch = frames_to_tensor(frames[:1]), frames_to_tensor(frames[:16])
-    key = next(bs.decode_payload(u) for u in bs.parse_stream(data["4 refs"]).units if u.type == bs.UnitType.KEY_FRAME)
-    refs = [make_reference(model, frames[i], i, precision, torch.device("cpu")) for i in (0, 25, 50, 75)]
-    target = 90  # after every reference: low-delay weights, distances 90, 65, 40, 15
+    parsed = bs.parse_stream(data["4 refs"])
+    key_codec = KEY_CODEC_NAMES[int(parsed.header.key_codec)]
+    key = next(bs.decode_payload(u, parsed.version[0]) for u in parsed.units if u.type == bs.UnitType.KEY_FRAME)
+    assert isinstance(key, bs.KeyFrame)
+    interval = frames_n // 4
+    refs = [make_reference(model, frames[i], i, precision, torch.device("cpu")) for i in range(0, 4 * interval,
+                                                                                             interval)]
+    # after every reference: low-delay weights; of 100 frames, frame 90 (distances 90, 65, 40, 15)
+    target = min(3 * interval + 15 * interval // 25, frames_n - 8)
     cpu = torch.device("cpu")
     items: dict[str, tuple[Callable[[], object], int]] = {}  # name -> (call, frames per call)
     for name, blob in data.items():
-        items[f"decode {name}"] = (lambda blob=blob: avfc.decode(blob), FRAMES)
+        items[f"decode {name}"] = (lambda blob=blob: avfc.decode(blob), frames_n)
     items["detect B=1"] = (lambda: model.detect(one), 1)
-    items["detect B=16 (per frame)"] = (lambda: model.detect(batch), 16)
-    items["key frame AV1 decode"] = (lambda: decode_intra(key.data, "av1", SIZE, SIZE), 1)
+    items["detect B=16 (per frame)"] = (lambda: model.detect(batch), len(batch))
+    items["key frame AV1 decode"] = (lambda: decode_intra(key.data, key_codec, size, size), 1)
     items["prepare_reference"] = (lambda: model.prepare_reference(refs[0]), 1)
     items["make_reference"] = (lambda: make_reference(model, frames[0], 0, precision, cpu), 1)
     for r in (1, 2, 4):
         items[f"render {r} ref B=1"] = (lambda use=refs[-r:]: model.render(use, kp[target:target + 1], target), 1)
         items[f"render {r} ref B=8 (per frame)"] = (
             lambda use=refs[-r:]: model.render(use, kp[target:target + 8], target), 8)
-    items["parse + entropy decode (100 frames)"] = (parse_and_entropy, 1)
+    items[f"parse + entropy decode ({frames_n} frames)"] = (parse_and_entropy, 1)
     times = interleaved_ms({name: fn for name, (fn, _) in items.items()}, runs, warmup)
     for name, (_, per) in items.items():
         out[name] = quartiles(times[name], per)
@@ -157,24 +204,26 @@ def measure(stream_dir: Path, threads: int, runs: int, warmup: int, model_name: 
 
 
 # ---------------------------------------------------------------------------------- parent process
-def make_streams(clip: Path, stream_dir: Path, model_name: str) -> str:
-    """Code the test streams into ``stream_dir``; returns where the frames came from."""
+def make_streams(clip: Path, stream_dir: Path, model_name: str, frames: int = FRAMES, size: int = SIZE) -> str:
+    """Code the test streams into ``stream_dir`` (the encoder's default format); returns where the frames
+    came from."""
     import avfc
     from avfc.media import Media, read_media
     from avfc.media.synthetic import speech_like, talking_face
 
     if clip.is_file():
-        src: Any = read_media(clip, fps=FPS, max_frames=FRAMES)
-        what = f"`{clip.name}` (first {FRAMES} frames, face crop to {SIZE}x{SIZE}, its speech)"
+        src: Any = read_media(clip, fps=FPS, max_frames=frames)
+        what = f"`{clip.name}` (first {frames} frames, face crop to {size}x{size}, its speech)"
     else:
-        src = Media.from_arrays(talking_face(FRAMES, SIZE, SIZE), FPS, speech_like(FRAMES / FPS), 16000)
+        src = Media.from_arrays(talking_face(frames, size, size), FPS, speech_like(frames / FPS), 16000)
         what = f"a synthetic talking face ({clip} is absent)"
-    if src.num_frames < FRAMES:
-        raise SystemExit(f"{clip} has only {src.num_frames} frames; {FRAMES} are needed")
-    for i, overrides in enumerate(STREAMS.values()):
-        res = avfc.encode(src, max_frames=FRAMES, size=SIZE, model=model_name, **overrides)
+    if src.num_frames < frames:
+        raise SystemExit(f"{clip} has only {src.num_frames} frames; {frames} are needed")
+    for i, (name, overrides) in enumerate(streams(frames).items()):
+        res = avfc.encode(src, max_frames=frames, size=size, model=model_name, **overrides)
         (stream_dir / f"{i}.avfc").write_bytes(res.data)
-        what += f"; `{list(STREAMS)[i]}`: {len(res.data)} bytes, {res.kbps:.2f} kbit/s"
+        version = f"{res.data[4]}.{res.data[5]}"
+        what += f"; `{name}`: {len(res.data)} bytes, {res.kbps:.2f} kbit/s, format {version}"
     return what
 
 
@@ -197,7 +246,7 @@ def report(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         return f"| {label} | " + " | ".join(values) + " |"
 
     md = [
-        f"## Decode speed on the CPU (256x256, `{meta['model']}`)",
+        f"## Decode speed on the CPU ({meta['size']}x{meta['size']}, `{meta['model']}`)",
         "",
         f"- Machine: {meta['cpu']}, {meta['cores']} cores visible, shared with other users; Python "
         f"{platform.python_version()}, torch {meta['torch']}.",
@@ -211,7 +260,7 @@ def report(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "item once, so a slow spell of the machine touches every item alike. Each thread count runs in a "
         "fresh process.",
         "",
-        "### Whole `avfc.decode` (100 frames, every stage)",
+        f"### Whole `avfc.decode` ({meta['frames']} frames, every stage)",
         "",
         "| stream | " + " | ".join(f"{c}: fps" for c in cols) + " | " + " | ".join(f"{c}: ms/frame" for c in cols)
         + " |",
@@ -235,7 +284,7 @@ def report(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     pieces = ["detect B=1", "detect B=16 (per frame)", "key frame AV1 decode", "prepare_reference",
               "make_reference", *[f"render {r} ref B={b}" + (" (per frame)" if b == 8 else "")
                                   for r in (1, 2, 4) for b in (1, 8)],
-              "parse + entropy decode (100 frames)"]
+              f"parse + entropy decode ({meta['frames']} frames)"]
     for p in pieces:
         per_frame = p.startswith(("render", "detect"))
         md.append(row(p, [ms(r[p]) for r in results] + [f"{1000 / r[p][1]:.1f}" if per_frame else "-"
@@ -268,8 +317,17 @@ def main() -> int:
     parser.add_argument("--max-load", type=float, default=None, help="wait for the 1-min load to drop below")
     parser.add_argument("--wait", type=float, default=900, help="seconds to wait for --max-load at most")
     parser.add_argument("--model", default=None, help="zoo model (default: the zoo's default)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="check that the script runs: tiny-test model, 16 synthetic 64x64 frames, 1 thread, "
+                             "1 timed call (seconds; the figures mean nothing)")
+    parser.add_argument("--frames", type=int, default=FRAMES, help=argparse.SUPPRESS)  # internal: for --smoke
+    parser.add_argument("--size", type=int, default=SIZE, help=argparse.SUPPRESS)  # internal: for --smoke
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)  # internal: measure streams in DIR
     args = parser.parse_args()
+    if args.smoke:
+        args.frames, args.size, args.model = SMOKE["frames"], SMOKE["size"], SMOKE["model"]
+        args.threads, args.runs, args.warmup = SMOKE["threads"], SMOKE["runs"], SMOKE["warmup"]
+        args.clip = Path("/nonexistent/smoke")  # synthetic frames, never ../shared
     threads = [int(t) for t in args.threads.split(",")]
     if args.model is None:
         from avfc.models.zoo import DEFAULT_MODEL
@@ -278,7 +336,8 @@ def main() -> int:
     if args.runs < 1 or args.warmup < 1 or min(threads) < 1:
         parser.error("--runs, --warmup and --threads must be >= 1")
     if args.child is not None:
-        print(json.dumps(measure(args.child, threads[0], args.runs, args.warmup, args.model)))
+        print(json.dumps(measure(args.child, threads[0], args.runs, args.warmup, args.model, args.frames,
+                                 args.size)))
         return 0
 
     import torch
@@ -286,10 +345,11 @@ def main() -> int:
     from avfc.eval.report import cpu_model  # here, not at the top: children measure their own imports
 
     meta: dict[str, Any] = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
-                            "runs": args.runs, "warmup": args.warmup, "max_load": args.max_load}
+                            "runs": args.runs, "warmup": args.warmup, "max_load": args.max_load,
+                            "frames": args.frames, "size": args.size}
     with tempfile.TemporaryDirectory() as tmp:
         meta["model"] = args.model
-        meta["source"] = make_streams(args.clip, Path(tmp), args.model)
+        meta["source"] = make_streams(args.clip, Path(tmp), args.model, args.frames, args.size)
         if args.max_load is not None:
             meta["load_at_start"], meta["load_reached"] = wait_for_load(args.max_load, args.wait)
         meta["load_before"] = ", ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -298,7 +358,8 @@ def main() -> int:
             print(f"measuring with {n} thread(s)", file=sys.stderr, flush=True)
             busy0, own0, t0 = cpu_busy_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
             proc = subprocess.run([sys.executable, __file__, "--child", tmp, "--threads", str(n),
-                                   "--runs", str(args.runs), "--warmup", str(args.warmup), "--model", args.model],
+                                   "--runs", str(args.runs), "--warmup", str(args.warmup), "--model", args.model,
+                                   "--frames", str(args.frames), "--size", str(args.size)],
                                   capture_output=True, text=True, check=False)
             busy1, own1, wall = cpu_busy_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic() - t0
             if proc.returncode:

@@ -1,8 +1,12 @@
 """Streaming use: push frames and audio into an Encoder as they arrive, send the bytes it emits,
 and feed them to a Decoder on the other side, which hands out frames as soon as they are decoded.
 
-    python examples/streaming.py
+    python examples/streaming.py [--smoke]
+
+(``--smoke``: 15 frames with the untrained ``tiny-test`` model at 64x64, a check that it runs.)
 """
+
+import sys
 
 import numpy as np
 
@@ -10,12 +14,15 @@ import avfc
 from avfc.media.synthetic import speech_like, talking_face
 
 
-def main() -> None:
-    fps, sr, size = 25, 16000, 128
-    frames = talking_face(75, size, size)  # 3 s of "camera" frames at the coded size
-    speech = speech_like(3.0, sr)  # and 3 s of microphone audio
+def main(smoke: bool = False) -> None:
+    fps, sr, size, count = 25, 16000, 128, 75
+    model = {}
+    if smoke:
+        size, count, model = 64, 15, {"model": "tiny-test"}
+    frames = talking_face(count, size, size)  # 3 s of "camera" frames at the coded size
+    speech = speech_like(count / fps, sr)  # and 3 s of microphone audio
 
-    enc = avfc.Encoder(avfc.EncoderConfig(size=size, packet_frames=10, audio="codec2"))
+    enc = avfc.Encoder(avfc.EncoderConfig(size=size, packet_frames=10, audio="codec2", **model))
     dec = avfc.Decoder()
     received = []
     sent = 0
@@ -38,4 +45,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(smoke="--smoke" in sys.argv[1:])

@@ -293,7 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_models)
 
     b = sub.add_parser("bench", help="benchmark avfc against the held key frame, x265, SVT-AV1, Opus, Codec2",
-                       description="Rate-distortion, speed and memory of avfc and the anchors on a folder of clips.")
+                       description="Rate-distortion, speed and memory of avfc and the anchors on a folder of clips. "
+                                   "SSIM, MS-SSIM, LPIPS and DISTS score every 10th frame by default (--metric-stride, "
+                                   "--all-frames; results.csv says which); a time estimate is printed first.")
     from avfc.eval.bench import add_bench_arguments, run_bench_from_args
 
     add_bench_arguments(b)

@@ -21,8 +21,12 @@ What the rate counts (kbit/s = bytes * 8 / 1000 / (frames / fps)):
 Metrics per (clip, codec, point) with :mod:`avfc.eval.metrics`, :mod:`~avfc.eval.perceptual`,
 :mod:`~avfc.eval.mouth` and :mod:`~avfc.eval.audio_metrics`: PSNR and mouth motion on every
 frame; SSIM, MS-SSIM, LPIPS and DISTS on every ``metric_stride``-th frame (frames
-``stride // 2, stride // 2 + stride, ...``; all frames with the default stride 1), since
-the VGG-based metrics cost about a second a frame on a CPU. LPIPS and DISTS need the metric
+``stride // 2, stride // 2 + stride, ...``; by default every 10th, ``metric_stride=1`` /
+``--all-frames`` for every frame), since the VGG-based metrics cost about a second a frame on a
+CPU: with every frame, one 2-second clip under the default codecs took about 35 minutes on the
+2-core CPU; with every 10th the estimate is about 4.5 (5 scored frames of 50 per video point). The stride is a column of results.csv (``metric_stride``,
+beside ``metric_frames``, the frames they saw). Before the work starts the run prints an estimate
+of its time (:func:`estimate_seconds`). LPIPS and DISTS need the metric
 weights (``--weights``, else ``$AVFC_WEIGHTS_DIR``, else ``../shared/weights`` beside the
 repository); without them their cells stay empty and ``notes`` says so. Audio metrics
 compare the decoded speech with the reference sample by sample (the codecs compensate their
@@ -113,6 +117,8 @@ SHARED_WEIGHTS = Path(__file__).resolve().parents[3] / "shared" / "weights"
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".mpg", ".mpeg", ".m4v")
 MAX_CLIPS = 10_000
 MAX_BENCH_FRAMES = 100_000
+#: SSIM, MS-SSIM, LPIPS and DISTS on every 10th frame by default (1: every frame, ``--all-frames``)
+DEFAULT_METRIC_STRIDE = 10
 _SAMPLE_RATE = 16000
 _BASELINE_AUDIO = ("codec2", "700C")  # what avfc's default mode carries
 
@@ -195,7 +201,7 @@ class BenchConfig:
     svtav1_preset: str = anchors.DEFAULT_PRESETS["svtav1"]
     opus_rates: tuple[int, ...] = (6000, 8000, 12000, 16000, 24000)
     codec2_modes: tuple[str, ...] = ("700C", "1300", "1600", "3200")
-    metric_stride: int = 1
+    metric_stride: int = DEFAULT_METRIC_STRIDE
     progress: bool = True
     force: bool = False
 
@@ -428,7 +434,7 @@ class Scorer:
             raise MediaError(f"decoded video {dec.shape} does not match the reference {ref.shape}")
         idx = self.sample(ref.shape[0])
         r_s, d_s = ref[idx], np.ascontiguousarray(dec[idx])
-        out: dict[str, Any] = {"metric_frames": int(idx.size)}
+        out: dict[str, Any] = {"metric_frames": int(idx.size), "metric_stride": self.stride}
         notes: list[str] = []
         jobs: dict[str, Callable[[], float]] = {
             "psnr": lambda: psnr(ref, dec, device=self.device).mean,
@@ -613,9 +619,88 @@ def _run_point(ref: Reference, spec: CodecSpec, point: Any, cfg: BenchConfig,
 
 def _stride_text(stride: int) -> str:
     if stride == 1:
-        return "Every metric on every frame."
+        return "Every metric on every frame (`--all-frames`)."
     return (f"SSIM, MS-SSIM, LPIPS and DISTS on every {stride}th frame (frames {stride // 2}, "
-            f"{stride // 2 + stride}, ...), PSNR and mouth motion on every frame.")
+            f"{stride // 2 + stride}, ...; `--metric-stride`, `--all-frames` for every frame; the CSV's "
+            f"`metric_frames` says how many), PSNR and mouth motion on every frame.")
+
+
+# --------------------------------------------------------------------------- time estimate
+#: seconds per frame to encode and decode one rate point, by codec kind, on the 2-core CPU of
+#: docs/results.md (medians of encode_s + decode_s over frames in docs/data/bench-*.csv: avfc's default
+#: with the rate control 0.19-0.26, the baseline 0.02-0.03, x265 0.04, SVT-AV1 0.014; audio-only less)
+_CODING_S_PER_FRAME = {"avfc": 0.3, "baseline": 0.03, "x265": 0.05, "svtav1": 0.02, "opus": 0.002,
+                       "codec2": 0.002}
+#: seconds per scored frame at 256x256 on that CPU: SSIM + MS-SSIM (about 0.16 measured) ...
+_SSIM_S_PER_FRAME = 0.2
+#: ... and LPIPS-Alex, LPIPS-VGG and DISTS together (0.3 + 1.3 + 0.3 measured with 2 threads while another job
+#: ran; 2.5 makes the estimate of every frame of one 2-s clip under the default codecs the 35 minutes that
+#: such a run took, issue 19)
+_NETS_S_PER_FRAME = 2.5
+#: PESQ-WB and STOI, per second of speech, and each stage's fixed cost (model loads, process start-up)
+_AUDIO_METRICS_S_PER_S = 0.2
+_POINT_OVERHEAD_S = 0.5
+
+
+def _clip_frames(path: Path, fps: int, limit: Optional[int]) -> int:
+    """Frames of a clip at ``fps`` from its container's duration (cheap: nothing is decoded), at most
+    ``limit``; ``limit`` (or 250) when the duration is unknown."""
+    fallback = limit if limit is not None else 250
+    try:
+        import av
+
+        with av.open(str(path)) as c:
+            seconds = c.duration / 1_000_000 if c.duration else None
+            if seconds is None and c.streams.video:
+                v = c.streams.video[0]
+                seconds = float(v.duration * v.time_base) if v.duration and v.time_base else None
+    except Exception:  # any unreadable clip: load_reference reports it properly later
+        return fallback
+    if not seconds or seconds <= 0:
+        return fallback
+    n = max(1, int(round(seconds * fps)))
+    return min(n, limit) if limit is not None else n
+
+
+def estimate_seconds(cfg: BenchConfig, clip_frames: Sequence[int], nets: bool, stride: Optional[int] = None) -> float:
+    """Rough wall time of a run over clips of ``clip_frames`` frames on the 2-core CPU of
+    docs/results.md: coding per codec and point, the costly metrics on ``len(range(stride // 2, T,
+    stride))`` frames (``nets``: with LPIPS and DISTS), the audio metrics. An estimate: a faster or idle
+    machine takes less, a GPU (``--device cuda``) much less for the metrics."""
+    stride = cfg.metric_stride if stride is None else int(stride)
+    total = 0.0
+    for t in clip_frames:
+        scored = max(1, len(range(stride // 2, t, stride)))
+        seconds = t / cfg.fps
+        for spec in cfg.codecs:
+            video = spec.kind in ("avfc", "baseline", "x265", "svtav1")
+            audio = spec.kind in ("avfc", "baseline", "opus", "codec2")
+            per_point = _POINT_OVERHEAD_S + _CODING_S_PER_FRAME[spec.kind] * t
+            if video:
+                per_point += scored * (_SSIM_S_PER_FRAME + (_NETS_S_PER_FRAME if nets else 0.0))
+            if audio:
+                per_point += _AUDIO_METRICS_S_PER_S * seconds
+            total += per_point * len(cfg.points(spec))
+    return total
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+def _estimate_line(cfg: BenchConfig, clips: Sequence[Path], nets: bool) -> tuple[str, float]:
+    """The line printed before the work starts, and the estimate in seconds."""
+    frames = [_clip_frames(c, cfg.fps, cfg.frames) for c in clips]
+    points = len(clips) * sum(len(cfg.points(s)) for s in cfg.codecs)
+    est = estimate_seconds(cfg, frames, nets)
+    what = ("every frame" if cfg.metric_stride == 1
+            else f"every {cfg.metric_stride}th frame")
+    line = (f"avfc bench: {len(clips)} clip{'s' if len(clips) != 1 else ''}, {sum(frames)} frames, {points} point{'s' if points != 1 else ''}; "
+            f"SSIM/MS-SSIM{'/LPIPS/DISTS' if nets else ''} on {what}: about {_minutes(est)} on a 2-core CPU "
+            "(an estimate)")
+    if cfg.metric_stride != 1:
+        line += f"; --all-frames: about {_minutes(estimate_seconds(cfg, frames, nets, stride=1))}"
+    return line, est
 
 
 def _header_lines(cfg: BenchConfig, clips: Sequence[Path], rows: Sequence[dict[str, Any]], command: str,
@@ -660,6 +745,9 @@ def run_bench(cfg: BenchConfig, command: Optional[str] = None) -> BenchResult:
         raise MediaError(f"cannot create {out}: {exc.strerror}") from exc
     weights, weights_how = find_metric_weights(cfg.weights)
     scorer = Scorer(weights, weights_how, cfg.device, cfg.metric_stride)
+    line, estimate = _estimate_line(cfg, clips, bool(scorer.nets))
+    print(line, file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
     command = command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
     env = environment(cfg.device)
     specs = _execution_order(cfg.codecs)
@@ -690,11 +778,13 @@ def run_bench(cfg: BenchConfig, command: Optional[str] = None) -> BenchResult:
                         rows.append(_failed_row(ref, spec, point, exc))
                     bar.update(1)
             write_csv(rows, out / "results.csv")
-    return _finish(cfg, clips, rows, out, command, env, weights, weights_how, scorer)
+    timing = {"estimated_s": round(estimate, 1), "elapsed_s": round(time.perf_counter() - t0, 1)}
+    return _finish(cfg, clips, rows, out, command, env, weights, weights_how, scorer, timing)
 
 
 def _finish(cfg: BenchConfig, clips: Sequence[Path], rows: list[dict[str, Any]], out: Path, command: str,
-            env: dict[str, Any], weights: Optional[Path], weights_how: str, scorer: Scorer) -> BenchResult:
+            env: dict[str, Any], weights: Optional[Path], weights_how: str, scorer: Scorer,
+            timing: Optional[dict[str, float]] = None) -> BenchResult:
     files = [write_csv(rows, out / "results.csv")]
     names = [s.name for s in cfg.codecs]
     tested = [s.name for s in cfg.codecs if s.kind in ("avfc", "baseline")]
@@ -734,6 +824,7 @@ def _finish(cfg: BenchConfig, clips: Sequence[Path], rows: list[dict[str, Any]],
         "memory_method": MEMORY_METHOD,
         "plots": plots_note,
         "rows": len(rows),
+        **(timing or {}),  # the estimate printed at the start and the time the clips took
     }
     files.append(write_meta(out / "meta.json", meta))
     return BenchResult(rows, files)
@@ -764,8 +855,12 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--opus-rates", default=",".join(map(str, d.opus_rates)),
                         help="Opus bit/s points (default %(default)s)")
     parser.add_argument("--codec2-modes", default=",".join(d.codec2_modes), help="Codec2 modes (default %(default)s)")
-    parser.add_argument("--metric-stride", type=int, default=1,
-                        help="SSIM/MS-SSIM/LPIPS/DISTS on every Nth frame (default 1: all)")
+    scored = parser.add_mutually_exclusive_group()
+    scored.add_argument("--metric-stride", type=int, default=d.metric_stride, metavar="N",
+                        help="SSIM/MS-SSIM/LPIPS/DISTS on every Nth frame (default %(default)s; PSNR and mouth "
+                             "motion on every frame; the CSV's metric_stride column says which)")
+    scored.add_argument("--all-frames", action="store_true",
+                        help="SSIM/MS-SSIM/LPIPS/DISTS on every frame (--metric-stride 1; about 10x slower)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("-f", "--force", action="store_true", help="overwrite an earlier run in OUT_DIR")
 
@@ -788,7 +883,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         svtav1_preset=args.svtav1_preset,
         opus_rates=_parse_numbers(args.opus_rates, int, "--opus-rates"),
         codec2_modes=_parse_numbers(args.codec2_modes, str, "--codec2-modes"),
-        metric_stride=args.metric_stride,
+        metric_stride=1 if getattr(args, "all_frames", False) else args.metric_stride,
         progress=not args.no_progress,
         force=args.force,
     )

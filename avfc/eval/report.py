@@ -93,7 +93,7 @@ COLUMNS: tuple[str, ...] = (
     "clip", "codec", "point", "param", "target_kbps", "frames", "duration_s",
     "bytes_total", "bytes_video", "bytes_audio", "kbps_total", "kbps_video", "kbps_audio",
     *(m.key for m in METRICS),
-    "metric_frames", "encode_s", "decode_s", "encode_fps", "decode_fps",
+    "metric_frames", "metric_stride", "encode_s", "decode_s", "encode_fps", "decode_fps",
     "encode_peak_mib", "decode_peak_mib", "device", "notes",
 )
 

@@ -197,6 +197,43 @@ def test_metric_stride_samples_frames() -> None:
     assert bench.Scorer(None, "none", "cpu", 1).sample(4).tolist() == [0, 1, 2, 3]
 
 
+def test_costly_metrics_score_every_10th_frame_by_default_and_the_csv_says_so(run: Path) -> None:
+    assert bench.BenchConfig(Path("."), Path(".")).metric_stride == bench.DEFAULT_METRIC_STRIDE == 10
+    _, rows = _read_csv(run / "results.csv")  # the run used the defaults: 20 frames, stride 10
+    video = [r for r in rows if r["psnr"]]
+    assert video and all(r["metric_stride"] == "10" and r["metric_frames"] == "2" for r in video)
+    assert all(r["metric_stride"] == "" for r in rows if not r["psnr"])  # audio-only rows score no frames
+    assert "on every 10th frame" in (run / "summary.md").read_text()
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["config"]["metric_stride"] == 10 and meta["estimated_s"] > 0 and meta["elapsed_s"] > 0
+
+
+def test_all_frames_asks_for_every_frame(tmp_path: Path) -> None:
+    assert bench.config_from_args(_args(tmp_path, tmp_path / "o", "--all-frames")).metric_stride == 1
+    assert bench.config_from_args(_args(tmp_path, tmp_path / "o", "--metric-stride", "4")).metric_stride == 4
+    assert bench.config_from_args(_args(tmp_path, tmp_path / "o")).metric_stride == 10
+    with pytest.raises(SystemExit):  # one or the other
+        _args(tmp_path, tmp_path / "o", "--all-frames", "--metric-stride", "3")
+
+
+def test_time_estimate_before_the_work(clips_dir: Path, tmp_path: Path, no_weights: None,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = bench.BenchConfig(clips_dir, tmp_path)
+    # one 2-second clip under the default codecs and weights: under 5 minutes by default, every frame ~35 min
+    est = bench.estimate_seconds(cfg, [50], nets=True)
+    assert 60 < est < 300
+    assert 25 * 60 < bench.estimate_seconds(cfg, [50], nets=True, stride=1) < 45 * 60
+    assert bench.estimate_seconds(cfg, [50], nets=False) < est < bench.estimate_seconds(cfg, [100], nets=True)
+    assert bench._clip_frames(clips_dir / "talk.mp4", 25, None) == FRAMES  # from the container, nothing decoded
+    assert bench._clip_frames(clips_dir / "talk.mp4", 25, 12) == 12
+    assert bench._clip_frames(clips_dir / "notes.txt", 25, 7) == 7  # unreadable: the limit
+    # printed before any coding: the run below has one clip of 20 frames and one Opus point
+    bench.run_bench_from_args(_args(clips_dir, tmp_path / "est", "--codecs", "opus", "--opus-rates", "8000"))
+    err = capsys.readouterr().err
+    assert "avfc bench: 1 clip, 20 frames, 1 point;" in err and "(an estimate)" in err
+    assert "--all-frames: about" in err
+
+
 def test_parse_codecs(monkeypatch: pytest.MonkeyPatch) -> None:
     specs = bench.parse_codecs("avfc, x265,avfc:default,opus")
     assert [s.name for s in specs] == ["avfc", "x265", "opus"]

@@ -16,12 +16,15 @@ through each Codec2 mode and several Opus bitrates, and prints per mode:
 The script exits cleanly when the folder is absent or empty.
 
 Run: ``python benchmarks/audio_codecs.py [--data DIR] [--opus 6000,8000,12000,16000,24000]``
+``--smoke``: one 2-s synthetic speech-like signal at 22.05 kHz (resampled like a real file) written to a
+temporary folder, every Codec2 mode and Opus at 8 kbit/s; a check that the script runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -95,7 +98,23 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("/work/shared/data/speech-eval"))
     parser.add_argument("--opus", default="6000,8000,12000,16000,24000",
                         help="comma-separated Opus bitrates in bit/s")
+    parser.add_argument("--smoke", action="store_true",
+                        help="one 2-s synthetic signal, Opus at 8 kbit/s only: a check that the script runs")
     args = parser.parse_args()
+    if args.smoke:
+        from avfc.media.io import write_wav
+        from avfc.media.synthetic import speech_like
+
+        with tempfile.TemporaryDirectory() as tmp:
+            args.data, args.opus = Path(tmp), "8000"
+            write_wav(args.data / "synthetic.wav", speech_like(2.0, 22050), 22050)
+            run(args)
+        return
+    run(args)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Measure every codec on the wav files of ``args.data``."""
     files = sorted(args.data.glob("*.wav")) if args.data.is_dir() else []
     if not files:
         print(f"no speech files under {args.data}: nothing to measure")

@@ -26,12 +26,19 @@ Measures against the clip's original speech: PESQ-WB, STOI, SI-SDR, and against 
 intact stream on the lost frames: accuracy of each 700C field and the mean absolute error of the
 energy index (0..15). Only streams that lost at least one unit count. Also the concealment's speed
 (lost frames per second, one thread).
+
+Streams are written in the encoder's default format (2.0 since avfc 0.2); units are cut with the CRC
+size of the stream's own major version.
+
+``--smoke``: one synthetic 2-s clip with speech-like audio written to a temporary folder, coded with the
+``tiny-test`` model at 64x64, packets of 5 frames, one seed, loss 0.5, both parts; a check that the script runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -41,7 +48,10 @@ DATA = Path("/work/shared/data")
 
 
 def units(data: bytes) -> list[tuple[int, int, int]]:
-    """(type, start, end) of every unit after the 6-byte preamble."""
+    """(type, start, end) of every unit after the 6-byte preamble (CRC-32 in a 1.x stream, CRC-16 in 2.0)."""
+    from avfc.bitstream.units import crc_size_of
+
+    crc = crc_size_of(data[4])
     out, pos = [], 6
     while pos < len(data):
         t, p, length, shift = data[pos], pos + 1, 0, 0
@@ -52,18 +62,19 @@ def units(data: bytes) -> list[tuple[int, int, int]]:
             shift += 7
             if not b & 0x80:
                 break
-        end = p + length + 4
+        end = p + length + crc
         out.append((t, pos, end))
         pos = end
     return out
 
 
-def drop_audio(data: bytes, loss: float, rng: np.random.Generator, unit_type: int = 0x04) -> tuple[bytes, int]:
-    """The stream without some of its units of ``unit_type`` (AUDIO by default; never the first) and
+def drop_audio(data: bytes, loss: float, rng: np.random.Generator,
+               unit_types: tuple[int, ...] = (0x04,)) -> tuple[bytes, int]:
+    """The stream without some of its units of ``unit_types`` (AUDIO by default; never the first) and
     how many went."""
     kept, dropped, seen = [data[:6]], 0, 0
     for t, a, b in units(data):
-        if t == unit_type:
+        if t in unit_types:
             seen += 1
             if seen > 1 and rng.random() < loss:
                 dropped += 1
@@ -87,11 +98,33 @@ def main(argv=None) -> int:
                          "frame with frames drawn from the joint model's keypoints (PSNR; LPIPS-Alex with --weights; "
                          "uses the streams the audio part kept in --work)")
     ap.add_argument("--weights", help="folder of the LPIPS weights (../shared/weights)")
+    ap.add_argument("--encoder-model", default=None, help="zoo model the clips are coded with (default: the "
+                                                          "encoder's)")
+    ap.add_argument("--size", type=int, default=256, help="coded width = height (default 256)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="one synthetic clip, tiny-test at 64x64, both parts: a check that the script runs")
     args = ap.parse_args(argv)
+    if args.smoke:
+        from avfc.media.synthetic import write_clip
+
+        args.encoder_model, args.packet_frames, args.seeds, args.loss = "tiny-test", "5", "0", 0.5
+        args.max_frames, args.part, args.weights, args.set = 50, "both", None, "a synthetic clip (--smoke)"
+        args.size = 64
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / "clips"
+            folder.mkdir()
+            write_clip(folder / "synthetic.mp4", n=50, width=96, height=96)
+            args.work = str(Path(tmp) / "work")
+            return run(args, folder)
     folder = DATA / args.set
     if not folder.is_dir():
         print(f"no data at {folder}: skipped")
         return 0
+    return run(args, folder)
+
+
+def run(args: argparse.Namespace, folder: Path) -> int:
+    """Measure on the clips of ``folder`` (see the module doc)."""
     import torch
     from safetensors.numpy import load_file
 
@@ -116,16 +149,19 @@ def main(argv=None) -> int:
         res = {m: {"pesq": [], "stoi": [], "sisdr": [], "acc": [], "emae": []} for m in methods}
         lost_total, streams, t_conceal = 0, 0, 0.0
         for path in find_clips(folder):
-            ref = load_reference(path, max_frames=args.max_frames)
+            ref = load_reference(path, size=args.size, max_frames=args.max_frames)
+            size_tag = f"-{args.size}" if args.size != 256 else ""  # cached streams of 256x256 keep their names
             if ref.audio is None:
                 continue
             media = Media.from_arrays(ref.frames, ref.fps, ref.audio, 16000)
-            cached = Path(args.work) / f"{path.stem}-{pf}-{args.bitrate:g}-{args.max_frames}.avfc" if args.work else None
+            cached = (Path(args.work) / f"{path.stem}-{pf}-{args.bitrate:g}-{args.max_frames}{size_tag}.avfc"
+                      if args.work else None)
             if cached is not None and cached.is_file():
                 stream = cached.read_bytes()
             else:
+                model = {"model": args.encoder_model} if args.encoder_model else {}
                 stream = avfc.encode(media, bitrate_kbps=args.bitrate, size=int(ref.frames.shape[1]), fps=ref.fps,
-                                     crop="none", packet_frames=pf).data
+                                     crop="none", packet_frames=pf, **model).data
                 if cached is not None:
                     cached.parent.mkdir(parents=True, exist_ok=True)
                     cached.write_bytes(stream)
@@ -216,13 +252,16 @@ def motion_loss(args, folder: Path) -> None:
         res = {m: {"psnr": [], "lpips": []} for m in ("intact", "hold", "joint")}
         n_lost, t_joint = 0, 0.0
         for path in find_clips(folder):
-            cached = Path(args.work) / f"{path.stem}-{pf}-{args.bitrate:g}-{args.max_frames}.avfc" if args.work else None
+            size_tag = f"-{args.size}" if args.size != 256 else ""
+            cached = (Path(args.work) / f"{path.stem}-{pf}-{args.bitrate:g}-{args.max_frames}{size_tag}.avfc"
+                      if args.work else None)
             if cached is None or not cached.is_file():
                 continue  # the audio part of the run encodes and keeps them
             stream = cached.read_bytes()
-            ref = load_reference(path, max_frames=args.max_frames)
+            ref = load_reference(path, size=args.size, max_frames=args.max_frames)
             for seed in [int(s) for s in args.seeds.split(",")]:
-                data, dropped = drop_audio(stream, args.loss, np.random.default_rng([seed, pf, 7]), 0x03)
+                # MOTION or MOTION_SPARSE (the rate control may send every 2nd or 3rd frame's keypoints)
+                data, dropped = drop_audio(stream, args.loss, np.random.default_rng([seed, pf, 7]), (0x03, 0x08))
                 if not dropped:
                     continue
                 outs = {}

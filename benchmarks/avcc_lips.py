@@ -25,12 +25,16 @@ picture), then averaged over clips:
 
 Diffusion rows are averaged over ``--seeds`` (the stream's seed); the spread over seeds is shown.
 Also the sampler's speed (frames per second of keypoints alone, one thread).
+
+``--smoke``: two synthetic 12-frame clips with speech-like audio written to a temporary folder (as
+``av/``, measured on themselves), one seed, 2 steps; a check that the script runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -87,13 +91,6 @@ def measure(clips, gen_fn, max_frames: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line (see the module doc)."""
-    from safetensors.numpy import load_file
-
-    from avfc.avcc.diffusion import LipsDiffusion, keypoints_from_offsets
-    from avfc.avcc.zoo import load_avcc
-    from avfc.train.avcc_data import load_clips
-    from avfc.train.avcc_motion import audio_window
-
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--diffusion", type=Path, help="diffusion.* arrays (default: the shipped bundle's)")
     ap.add_argument("--regressor-bundle", default="avcc-mrdac-cpu-v2", help="bundle whose lips.* regressor is compared")
@@ -101,10 +98,32 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--steps", default="16", help="DDIM steps (comma-separated for several rows; 16: the encoder's default)")
     ap.add_argument("--max-frames", type=int, default=100, help="frames per clip (the bench's --frames)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="two synthetic clips, one seed, 2 steps: a check that the script runs")
     args = ap.parse_args(argv)
+    if args.smoke:
+        from avfc.media.synthetic import write_clip
+
+        args.set, args.seeds, args.steps, args.max_frames = "av", "0", "2", 12
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "av").mkdir()
+            for i in range(2):
+                write_clip(Path(tmp) / "av" / f"synthetic{i}.mp4", n=12, width=96, height=96)
+            return run(args, Path(tmp))
     if not DATA.is_dir():
         print(f"{DATA} is absent: nothing to measure")
         return 0
+    return run(args, DATA)
+
+
+def run(args: argparse.Namespace, data: Path) -> int:
+    """Measure on the clips of ``data`` (see the module doc)."""
+    from safetensors.numpy import load_file
+
+    from avfc.avcc.diffusion import LipsDiffusion, keypoints_from_offsets
+    from avfc.avcc.zoo import load_avcc
+    from avfc.train.avcc_data import load_clips
+    from avfc.train.avcc_motion import audio_window
     import torch
 
     torch.set_num_threads(1)
@@ -118,12 +137,12 @@ def main(argv: list[str] | None = None) -> int:
         name = [n for n, e in AVCC_ZOO.items() if e.animation_model == MODEL and load_avcc(n).diffusion][-1]
         diff, diff_name = load_avcc(name).diffusion, name
     lips = load_avcc(args.regressor_bundle).lips
-    train = load_clips([DATA / "av"], MODEL, precision=PRECISION, hysteresis=HYSTERESIS)
+    train = load_clips([data / "av"], MODEL, precision=PRECISION, hysteresis=HYSTERESIS)
     if args.set.startswith("av:"):
         names = set(args.set[3:].split(","))
         clips = [c for c in train if c.name in names]
     else:
-        clips = load_clips([DATA / args.set], MODEL, precision=PRECISION, hysteresis=HYSTERESIS)
+        clips = load_clips([data / args.set], MODEL, precision=PRECISION, hysteresis=HYSTERESIS)
     seeds = [int(s) for s in args.seeds.split(",")]
     frames = sum(min(c.num_frames, args.max_frames) - 1 for c in clips)
 

@@ -16,12 +16,17 @@ Markdown on stdout. Needs /work/shared/data (skips cleanly without it) and integ
 3. ``--render``: mouth-motion metrics (:mod:`avfc.eval.mouth`) of frames rendered from
    (a) lips keypoints, (b) transmitted keypoints, (c) the decoded key frame held still,
    against the source face crop (at most ``--max-frames`` frames per clip).
+
+``--smoke``: the shipped bundle ``avcc-mrdac-cpu-v1`` (its predictor and lips) instead of ``--weights``,
+two synthetic 12-frame clips with speech-like audio as ``av/`` and one as ``av-eval/`` written to a
+temporary folder, with ``--render`` on 4 frames; a check that the script runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -158,23 +163,42 @@ def main(argv: list[str] | None = None) -> int:
     """Command line (see the module doc)."""
     from safetensors.numpy import load_file
 
-    from avfc.train.avcc_data import find_clips, load_clip
-    from avfc.train.avcc_motion import fit_lips, fit_predictor
-
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--weights", type=Path, required=True, help="arrays from python -m avfc.train.avcc_motion")
+    ap.add_argument("--weights", type=Path, help="arrays from python -m avfc.train.avcc_motion (required)")
     ap.add_argument("--model", default="mrdac-cpu-v1")
     ap.add_argument("--max-frames", type=int, default=100, help="frames per clip for lips and rendering")
     ap.add_argument("--render", action="store_true", help="also render and measure mouth motion (slow)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="the shipped bundle's arrays on synthetic clips: a check that the script runs")
     args = ap.parse_args(argv)
+    if args.smoke:
+        from avfc.avcc.zoo import load_avcc
+        from avfc.media.synthetic import write_clip
+
+        bundle = load_avcc("avcc-mrdac-cpu-v1")
+        args.max_frames, args.render = 4, True  # 4 frames rendered per clip
+        with tempfile.TemporaryDirectory() as tmp:
+            for folder, count in (("av", 2), ("av-eval", 1)):
+                (Path(tmp) / folder).mkdir()
+                for i in range(count):
+                    write_clip(Path(tmp) / folder / f"synthetic{i}.mp4", n=12, width=96, height=96)
+            return run(args, Path(tmp), bundle.motion, bundle.lips)
+    if args.weights is None:
+        ap.error("--weights is required (unless --smoke)")
     if not DATA.is_dir():
         print(f"{DATA} is absent: nothing to measure")
         return 0
-    t0 = time.time()
     arrays = load_file(str(args.weights))
-    pred = SpeechMotionPredictor.from_arrays(arrays)
-    lips = LipsFromSpeech.from_arrays(arrays)
-    train_paths, eval_paths = find_clips(DATA / "av"), find_clips(DATA / "av-eval")
+    return run(args, DATA, SpeechMotionPredictor.from_arrays(arrays), LipsFromSpeech.from_arrays(arrays))
+
+
+def run(args: argparse.Namespace, data: Path, pred: SpeechMotionPredictor, lips: LipsFromSpeech) -> int:
+    """Measure on ``data``'s ``av/`` and ``av-eval/`` (see the module doc)."""
+    from avfc.train.avcc_data import find_clips, load_clip
+    from avfc.train.avcc_motion import fit_lips, fit_predictor
+
+    t0 = time.time()
+    train_paths, eval_paths = find_clips(data / "av"), find_clips(data / "av-eval")
     train = [load_clip(p, args.model) for p in train_paths]
     evals = [load_clip(p, args.model) for p in eval_paths]
     no_audio = fit_predictor(train, history=pred.history, use_audio=False)

@@ -14,12 +14,16 @@ back up bicubically (Pillow) and scored against the 256x256 picture with PSNR, L
 A (scale, budget) pair whose picture does not fit even at QP 63 is left out of the means (``n``).
 
 Prints the means per budget and scale as a markdown table.
+
+``--smoke``: frame 0 of one synthetic clip written to a temporary folder, two budgets and two scales, no
+LPIPS/DISTS (NaN); a check that the script runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -35,10 +39,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scales", default="256,224,192,160,128", help="coded picture sides, comma separated")
     ap.add_argument("--weights", type=Path, default=WEIGHTS, help="LPIPS/DISTS weights folder")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--smoke", action="store_true",
+                    help="one synthetic picture, no LPIPS/DISTS: a check that the script runs")
     args = ap.parse_args(argv)
+    if args.smoke:
+        from avfc.media.synthetic import write_clip
+
+        args.budgets, args.scales, args.threads, args.weights = "200,500", "256,192", 1, None
+        with tempfile.TemporaryDirectory() as tmp:
+            write_clip(Path(tmp) / "synthetic.mp4", n=5, width=96, height=96, audio=False)
+            return run(args, [Path(tmp) / "synthetic.mp4"])
     if not (DATA / "av").is_dir() or not args.weights.is_dir():
         print(f"no data at {DATA} or no weights at {args.weights}: skipped")
         return 0
+    return run(args, None)
+
+
+def run(args: argparse.Namespace, clips: list[Path] | None) -> int:
+    """Measure on ``clips`` (None: the training clips of ../shared/data); ``args.weights`` None: no
+    LPIPS/DISTS (NaN)."""
 
     import torch
     from PIL import Image
@@ -54,13 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     budgets = [int(b) for b in args.budgets.split(",")]
     scales = [int(s) for s in args.scales.split(",")]
-    lpips, dists = LPIPS("alex", args.weights), DISTS(args.weights)
+    nets = (LPIPS("alex", args.weights), DISTS(args.weights)) if args.weights is not None else None
     cfg = EncoderConfig.make(model="mrdac-cpu-v3", size=256, fps=25, max_frames=5)
 
     def listing(name: str) -> list[Path]:
         return sorted(p for p in (DATA / name).iterdir() if p.suffix in VIDEO_SUFFIXES)
 
-    clips = listing("av")[::2] + listing("face")[::3]
+    if clips is None:
+        clips = listing("av")[::2] + listing("face")[::3]
     rows: dict[tuple[int, int], list[np.ndarray]] = {}
     for clip in clips:
         frames, _ = prepare(read_media(clip, fps=25, sample_rate=16000, max_frames=5), cfg)
@@ -76,8 +96,9 @@ def main(argv: list[str] | None = None) -> int:
                 dec = decode_intra(data, "av1", scale, scale)
                 up = dec if scale == side else np.asarray(Image.fromarray(dec).resize((side, side), Image.BICUBIC))
                 a, b = picture[None], up[None]
+                perceptual = [net.score(a, b).mean for net in nets] if nets else [float("nan")] * 2
                 rows.setdefault((scale, budget), []).append(np.array(
-                    [len(data), qp, psnr(a, b).mean, lpips.score(a, b).mean, dists.score(a, b).mean]))
+                    [len(data), qp, psnr(a, b).mean, *perceptual]))
         print(f"{clip.name}", file=sys.stderr, flush=True)
 
     print(f"\nFrame 0 of {len(clips)} training clips, 256x256; n = pictures that fit the budget:\n")

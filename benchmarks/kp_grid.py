@@ -9,11 +9,13 @@ first frame held still on the same frames, are printed per clip and on average.
 
     python benchmarks/kp_grid.py mrdac-cpu-v2 --variants 6:0,6:0.3,5:0,5:0.3
     python benchmarks/kp_grid.py runs/cpu-v2/cpu.safetensors   # an exported training result
+    python benchmarks/kp_grid.py --smoke   # tiny-test on one synthetic 12-frame clip: a check that it runs
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -41,13 +43,30 @@ def _model(name: str):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("model", help="zoo model name or exported .safetensors")
+    ap.add_argument("model", nargs="?", help="zoo model name or exported .safetensors")
     ap.add_argument("--clips", type=Path, default=Path("../shared/data/av-eval"))
     ap.add_argument("--variants", default="6:0,6:0.3,5:0,5:0.3,4:0,4:0.3", help="precision:dead-zone,...")
     ap.add_argument("--frames", type=int, default=100)
     ap.add_argument("--stride", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--smoke", action="store_true",
+                    help="tiny-test on one synthetic 12-frame clip, two variants: a check that the script runs")
     args = ap.parse_args()
+    if args.smoke:
+        from avfc.media.synthetic import write_clip
+
+        args.model, args.variants, args.frames, args.threads = "tiny-test", "6:0,5:0.3", 12, 1
+        with tempfile.TemporaryDirectory() as tmp:
+            args.clips = Path(tmp)
+            write_clip(args.clips / "synthetic.mp4", n=args.frames, width=96, height=96, audio=False)
+            return run(args)
+    if args.model is None:
+        ap.error("the model is required (unless --smoke)")
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Measure every variant on every clip of ``args.clips``."""
     torch.set_num_threads(args.threads)
     model = _model(args.model)
     variants = [(int(v.split(":")[0]), float(v.split(":")[1])) for v in args.variants.split(",")]

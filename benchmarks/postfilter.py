@@ -8,6 +8,9 @@ bench``). Both are scored as they are and after an unsharp mask of every output 
 ``clip(round(x + a (x - G(x))))`` with ``G`` a separable Gaussian (sigma 1, 7 taps, edges
 replicated): PSNR, MS-SSIM, LPIPS-Alex and DISTS on every 10th frame. The mask is here only: avfc
 does not ship it (docs/results.md).
+
+``--smoke``: the ``tiny-test`` model at 192x192 (MS-SSIM needs more than 160 pixels) on one synthetic
+20-frame clip written to a temporary folder, one rate, no LPIPS/DISTS (NaN); a check that the script runs.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -41,11 +45,26 @@ def main(argv=None) -> int:
     ap.add_argument("--rates", default="3,5")
     ap.add_argument("--amount", type=float, default=0.5)
     ap.add_argument("--weights", default=str(DATA.parent / "weights"))
+    ap.add_argument("--smoke", action="store_true",
+                    help="tiny-test on one synthetic clip at 192x192, no LPIPS/DISTS: a check that the script runs")
     args = ap.parse_args(argv)
+    if args.smoke:
+        from avfc.media.synthetic import write_clip
+
+        with tempfile.TemporaryDirectory() as tmp:
+            write_clip(Path(tmp) / "synthetic.mp4", n=20, width=96, height=96)
+            return run(Path(tmp), [5.0], args.amount, None, {"model": "tiny-test"}, size=192, frames=20)
     folder = DATA / args.set
     if not folder.is_dir() or not Path(args.weights).is_dir():
         print(f"no data at {folder} or no weights at {args.weights}: skipped")
         return 0
+    return run(folder, [float(r) for r in args.rates.split(",")], args.amount, args.weights, {})
+
+
+def run(folder: Path, rates: list[float], amount: float, weights, overrides: dict, size: int = 256,
+        frames: int = 100) -> int:
+    """Measure every clip of ``folder``; ``weights`` None: no LPIPS/DISTS (NaN); ``overrides``: encoder
+    settings beside the defaults."""
     import torch
 
     import avfc
@@ -55,29 +74,33 @@ def main(argv=None) -> int:
     from avfc.media import Media
 
     torch.set_num_threads(1)
-    lp, ds = LPIPS("alex", args.weights), DISTS(args.weights)
+    nets = (LPIPS("alex", weights), DISTS(weights)) if weights is not None else None
 
     def tens(a):
         return torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).float() / 255
 
     def score(ref, out, s):
-        with torch.no_grad():
-            lpips, dists = lp(tens(ref[s]), tens(out[s])).mean().item(), ds(tens(ref[s]), tens(out[s])).mean().item()
+        lpips = dists = float("nan")
+        if nets is not None:
+            lp, ds = nets
+            with torch.no_grad():
+                lpips, dists = lp(tens(ref[s]), tens(out[s])).mean().item(), ds(tens(ref[s]), tens(out[s])).mean().item()
         return [float(np.mean(psnr(ref[s], out[s]).per_frame)), float(np.mean(ms_ssim(ref[s], out[s]).per_frame)),
                 lpips, dists]
 
     rows = []
     for path in find_clips(folder):
-        ref = load_reference(path, max_frames=100)
+        ref = load_reference(path, size=size, max_frames=frames)
         media = Media.from_arrays(ref.frames, ref.fps, ref.audio, 16000)
         s = list(range(0, len(ref.frames), 10))
-        for rate in [float(r) for r in args.rates.split(",")]:
-            res = avfc.encode(media, bitrate_kbps=rate, size=int(ref.frames.shape[1]), fps=ref.fps, crop="none")
+        for rate in rates:
+            res = avfc.encode(media, bitrate_kbps=rate, size=int(ref.frames.shape[1]), fps=ref.fps, crop="none",
+                              **overrides)
             dec = avfc.decode(res.data)
             held = _code_baseline(ref, rate, len(res.data)).frames
             row = {"clip": path.stem, "rate": rate, "kbps": len(res.data) * 8 / 1000 / ref.duration,
-                   "avfc": score(ref.frames, dec.frames, s), "avfc_sharpened": score(ref.frames, unsharp(dec.frames, args.amount), s),
-                   "held": score(ref.frames, held, s), "held_sharpened": score(ref.frames, unsharp(held, args.amount), s)}
+                   "avfc": score(ref.frames, dec.frames, s), "avfc_sharpened": score(ref.frames, unsharp(dec.frames, amount), s),
+                   "held": score(ref.frames, held, s), "held_sharpened": score(ref.frames, unsharp(held, amount), s)}
             rows.append(row)
             print(json.dumps(row), flush=True)
     for rate in sorted({r["rate"] for r in rows}):

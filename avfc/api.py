@@ -17,7 +17,7 @@ import numpy as np
 
 from avfc import bitstream as bs
 from avfc.codec.decoder import Decoder, Issue
-from avfc.codec.encoder import Encoder, EncoderStats, analyse_clip
+from avfc.codec.encoder import Encoder, EncoderStats, analyse_clip, make_search
 from avfc.config import EncoderConfig
 from avfc.errors import ConfigError, FormatError, MediaError
 from avfc.media import QP_RANGE, CropBox, Media, apply_crop, find_crop, read_media, write_media
@@ -129,9 +129,13 @@ def encode(src: MediaSource, dst: Optional[PathLike] = None, *,
     duration = len(frames) / cfg.fps
     source_size = (int(media.frames.shape[2]), int(media.frames.shape[1]))
 
-    def run(c: EncoderConfig, key_bytes: Optional[int] = None) -> Encoder:
+    # the motion search, shared by the rate control's passes: a later pass starts from what it found
+    search = make_search(cfg, model)
+
+    def run(c: EncoderConfig, key_bytes: Optional[int] = None, bound: bool = False) -> Encoder:
         enc = Encoder(c, source_size=source_size, crop=box, frame_count=len(frames),
-                      key_bytes=key_bytes, model=model)
+                      key_bytes=key_bytes, model=model, search=search)
+        enc.search_bound = bound
         # one packet of frames, then its audio: the units come out in time order, as a live encoder's
         step = c.packet_frames
         for i in range(0, len(frames), step):
@@ -181,7 +185,7 @@ def _fit_rate(cfg: EncoderConfig, budget: int, duration: float, run: Callable[..
     denser: Optional[tuple[EncoderConfig, Encoder, int]] = None  # the last stride tried, its pass 1, its motion
     for stride in strides:
         sparser = EncoderConfig.make(cfg, motion_stride=stride)
-        probe = run(EncoderConfig.make(sparser, key_qp=coarsest, motion_hold=False))
+        probe = run(EncoderConfig.make(sparser, key_qp=coarsest, motion_hold=False), bound=True)
         motion = probe.stats.bytes_by_type.get("motion", 0)
         if denser is not None and denser[2] - motion < AUTO_STRIDE_MIN_SAVING * budget:
             cfg, probe, _ = denser  # too few bytes saved for the motion it would drop: keep the denser

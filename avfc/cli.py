@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from avfc import __version__
+from avfc.config import DEFAULT_EFFORT, SEARCH_LAMBDA_5KBPS
 from avfc.errors import AvfcError, ConfigError, FileAccessError
 
 EPILOG = """examples:
@@ -95,6 +96,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
         packet_frames=args.packet_frames, kp_precision=args.kp_precision, kp_hysteresis=args.kp_hysteresis,
         motion_stride=args.motion_stride, motion_share=args.motion_share, motion_hold=args.motion_hold,
         motion_hold_margin=args.hold_margin,
+        effort=args.effort,
+        search_lambda=args.search_lambda,
         format_major=args.format,
         size=args.size, fps=args.fps,
         audio_coder=args.audio_coder, motion_source=args.motion_source, avcc=args.avcc,
@@ -235,6 +238,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --motion-hold: hold a packet unless holding's error exceeds the motion's by more "
                         "than this fraction of it (default 0; larger holds more packets: fewer motion bytes, a "
                         "sharper picture, less mouth motion)")
+    e.add_argument("--effort", "--preset", dest="effort",
+                   choices=["live", "detector", "fast", "medium", "slow", "placebo"],
+                   help="how hard the encoder works (every file decodes the same way): live sends the keypoint "
+                        "detector's output with no second render (real time), detector adds the closed-loop hold "
+                        "(avfc 0.2's encoder), fast..placebo search the keypoints against the decoder's own render "
+                        "(slower, better; default %s; speeds in docs/results.md)" % DEFAULT_EFFORT)
+    e.add_argument("--search-lambda", type=float, metavar="LAMBDA",
+                   help="the search's rate weight: 8-bit levels of error per bit of motion (default: from "
+                        "--bitrate, %g at 5 kbps)" % SEARCH_LAMBDA_5KBPS)
     e.add_argument("--format", type=int, choices=[1, 2], metavar="MAJOR",
                    help="bitstream format: 2 (default) the compact 2.0 layout, 1 the 1.x layout that avfc "
                         "readers before 0.2 read")

@@ -15,6 +15,14 @@ DEFAULT_MODEL = "mrdac-cpu-v3"
 
 CODEC2_MODES = ("700C", "1300", "1600", "3200")
 
+#: the encoder's default effort (avfc.codec.search.EFFORTS): the best whose whole `avfc encode --bitrate 5`
+#: of a 256x256 clip runs at 5 fps or more on a 2-core CPU (docs/results.md)
+DEFAULT_EFFORT = "detector"
+
+#: the motion search's lambda at 5 kbps (8-bit levels of mean absolute error, summed over drawn frames,
+#: per bit of motion); it scales as 5 / kbps with the rate target (avfc.codec.search.lambda_for_rate)
+SEARCH_LAMBDA_5KBPS = 0.05
+
 
 class EncoderConfig(BaseModel):
     """How to encode. Defaults are the test conditions of the field (256x256, 25 fps, 16 kHz)."""
@@ -78,6 +86,17 @@ class EncoderConfig(BaseModel):
                     "more than this fraction of it: 0 holds only when holding is at least as close; larger "
                     "values hold more packets, which saves their motion bytes and keeps the picture sharp, "
                     "and moves the mouth less (encoder only; measured in docs/results.md)")
+    effort: Literal["live", "detector", "fast", "medium", "slow", "placebo"] = Field(
+        DEFAULT_EFFORT,
+        description="how hard the encoder works for what it sends (encoder only; every file decodes the same "
+                    "way): 'live' sends the detector's keypoints with no second render (real time); 'detector' "
+                    "adds the closed-loop hold (avfc 0.2's encoder, byte for byte); 'fast', 'medium', 'slow', "
+                    "'placebo' search the keypoints against the decoder's own render for distortion + lambda x "
+                    "rate (avfc.codec.search; speed and quality in docs/results.md)")
+    search_lambda: Optional[float] = Field(
+        None, gt=0, le=1e6,
+        description="the search's lambda (8-bit levels of mean absolute error, summed over frames, per bit of "
+                    "motion); None: from the rate target (bits are dearer at lower rates)")
     packet_frames: int = Field(25, ge=1, le=1024, description="frames per motion packet")
     format_major: Literal[1, 2] = Field(
         2, description="bitstream layout: 2 writes format 2.0 (compact: CRC-16 units, varint fields, 8-byte "

@@ -34,6 +34,7 @@ from avfc.codec.common import (
     references_for,
     tensor_to_frames,
 )
+from avfc.codec.search import EFFORTS, MotionSearch, PacketChoice, lambda_for_rate
 from avfc.config import EncoderConfig
 from avfc.entropy import dequantize, encode_motion, interpolate_track, quantize_track, sparse_positions
 from avfc.errors import ConfigError, MediaError
@@ -81,11 +82,15 @@ class Encoder:
         frame_count: number of frames if known (0: unknown, given at the end of the stream).
         key_bytes: byte budget of each key frame's intra picture (overrides ``config.key_qp``).
         model: an already loaded model (default: ``config.model`` from the zoo).
+        search: the motion search to use when ``config.effort`` searches (default: a new one); the
+            file-level rate control shares one across its passes, so that a later pass starts from
+            what an earlier one found.
     """
 
     def __init__(self, config: EncoderConfig, *, source_size: Optional[tuple[int, int]] = None,
                  crop: Optional[CropBox] = None, frame_count: int = 0,
-                 key_bytes: Optional[int] = None, model: Optional[AnimationModel] = None) -> None:
+                 key_bytes: Optional[int] = None, model: Optional[AnimationModel] = None,
+                 search: Optional[MotionSearch] = None) -> None:
         self.config = config
         #: keypoints of every motion_stride-th frame are sent (the config's, 1 when it leaves it open)
         self.motion_stride = config.motion_stride or 1
@@ -153,7 +158,19 @@ class Encoder:
         self._bidirectional = config.reference_mode == "bidirectional"
         self._waiting: list[np.ndarray] = []  # motion of frames held back (bi-directional mode)
         # motion_hold: the frames of the waiting / pending motion rows (to measure the two choices)
-        self._hold = config.motion_hold and config.motion_source != "speech"  # speech: no motion is sent
+        self.effort = EFFORTS[config.effort]
+        # speech: no motion is sent; live: no second render
+        self._hold = config.motion_hold and config.motion_source != "speech" and self.effort.hold
+        #: the encoder-side motion search (None: the detector's keypoints are sent, or held)
+        self.search: Optional[MotionSearch] = None
+        if self.effort.search and config.motion_source != "speech":
+            self.search = search if search is not None else make_search(config, self.model)
+        self._keep_frames = self._hold or self.search is not None  # frames kept for the closed-loop choices
+        #: the search sends, per packet, its candidate with the most bits instead of choosing (the rate
+        #: control's first pass, which measures an upper bound of the motion's bytes)
+        self.search_bound = False
+        #: per packet, what the search chose ("detector", "hold", "search") and its cost against the detector's
+        self.search_log: list[PacketChoice] = []
         self._waiting_frames: list[np.ndarray] = []
         self._pending_frames: list[np.ndarray] = []
         self.held_packets = 0  # motion_hold: packets sent as the reference's keypoints held still
@@ -204,7 +221,7 @@ class Encoder:
         self._last_key = index
         self._base_psnr = None
         self._ref_indices = (self._ref_indices + [index])[-self.config.max_refs:]
-        if self.config.key_policy == "adaptive" or self._hold:  # the encoder's copy of the decoder's buffer
+        if self.config.key_policy == "adaptive" or self._keep_frames:  # the encoder's copy of the decoder's buffer
             ref = make_reference(self.model, decoded, index, self.config.kp_precision, self.device)
             self._refs = (self._refs + [ref])[-self.config.max_refs:]
         if self.config.side_info:
@@ -246,7 +263,7 @@ class Encoder:
             if key:
                 self._code_key(index, frame)
             self._waiting.append(q)
-            if self._hold:
+            if self._keep_frames:
                 self._waiting_frames.append(frame)
             # low delay: motion goes out at once; bi-directional: frames wait for the next key frame
             if not self._bidirectional or key:
@@ -259,10 +276,10 @@ class Encoder:
             self._packet_start += len(self._waiting)
             self._waiting = []
             return
-        frames = self._waiting_frames if self._hold else [None] * len(self._waiting)
+        frames = self._waiting_frames if self._keep_frames else [None] * len(self._waiting)
         for q, frame in zip(self._waiting, frames):
             self._pending_q.append(q)
-            if self._hold:
+            if self._keep_frames:
                 self._pending_frames.append(frame)
             if len(self._pending_q) >= self.config.packet_frames:
                 self._flush_motion()
@@ -273,7 +290,10 @@ class Encoder:
         if not self._pending_q:
             return
         q = np.stack(self._pending_q)
-        if self._hold:
+        if self.search is not None:
+            q = self._search_packet(self._packet_start, q, self._pending_frames)
+            self._pending_frames = []
+        elif self._hold:
             q = self._hold_or_move(self._packet_start, q, self._pending_frames)
             self._pending_frames = []
         self._motion_queue.append((self._packet_start, q))
@@ -316,6 +336,50 @@ class Encoder:
                                                 flags=bs.MOTION_FLAG_INTRA if intra else 0, data=data))
             self._prev_q = last_two(self._prev_q, q)
             self._packets += 1
+
+    def _held_rows(self, first: int, q: np.ndarray) -> np.ndarray:
+        """Per frame of the packet, the keypoints of the latest reference at or before it (the hold)."""
+        p = self.config.kp_precision
+        held = np.empty_like(q)
+        for i in range(len(q)):
+            past = [r for r in self._refs if r.frame_index <= first + i]
+            ref = past[-1] if past else self._refs[0]
+            held[i] = np.rint(ref.keypoints[0].cpu().numpy().astype(np.float64) * 2.0 ** p).astype(q.dtype)
+        return held
+
+    def _next_prev(self) -> Optional[np.ndarray]:
+        """The row the next packet is predicted from (as :meth:`_emit_motion` will code it), or None
+        when it will be INTRA."""
+        if (self._packets + len(self._motion_queue)) % self.config.intra_period == 0:
+            return None
+        if self._motion_queue:  # predicted motion waiting for its audio: the last row queued
+            last = self._motion_queue[-1][1]
+            if self.motion_stride > 1:
+                last = last[sparse_positions(len(last), self.motion_stride)]
+            return np.asarray(last[-1], dtype=np.int64)
+        return None if self._prev_q is None else np.asarray(self._prev_q[0], dtype=np.int64)
+
+    def _packet_bits(self, q: np.ndarray, prev: Optional[np.ndarray]) -> int:
+        """Exact bits of the motion coder's data for packet rows ``q`` (sparse: its coded rows).
+        Predicted motion (AVCC) is counted with the plain coder (its predictor needs audio that may
+        not have arrived yet)."""
+        if self.motion_stride > 1:
+            q = q[sparse_positions(len(q), self.motion_stride)]
+        return 8 * len(encode_motion(q, prev))
+
+    def _search_packet(self, first: int, q: np.ndarray, frames: list[np.ndarray]) -> np.ndarray:
+        """The searched rows of a packet (see :mod:`avfc.codec.search`)."""
+        assert self.search is not None
+        prev = self._next_prev()
+        choice = self.search.choose(
+            first, q, frames, self._refs, bidirectional=self._bidirectional,
+            keys={i for i in range(first, first + len(q)) if i in self.decoded_keys},
+            stride=self.motion_stride, prev=prev, bits=lambda rows: self._packet_bits(rows, prev),
+            held=self._held_rows(first, q) if self._hold else None, bound=self.search_bound)
+        self.search_log.append(choice)
+        if choice.kind == "hold":
+            self.held_packets += 1
+        return choice.q
 
     @torch.no_grad()
     def _hold_or_move(self, first: int, q: np.ndarray, frames: list[np.ndarray]) -> np.ndarray:
@@ -412,6 +476,16 @@ class Encoder:
         self.stats.frames = self._frame
         self.stats.audio_frames = self._audio_frame
         self._closed = True
+
+
+def make_search(config: EncoderConfig, model: AnimationModel) -> Optional[MotionSearch]:
+    """The motion search ``config`` asks for (its effort and lambda), or None when it sends the
+    detector's keypoints."""
+    effort = EFFORTS[config.effort]
+    if not effort.search or config.motion_source == "speech":
+        return None
+    lam = config.search_lambda if config.search_lambda is not None else lambda_for_rate(config.bitrate_kbps)
+    return MotionSearch(model, effort, config.kp_precision, lam)
 
 
 @torch.no_grad()

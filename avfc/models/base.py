@@ -82,6 +82,18 @@ class AnimationModel(nn.Module, ABC):
     def render(self, refs: Sequence[Reference], kp_target: torch.Tensor, target_index: int) -> torch.Tensor:
         """Draw the target frame ``(B, 3, H, W)`` from decoded references and its keypoints."""
 
+    def draw(self, refs: Sequence[Reference], kp_target: torch.Tensor,
+             target_indices: Sequence[int]) -> torch.Tensor:
+        """:meth:`render` of ``B`` targets at once, each with its own frame index (so its own
+        temporal weights), differentiable in ``kp_target`` ``(B, C)`` where the model's render is.
+
+        This is a building block for encoder-side search (avfc.codec.search): it adds nothing a
+        decoder uses. The default renders row by row; models override it with one batched pass.
+        """
+        if kp_target.shape[0] != len(target_indices):
+            raise ValueError(f"{kp_target.shape[0]} target rows but {len(target_indices)} target indices")
+        return torch.cat([self.render(refs, kp_target[i:i + 1], int(t)) for i, t in enumerate(target_indices)])
+
     def config_dict(self) -> dict[str, Any]:
         """The constructor arguments, enough to rebuild the architecture (stored in the zoo)."""
         return {"num_kp": self.num_kp, "kp_dim": self.kp_dim, "size": self.size}

@@ -188,6 +188,21 @@ class MRDAC(AnimationModel):
         w = temporal_weights(indices[:-1], indices[-1])
         return self.animate(states, kp, w.to(kp.dtype).unsqueeze(0).expand(b, -1))["prediction"]
 
+    def draw(self, refs: Sequence[Reference], kp_target: torch.Tensor,
+             target_indices: Sequence[int]) -> torch.Tensor:
+        """:meth:`render` of ``B`` targets in one batch, each weighted by its own temporal distance,
+        differentiable in ``kp_target`` (``ref.state`` must be set; encoder-side search only)."""
+        if not 1 <= len(refs) <= self.max_refs:
+            raise ConfigError(f"draw takes 1..{self.max_refs} references, got {len(refs)}")
+        b = kp_target.shape[0]
+        if len(target_indices) != b:
+            raise ConfigError(f"{b} target rows but {len(target_indices)} target indices")
+        states = [r.state if isinstance(r.state, ReferenceState) else self.prepare_reference(r) for r in refs]
+        ref_idx = [int(r.frame_index) for r in refs]
+        w = torch.stack([temporal_weights(ref_idx, int(t)) for t in target_indices]).to(kp_target.device)
+        kp = kp_target.to(torch.float32).reshape(b, self.num_kp, 2)
+        return self.animate(states, kp, w)["prediction"]
+
     def config_dict(self) -> dict[str, Any]:
         """Every constructor argument (enough to rebuild the architecture)."""
         return {

@@ -1,0 +1,390 @@
+"""Encoder-side search: the motion that makes the decoder draw the source best.
+
+The decoder draws every frame from its decoded references and the transmitted keypoints. The
+encoder has the same references (closed loop) *and* the source frame, so instead of sending what
+the keypoint detector says it can search for the integers that make the decoder's render closest to
+the source, as conventional encoders search motion vectors against their own reconstruction
+(analysis by synthesis). Nothing here changes the format or the decoder: any avfc 0.2 reader decodes
+the result.
+
+Per motion packet, :class:`MotionSearch`:
+
+1. starts from the detector's keypoints (or from what an earlier rate-control pass found for these
+   frames, or from the detector plus the correction found for the frames before);
+2. runs a few Adam steps on the continuous keypoints of the frames the packet codes (every frame, or
+   every ``stride``-th with the decoder's interpolation in between) to lower
+   ``D + lambda * R``: ``D`` the distortion of the decoder's render against the source (L1 in 8-bit
+   levels, the mouth weighted, summed over the frames the decoder draws with that motion: key
+   frames show their picture), ``R`` a differentiable proxy of the motion coder's bits (the slope of
+   each value's Laplace table, from the coder's own backward adaptation, times a smoothed
+   ``|residual|``). The render is the model's own, through the same references with their
+   temporal weights, optionally at a reduced size for speed (the model is fully convolutional and
+   keypoints are in normalised coordinates);
+3. puts the result back on the grid in a few ways (plain rounding and dead zones around the
+   previous coded value), and chooses among those, the detector's keypoints and (with
+   ``motion_hold``) the reference's keypoints held still, by the exact cost: the exact bits of the
+   packet as the motion coder writes it and the distortion of the render of the integers the decoder
+   will really draw (after sparse interpolation).
+
+The detector's keypoints are always a candidate, so the chosen packet never costs more than they do
+under the search's cost. Effort presets (:data:`EFFORTS`) set the steps and render sizes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from avfc.codec.common import frames_to_tensor, references_for
+from avfc.config import SEARCH_LAMBDA_5KBPS
+from avfc.entropy import dequantize, interpolate_track, quantize_track, sparse_positions
+from avfc.entropy.tables import DECAY_Q16, INITIAL_STATE_Q12, SCALE_THRESHOLDS_Q12, STATE_CAP, STATE_FRAC_BITS, \
+    STATE_SHIFT
+from avfc.errors import ConfigError
+from avfc.models.base import AnimationModel, Reference
+from avfc.models.zoo import build_model
+
+#: the mouth box as fractions of the coded picture (top, bottom, left, right): the lower middle third,
+#: the box the benchmark's mouth-motion metric uses (avfc.eval.mouth.DEFAULT_MOUTH_BOX)
+MOUTH_BOX = (2.0 / 3.0, 1.0, 1.0 / 3.0, 2.0 / 3.0)
+
+
+@dataclass(frozen=True)
+class Effort:
+    """One effort preset of the encoder.
+
+    ``search``: whether the motion is searched at all; ``hold``: whether the closed-loop hold may run
+    (the ``motion_hold`` setting decides whether it does); ``steps``: gradient steps per packet from
+    the detector; ``warm_steps``: steps when an earlier rate-control pass already searched the
+    packet's frames; ``scale``: the search renders at ``size // scale``; ``choice_scale``: the final
+    choice renders at ``size // choice_scale`` (1: exactly the decoder's render); ``lr``: Adam's step
+    in grid units; ``rechoose``: whether every rate-control pass renders the candidates again (else a
+    pass whose key pictures changed keeps the kind of candidate an earlier pass chose for the packet,
+    rebuilt from its own references).
+    """
+
+    name: str
+    search: bool = False
+    hold: bool = True
+    steps: int = 0
+    warm_steps: int = 0
+    scale: int = 2
+    choice_scale: int = 2
+    lr: float = 1.0
+    rechoose: bool = True
+
+
+#: the effort presets, fastest first. ``live``: the detector's keypoints, no second render (real time);
+#: ``detector``: the detector with the closed-loop hold (avfc 0.2's encoder, byte for byte); then
+#: searches of growing effort (speed and quality measured in docs/results.md).
+EFFORTS: dict[str, Effort] = {e.name: e for e in (
+    Effort("live", hold=False),
+    Effort("detector"),
+    Effort("fast", search=True, steps=6, warm_steps=0, scale=2, choice_scale=2, lr=1.0, rechoose=False),
+    Effort("medium", search=True, steps=12, warm_steps=2, scale=2, choice_scale=2, lr=1.0),
+    Effort("slow", search=True, steps=30, warm_steps=5, scale=2, choice_scale=1, lr=1.0),
+    Effort("placebo", search=True, steps=60, warm_steps=10, scale=1, choice_scale=1, lr=0.7),
+)}
+
+#: the search's lambda at 5 kbps (levels of mean absolute error of 8-bit RGB, summed over the drawn frames,
+#: per bit); it scales as 5 / kbps with the rate target (bits are dearer at lower rates)
+LAMBDA_5KBPS = SEARCH_LAMBDA_5KBPS
+
+#: extra weight of the mouth box in the distortion (1 + this inside the box, normalised to mean 1)
+MOUTH_WEIGHT = 1.0
+
+#: dead zones (grid steps beyond half a step) tried when the searched keypoints are put on the grid
+ROUNDINGS = (0.0, 0.3, 0.6)
+
+#: the differentiable rate proxy smooths |r| as sqrt(r^2 + RATE_EPS^2)
+RATE_EPS = 0.5
+
+
+def lambda_for_rate(kbps: Optional[float]) -> float:
+    """The search's lambda for a whole-file rate target (``LAMBDA_5KBPS`` without one)."""
+    return LAMBDA_5KBPS if kbps is None else LAMBDA_5KBPS * 5.0 / float(kbps)
+
+
+def _decay_bits() -> np.ndarray:
+    """Bits per unit of |residual| of each Laplace table: -log2(theta_j)."""
+    theta = np.asarray(DECAY_Q16, dtype=np.float64) / 65536.0
+    return -np.log2(theta)
+
+
+_SLOPE = _decay_bits()
+
+
+def rate_slopes(rows: np.ndarray, prev: Optional[np.ndarray]) -> np.ndarray:
+    """Bits per unit |residual| of every residual of a track of coded rows ``(K, C)``, following the
+    motion coder's backward adaptation on the rows themselves (the first residual is row 1 minus row
+    0, or row 0 minus ``prev``; an INTRA packet's row 0 is coded absolutely and gets slope 0).
+
+    Returns ``(K, C)``: the slope of the table each residual is coded with."""
+    rows = np.asarray(rows, dtype=np.int64)
+    k, c = rows.shape
+    out = np.zeros((k, c), dtype=np.float64)
+    start = 0 if prev is not None else 1
+    res = np.diff(np.vstack([prev[None].astype(np.int64), rows]) if prev is not None else rows, axis=0)
+    # the coder's k0 choice is the best initial state; start from the typical one of the residuals
+    mean = np.mean(np.abs(res)) if res.size else 0.0
+    j0 = int(np.searchsorted(np.asarray(INITIAL_STATE_Q12), mean * (1 << STATE_FRAC_BITS)))
+    states = np.full(c, INITIAL_STATE_Q12[min(j0, len(INITIAL_STATE_Q12) - 1)], dtype=np.int64)
+    thresholds = np.asarray(SCALE_THRESHOLDS_Q12, dtype=np.int64)
+    for t, r in enumerate(res):
+        out[start + t] = _SLOPE[np.searchsorted(thresholds, states, side="right")]
+        a = np.minimum(np.abs(r), STATE_CAP) << STATE_FRAC_BITS
+        states = states + ((a - states) >> STATE_SHIFT)
+    return out
+
+
+def interpolation_matrix(num_frames: int, stride: int) -> np.ndarray:
+    """``(T, K)``: the decoder's sparse interpolation (:func:`avfc.entropy.interpolate_track`) as a
+    linear map from the ``K`` coded rows to the ``T`` frames, before its rounding."""
+    pos = sparse_positions(num_frames, stride)
+    m = np.zeros((num_frames, len(pos)), dtype=np.float64)
+    for k, a in enumerate(pos):
+        m[a, k] = 1.0
+        if k + 1 < len(pos):
+            b = pos[k + 1]
+            for j in range(a + 1, b):
+                f = (j - a) / (b - a)
+                m[j, k], m[j, k + 1] = 1.0 - f, f
+    return m
+
+
+def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    if x.shape[-1] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
+def scaled_model(model: AnimationModel, size: int) -> AnimationModel:
+    """The same weights at another frame size (the architectures are fully convolutional)."""
+    if size == model.size:
+        return model
+    cfg = dict(model.config_dict())
+    cfg["size"] = int(size)
+    small = build_model(model.arch, cfg)
+    small.load_state_dict(model.state_dict(), strict=True)
+    small.eval()
+    for p in small.parameters():
+        p.requires_grad_(False)
+    return small
+
+
+@dataclass
+class PacketChoice:
+    """What :meth:`MotionSearch.choose` chose for one packet, and its costs."""
+
+    q: np.ndarray  # (T, C) int32 rows to send (for sparse packets the coded positions matter)
+    kind: str  # "detector", "hold" or "search"
+    cost: float  # D + lambda * R of the choice
+    detector_cost: float  # the same for the detector's keypoints
+    bits: int
+
+
+class MotionSearch:
+    """The motion search of one stream, shared by the rate control's passes (it remembers what it
+    found per frame, so a later pass with other key pictures starts from there).
+
+    Args:
+        model: the stream's animation model (the decoder's).
+        effort: an :class:`Effort` that searches.
+        precision: the keypoint grid's fractional bits.
+        lam: lambda, in levels (mean absolute error of 8-bit RGB, summed over frames) per bit.
+        mouth_weight: extra weight of the mouth box in the distortion.
+    """
+
+    def __init__(self, model: AnimationModel, effort: Effort, precision: int, lam: float,
+                 mouth_weight: float = MOUTH_WEIGHT) -> None:
+        if not effort.search:
+            raise ConfigError(f"effort {effort.name!r} does not search")
+        self.model = model
+        self.effort = effort
+        self.precision = int(precision)
+        self.lam = float(lam)
+        self.mouth_weight = float(mouth_weight)
+        self.device = next(iter(model.parameters()), torch.empty(0)).device
+        self._models: dict[int, AnimationModel] = {}
+        self._small_refs: dict[tuple[int, int], tuple[Reference, Reference]] = {}
+        self._weights: dict[int, torch.Tensor] = {}
+        #: continuous keypoints (grid units) last found per frame index
+        self.found: dict[int, np.ndarray] = {}
+        self._offset: Optional[np.ndarray] = None  # last correction over the detector, for the next packet
+        self._chosen: dict[tuple[int, int, int, bool], tuple[str, float]] = {}  # packet -> (kind, rounding)
+        self.packets = 0
+        self.choices: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ pieces
+    def _model(self, scale: int) -> AnimationModel:
+        size = max(64, self.model.size // scale)
+        if size not in self._models:
+            self._models[size] = scaled_model(self.model, size)
+        return self._models[size]
+
+    @torch.no_grad()
+    def _ref(self, ref: Reference, model: AnimationModel) -> Reference:
+        """``ref`` at ``model``'s size (its state prepared), cached while the ref object lives."""
+        if model is self.model:
+            if ref.state is None:
+                ref.state = model.prepare_reference(ref)
+            return ref
+        key = (id(ref), model.size)
+        hit = self._small_refs.get(key)
+        if hit is not None and hit[0] is ref:
+            return hit[1]
+        small = Reference(ref.frame_index, _resize(ref.frame, model.size), ref.keypoints)
+        small.state = model.prepare_reference(small)
+        self._small_refs[key] = (ref, small)
+        return small
+
+    def _pixel_weights(self, size: int) -> torch.Tensor:
+        if size not in self._weights:
+            w = torch.ones(1, 1, size, size)
+            t, b, lft, r = MOUTH_BOX
+            w[..., int(t * size):int(b * size), int(lft * size):int(r * size)] += self.mouth_weight
+            self._weights[size] = (w / w.mean()).to(self.device)
+        return self._weights[size]
+
+    def _groups(self, refs: list[Reference], indices: Sequence[int], bidirectional: bool
+                ) -> list[tuple[list[Reference], list[int]]]:
+        """Drawn frames grouped by the references the decoder draws them from (positions in ``indices``)."""
+        groups: dict[tuple[int, ...], tuple[list[Reference], list[int]]] = {}
+        for pos, idx in enumerate(indices):
+            rs = references_for(refs, idx, bidirectional)
+            groups.setdefault(tuple(id(r) for r in rs), (rs, []))[1].append(pos)
+        return list(groups.values())
+
+    def _distortion(self, model: AnimationModel, groups, indices: Sequence[int], kp: torch.Tensor,
+                    src: torch.Tensor) -> torch.Tensor:
+        """Sum over frames of the weighted mean |render - source| in 8-bit levels."""
+        w = self._pixel_weights(model.size)
+        total = kp.new_zeros(())
+        for rs, pos in groups:
+            small = [self._ref(r, model) for r in rs]
+            out = model.draw(small, kp[pos], [indices[p] for p in pos]).clamp(0.0, 1.0)
+            total = total + ((out - src[pos]).abs() * w).mean(dim=(1, 2, 3)).sum() * 255.0
+        return total
+
+    # ------------------------------------------------------------------ the search
+    def choose(self, first: int, det: np.ndarray, frames: Sequence[np.ndarray], refs: list[Reference],
+               *, bidirectional: bool, keys: set[int], stride: int, prev: Optional[np.ndarray],
+               bits: Callable[[np.ndarray], int], held: Optional[np.ndarray] = None,
+               bound: bool = False) -> PacketChoice:
+        """The rows to send for the packet of frames ``first..first+T-1``.
+
+        Args:
+            det: the detector's quantized keypoints ``(T, C)``.
+            frames: the packet's source frames at the coded size.
+            refs: the decoder's reference buffer when it draws this packet (the encoder's copy).
+            bidirectional: whether frames are drawn from references after them too.
+            keys: frame indices that are key frames (they show their picture, whatever the motion).
+            stride: the packet codes every ``stride``-th row (and its last); the decoder interpolates.
+            prev: the last coded row of the previous packet when this packet is predicted from it
+                (None for an INTRA packet).
+            bits: the exact size in bits of a packet of rows ``(T, C)``, as the motion coder writes it.
+            held: the rows of the reference's keypoints held still (a candidate), if the hold may run.
+            bound: render no candidate: send the one that costs the most bits (the rate control's
+                first pass wants an upper bound of the motion's bytes, not a choice).
+        """
+        eff = self.effort
+        det = np.asarray(det, dtype=np.int32)
+        n, c = det.shape
+        scale = 2.0 ** self.precision
+        pos = sparse_positions(n, stride)
+        drawn = [i for i in range(n) if first + i not in keys]
+
+        def exact(q: np.ndarray, d: float) -> tuple[float, int]:
+            b = bits(q)
+            return d + self.lam * b, b
+
+        if not drawn:  # every frame is a key frame: only bits count
+            cands = [("detector", det)] + ([("hold", held)] if held is not None else [])
+            costs = [exact(q, 0.0) for _, q in cands]
+            i = int(np.argmin([cst for cst, _ in costs]))
+            return self._done(cands[i][1], cands[i][0], costs[i][0], costs[0][0], costs[i][1])
+
+        indices = [first + i for i in drawn]
+        src_full = frames_to_tensor(np.stack([frames[i] for i in drawn])).to(self.device)
+        groups = self._groups(refs, indices, bidirectional)
+
+        # --- continuous search on the coded rows ------------------------------------------------
+        known = [first + p in self.found for p in pos]
+        if all(known):
+            x0 = np.stack([self.found[first + p] for p in pos])
+            steps = eff.warm_steps
+        else:
+            off = self._offset if self._offset is not None else np.zeros(c)
+            x0 = np.stack([self.found.get(first + p, det[p] + off) for p in pos])
+            steps = eff.steps
+        interp = torch.from_numpy(interpolation_matrix(n, stride)[drawn]).float().to(self.device)
+        x = torch.tensor(x0, dtype=torch.float32, device=self.device, requires_grad=True)
+        if steps:
+            model = self._model(eff.scale)
+            src = _resize(src_full, model.size)
+            opt = torch.optim.Adam([x], lr=eff.lr)
+            prev_t = None if prev is None else torch.tensor(prev, dtype=torch.float32, device=self.device)
+            for step in range(steps):
+                if step % 4 == 0:  # the tables the coder would pick for the current rounded track
+                    slopes = torch.from_numpy(rate_slopes(np.rint(x.detach().cpu().numpy()), prev)).float()
+                kp = (interp @ x) / scale
+                d = self._distortion(model, groups, indices, kp, src)
+                rows = x if prev_t is None else torch.cat([prev_t[None], x])
+                res = rows[1:] - rows[:-1]
+                sl = slopes[1:] if prev_t is None else slopes
+                r = (sl.to(self.device) * torch.sqrt(res * res + RATE_EPS ** 2)).sum()
+                loss = d + self.lam * r
+                (g,) = torch.autograd.grad(loss, [x])
+                x.grad = g
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+        xf = x.detach().cpu().numpy().astype(np.float64)
+        full = interpolation_matrix(n, stride) @ xf
+        for i in range(n):
+            self.found[first + i] = full[i]
+        self._offset = full[-1] - det[-1]
+
+        # --- exact choice -------------------------------------------------------------------------
+        cands: list[tuple[str, float, np.ndarray]] = [("detector", -1.0, det)]
+        if held is not None:
+            cands.append(("hold", -1.0, np.asarray(held, dtype=np.int32)))
+        seen = [q[pos].tobytes() for _, _, q in cands]
+        for h in ROUNDINGS:
+            coded = quantize_track(xf / scale, self.precision, h, prev)
+            if coded.tobytes() in seen:
+                continue
+            seen.append(coded.tobytes())
+            q = interpolate_track(coded, n, stride) if stride > 1 else coded
+            cands.append(("search", h, q.astype(np.int32)))
+        if bound:
+            nbits = [bits(q) for _, _, q in cands]
+            i = int(np.argmax(nbits))
+            return self._done(cands[i][2], cands[i][0], float("nan"), float("nan"), nbits[i])
+        key = (first, n, stride, held is not None)
+        if not eff.rechoose and not steps and key in self._chosen:
+            kind, h = self._chosen[key]
+            for cand in cands:
+                if cand[0] == kind and (kind != "search" or cand[1] == h):
+                    return self._done(cand[2], kind, float("nan"), float("nan"), bits(cand[2]))
+        model = self._model(eff.choice_scale)
+        src = _resize(src_full, model.size)
+        costs = []
+        with torch.no_grad():
+            for _, _, q in cands:
+                drawn_q = interpolate_track(q[pos], n, stride) if stride > 1 else q
+                kp = torch.from_numpy(dequantize(drawn_q[drawn], self.precision)).to(self.device)
+                costs.append(exact(q, float(self._distortion(model, groups, indices, kp, src))))
+        order = [cst for cst, _ in costs]
+        i = int(np.argmin(order))  # ties keep the earlier: the detector, then the hold
+        self._chosen[key] = (cands[i][0], cands[i][1])
+        return self._done(cands[i][2], cands[i][0], costs[i][0], costs[0][0], costs[i][1])
+
+    def _done(self, q: np.ndarray, kind: str, cost: float, det_cost: float, nbits: int) -> PacketChoice:
+        self.packets += 1
+        self.choices[kind] = self.choices.get(kind, 0) + 1
+        return PacketChoice(q=np.asarray(q, dtype=np.int32), kind=kind, cost=cost, detector_cost=det_cost,
+                            bits=nbits)

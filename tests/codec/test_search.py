@@ -1,0 +1,219 @@
+"""The encoder's motion search (avfc.codec.search): analysis by synthesis against the decoder's render."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import avfc
+from avfc.codec import Decoder, Encoder
+from avfc.codec.common import make_reference
+from avfc.codec.search import (
+    EFFORTS,
+    Effort,
+    MotionSearch,
+    interpolation_matrix,
+    lambda_for_rate,
+    rate_slopes,
+)
+from avfc.config import EncoderConfig
+from avfc.entropy import encode_motion, interpolate_track
+from avfc.errors import ConfigError
+from avfc.media.synthetic import speech_like, talking_face
+from avfc.models.zoo import load_model
+
+DATA = Path(__file__).parent / "data"
+SIZE = 64
+
+
+def _decode(data: bytes):
+    dec = Decoder()
+    dec.push(data)
+    dec.close()
+    return dec, dec.pull_frames()
+
+
+def _l1(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).mean())
+
+
+@pytest.mark.parametrize("name", ["tiny", "v3"])
+def test_the_detector_effort_writes_avfc_0_2_bytes(name):
+    """effort 'detector' is avfc 0.2's encoder byte for byte: these files were written by avfc 0.2.0
+    (commit c6fff8e) from the same synthetic clip, with the rate control, the hold and audio."""
+    frames = talking_face(60, SIZE, SIZE, seed=3)
+    pcm = speech_like(60 / 25, seed=3)
+    model = {"tiny": "tiny-test", "v3": "mrdac-cpu-v3"}[name]
+    res = avfc.encode(frames, pcm=pcm, model=model, size=SIZE, bitrate_kbps=6, effort="detector")
+    assert res.data == (DATA / f"effort-detector-{name}.avfc").read_bytes()
+
+
+def test_interpolation_matrix_is_the_decoders_interpolation_before_rounding():
+    rng = np.random.default_rng(0)
+    for n, stride in [(25, 3), (10, 2), (7, 1), (1, 3), (11, 4)]:
+        m = interpolation_matrix(n, stride)
+        coded = rng.integers(-300, 300, size=(m.shape[1], 5))
+        exact = interpolate_track(coded, n, stride)
+        assert np.abs(m @ coded - exact).max() <= 0.5
+        assert np.allclose(m.sum(axis=1), 1.0)
+
+
+def test_rate_slopes_grow_where_the_coder_expects_small_residuals():
+    still = np.zeros((10, 4), np.int64)
+    moving = np.cumsum(np.full((10, 4), 9, np.int64), axis=0)
+    # a still track is coded with narrow tables: moving it costs more bits per step
+    assert rate_slopes(still, None)[5:].mean() > rate_slopes(moving, None)[5:].mean()
+    assert (rate_slopes(still, None)[0] == 0).all()  # an INTRA packet's first row is coded absolutely
+    assert (rate_slopes(still, np.zeros(4, np.int64))[0] > 0).all()
+
+
+def test_lambda_follows_the_rate_target():
+    assert lambda_for_rate(3) > lambda_for_rate(5) > lambda_for_rate(10)
+    assert lambda_for_rate(None) == lambda_for_rate(5)
+
+
+def test_efforts_are_ordered_and_validated():
+    assert list(EFFORTS)[:2] == ["live", "detector"]
+    searching = [e for e in EFFORTS.values() if e.search]
+    assert [e.steps for e in searching] == sorted(e.steps for e in searching)
+    with pytest.raises(ConfigError):
+        EncoderConfig.make(effort="turbo")
+    with pytest.raises(ConfigError):
+        MotionSearch(load_model("tiny-test", SIZE), EFFORTS["detector"], 5, 1.0)
+
+
+def _packet_setup(model_name: str = "tiny-test", n: int = 10, seed: int = 1):
+    """One decoded reference and a packet of frames that moved away from it."""
+    model = load_model(model_name, SIZE)
+    frames = talking_face(n + 1, SIZE, SIZE, seed=seed)
+    enc = Encoder(EncoderConfig.make(model=model_name, size=SIZE, audio="none", key_qp=30, effort="detector"))
+    enc.push_frames(frames[:1])
+    key = enc.decoded_keys[0]
+    ref = make_reference(model, key, 0, 5, torch.device("cpu"))
+    from avfc.codec.encoder import analyse
+
+    det = analyse(model, frames[1:], 5, 0.3)
+    return model, ref, frames[1:], det
+
+
+def _choose(search, ref, frames, det, **kw):
+    return search.choose(1, det, list(frames), [ref], bidirectional=False, keys=set(), stride=kw.pop("stride", 1),
+                         prev=None, bits=lambda q: 8 * len(encode_motion(q[::kw.get("s", 1)])), **kw)
+
+
+def test_the_search_lowers_the_decoders_error_on_a_synthetic_clip():
+    model, ref, frames, det = _packet_setup()
+    effort = Effort("test", search=True, steps=40, scale=1, choice_scale=1, lr=1.0)
+    search = MotionSearch(model, effort, 5, lam=1e-4)
+    choice = _choose(search, ref, frames, det)
+    assert choice.kind == "search"
+    assert choice.cost < choice.detector_cost
+
+    def render(q):
+        kp = torch.from_numpy(q.astype(np.float32) / 32)
+        with torch.no_grad():
+            out = model.draw([ref], kp, list(range(1, 1 + len(q))))
+        return (out.clamp(0, 1) * 255).round().permute(0, 2, 3, 1).numpy()
+
+    assert _l1(render(choice.q), frames) < 0.9 * _l1(render(det), frames)
+
+
+@pytest.mark.parametrize("lam", [1e-4, 0.05, 5.0, 1000.0])
+@pytest.mark.parametrize("stride", [1, 3])
+def test_the_choice_never_costs_more_than_the_detectors_keypoints(lam, stride):
+    model, ref, frames, det = _packet_setup(seed=2)
+    effort = Effort("test", search=True, steps=5, scale=2, choice_scale=1, lr=1.0)
+    search = MotionSearch(model, effort, 5, lam=lam)
+    from avfc.entropy import sparse_positions
+
+    pos = sparse_positions(len(det), stride)
+    held = np.repeat(np.rint(ref.keypoints.numpy() * 32).astype(np.int32), len(det), axis=0)
+    choice = search.choose(1, det, list(frames), [ref], bidirectional=False, keys=set(), stride=stride, prev=None,
+                           bits=lambda q: 8 * len(encode_motion(q[pos])), held=held)
+    assert choice.cost <= choice.detector_cost
+    if lam >= 1000.0:  # bits dominate: the cheapest rows win
+        assert choice.bits <= min(8 * len(encode_motion(det[pos])), 8 * len(encode_motion(held[pos])))
+
+
+def test_key_frames_in_a_packet_are_not_counted_and_all_keys_cost_only_bits():
+    model, ref, frames, det = _packet_setup(n=4)
+    search = MotionSearch(model, Effort("t", search=True, steps=2, lr=1.0), 5, lam=1.0)
+    choice = search.choose(1, det, list(frames), [ref], bidirectional=False, keys={1, 2, 3, 4}, stride=1, prev=None,
+                           bits=lambda q: 8 * len(encode_motion(q)))
+    assert choice.kind == "detector" and choice.cost == 8 * len(encode_motion(det))
+
+
+@pytest.mark.parametrize("kw", [
+    {},
+    {"motion_stride": 3},
+    {"key_interval": 12, "max_refs": 2},
+    {"reference_mode": "bidirectional", "key_interval": 12, "max_refs": 2},
+    {"motion_hold": False},
+])
+def test_searched_files_decode_with_the_unchanged_decoder(kw):
+    frames = talking_face(30, SIZE, SIZE, seed=4)
+    cfg = EncoderConfig.make(model="tiny-test", size=SIZE, audio="none", key_qp=35, packet_frames=10,
+                             effort="fast", **kw)
+    enc = Encoder(cfg)
+    enc.push_frames(frames)
+    enc.close()
+    data = enc.read()
+    assert enc.search is not None and enc.search.packets == 3
+    dec, out = _decode(data)
+    assert dec.issues == [] and len(out) == 30
+    # the decoder drew the integers the search chose (closed loop: the same rows on both sides)
+    rows = dec.motion_array()
+    for choice, k in zip(enc.search_log, range(3)):
+        got = rows[10 * k:10 * k + 10]
+        if cfg.motion_stride == 3:
+            from avfc.entropy import sparse_positions
+
+            pos = sparse_positions(10, 3)
+            assert np.array_equal(got, interpolate_track(choice.q[pos], 10, 3))
+        else:
+            assert np.array_equal(got, choice.q)
+
+
+def test_searched_encode_beats_the_detector_on_the_decoders_output():
+    """End to end with the real model: the same clip, key picture and rate target, the decoder's
+    frames closer to the source with the search than with the detector's keypoints."""
+    frames = talking_face(40, SIZE, SIZE, seed=5)
+    out = {}
+    for effort in ("detector", "medium"):
+        res = avfc.encode(frames, model="mrdac-cpu-v3", size=SIZE, audio="none", key_qp=40, effort=effort,
+                          packet_frames=20)
+        _, dec = _decode(res.data)
+        out[effort] = _l1(dec[1:], frames[1:])
+    assert out["medium"] < out["detector"]
+
+
+def test_the_rate_control_shares_one_search_across_its_passes():
+    frames = talking_face(30, SIZE, SIZE, seed=6)
+    res = avfc.encode(frames, pcm=speech_like(30 / 25, seed=6), model="tiny-test", size=SIZE, bitrate_kbps=8,
+                      effort="fast", packet_frames=10)
+    assert res.kbps <= 8.0
+    dec, out = _decode(res.data)
+    assert dec.issues == [] and len(out) == 30
+
+
+def test_live_effort_renders_nothing_after_analysis(monkeypatch):
+    calls = {"render": 0}
+    model = load_model("tiny-test", SIZE)
+    orig = type(model).render
+
+    def counting(self, *a, **k):
+        calls["render"] += 1
+        return orig(self, *a, **k)
+
+    monkeypatch.setattr(type(model), "render", counting)
+    frames = talking_face(20, SIZE, SIZE, seed=7)
+    enc = Encoder(EncoderConfig.make(model="tiny-test", size=SIZE, audio="none", key_qp=35, packet_frames=10,
+                                     effort="live"))
+    enc.push_frames(frames)
+    enc.close()
+    assert calls["render"] == 0 and enc.search is None and enc.held_packets == 0
+    _, out = _decode(enc.read())
+    assert len(out) == 20

@@ -13,6 +13,13 @@ must share one keypoint detector (as v2 and v3 do), since the keypoints are anal
 
 JSON lines on stdout (one per clip, QP and model), then a markdown table of the means.
 
+``--efforts fast,medium,...``: also the encoder's motion search (avfc.codec.search) at each effort
+against that same decoded key picture, every frame of the clip coded in packets of 25 as the encoder
+does (INTRA packets, every frame's keypoints, no hold), with the search's lambda for ``--kbps``. Its
+rows are ``MODEL EFFORT``; the JSON lines add the motion's kbit/s (exact bytes of the motion coder),
+the search's seconds per frame and the flicker (mean |frame-to-frame change of the render minus that
+of the source|, 8-bit levels, on every frame).
+
 ``--smoke``: the ``tiny-test`` model on one synthetic 12-frame clip written to a temporary folder, one
 QP, no LPIPS/DISTS (their cells are NaN); a check that the script runs.
 """
@@ -40,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stride", type=int, default=10)
     ap.add_argument("--weights", type=Path, default=WEIGHTS, help="LPIPS/DISTS weights folder")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--efforts", default="", help="search efforts to add, comma separated (e.g. fast,medium)")
+    ap.add_argument("--kbps", type=float, default=5.0, help="rate target whose lambda the search uses")
     ap.add_argument("--smoke", action="store_true",
                     help="tiny-test on one synthetic clip, no LPIPS/DISTS: a check that the script runs")
     args = ap.parse_args(argv)
@@ -47,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         from avfc.media.synthetic import write_clip
 
         args.models, args.qps, args.frames, args.stride, args.threads = "tiny-test", "55", 12, 4, 1
+        args.efforts = "fast"
         args.weights = None
         with tempfile.TemporaryDirectory() as tmp:
             args.set = tmp
@@ -79,6 +89,13 @@ def run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from avfc.eval.perceptual import DISTS, LPIPS
     from avfc.media import decode_intra, encode_intra, read_media
     from avfc.models.zoo import keypoint_family, load_model
+    from avfc.codec.search import EFFORTS, MotionSearch, lambda_for_rate
+    from avfc.entropy import encode_motion
+
+    efforts = [e for e in args.efforts.split(",") if e]
+    for e in efforts:
+        if e not in EFFORTS or not EFFORTS[e].search:
+            ap.error(f"--efforts takes searching efforts ({', '.join(k for k, v in EFFORTS.items() if v.search)})")
 
     names = args.models.split(",")
     if len({keypoint_family(n) for n in names}) != 1:
@@ -107,23 +124,65 @@ def run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             data = encode_intra(frames[0], "av1", qp)
             key = decode_intra(data, "av1", 256, 256)
             outs = {"held still": np.repeat(key[None], len(idx), 0)}
+            extra: dict[str, dict] = {}
             for name, model in models.items():
                 ref = make_reference(model, key, 0, cfg.kp_precision, device)
                 with torch.no_grad():
                     outs[name] = tensor_to_frames(model.render([ref], kp, 5))
+                if efforts:
+                    extra[name] = _searched(model, ref, frames, q, None, cfg, args, encode_motion, tensor_to_frames)
+                for effort in efforts:
+                    search = MotionSearch(model, EFFORTS[effort], cfg.kp_precision, lambda_for_rate(args.kbps))
+                    extra[f"{name} {effort}"] = _searched(model, ref, frames, q, search, cfg, args, encode_motion,
+                                                          tensor_to_frames)
+                    outs[f"{name} {effort}"] = extra[f"{name} {effort}"].pop("frames")[idx]
             for name, out in outs.items():
                 row = np.array([psnr(src, out).mean, lpips.score(src, out).mean, dists.score(src, out).mean])
                 sums.setdefault((qp, name), []).append(row)
+                more = {k: v for k, v in extra.get(name, {}).items() if k != "frames"}
                 print(json.dumps({"clip": clip.stem, "qp": qp, "key_bytes": len(data), "model": name,
                                   "psnr": round(row[0], 3), "lpips_alex": round(row[1], 4),
-                                  "dists": round(row[2], 4)}), flush=True)
+                                  "dists": round(row[2], 4), **more}), flush=True)
     print(f"\nMeans over {len(clips)} clips, every {args.stride}th frame from frame 5:\n")
     print("| key picture | | PSNR | LPIPS-Alex | DISTS |\n| --- | --- | --- | --- | --- |")
     for qp in qps:
-        for name in [*names, "held still"]:
+        for name in [*names, *(f"{n} {e}" for n in names for e in efforts), "held still"]:
             m = np.mean(sums[(qp, name)], axis=0)
             print(f"| AV1 QP {qp} | {name} | {m[0]:.2f} | {m[1]:.3f} | {m[2]:.3f} |")
     return 0
+
+
+def _searched(model, ref, frames, q, search, cfg, args, encode_motion, tensor_to_frames) -> dict:
+    """Frames 1.. of the clip in packets of 25 drawn from ``ref``: with the detector's keypoints
+    (``search`` None) or searched; the motion's kbit/s, seconds per frame and flicker of every frame."""
+    import time
+
+    import torch
+
+    from avfc.entropy import dequantize
+
+    rows, nbytes, t0 = [], 0, time.perf_counter()
+    for first in range(1, len(frames), 25):
+        det = q[first:first + 25]
+        if search is None:
+            chosen = det
+        else:
+            chosen = search.choose(first, det, list(frames[first:first + 25]), [ref], bidirectional=False,
+                                   keys=set(), stride=1, prev=None,
+                                   bits=lambda r: 8 * len(encode_motion(r))).q
+        rows.append(chosen)
+        nbytes += len(encode_motion(chosen))
+    seconds = time.perf_counter() - t0
+    kp = dequantize(np.concatenate(rows), cfg.kp_precision) if rows else np.zeros((0, q.shape[1]), np.float32)
+    with torch.no_grad():
+        out = tensor_to_frames(model.draw([ref], torch.from_numpy(kp), list(range(1, 1 + len(kp)))))
+    out = np.concatenate([tensor_to_frames(ref.frame), out])  # frame 0 shows the key picture
+    src = frames.astype(np.float64)
+    flicker = float(np.abs(np.diff(out.astype(np.float64), axis=0) - np.diff(src, axis=0)).mean())
+    n = max(len(frames) - 1, 1)
+    return {"frames": out, "motion_kbps": round(nbytes * 8 / 1000 / (len(frames) / 25), 3),
+            "search_s_per_frame": round(seconds / n, 4) if search is not None else 0.0,
+            "flicker": round(flicker, 3)}
 
 
 if __name__ == "__main__":

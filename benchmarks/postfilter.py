@@ -7,7 +7,7 @@ avfc's defaults and decoded; the held key frame is coded at the same total bytes
 bench``). Both are scored as they are and after an unsharp mask of every output frame,
 ``clip(round(x + a (x - G(x))))`` with ``G`` a separable Gaussian (sigma 1, 7 taps, edges
 replicated): PSNR, MS-SSIM, LPIPS-Alex and DISTS on every 10th frame. The mask is here only: avfc
-does not ship it (docs/results.md).
+does not ship it (docs/experiments/2026-11-21-decoder-sharpening.md).
 
 ``--smoke``: the ``tiny-test`` model at 192x192 (MS-SSIM needs more than 160 pixels) on one synthetic
 20-frame clip written to a temporary folder, one rate, no LPIPS/DISTS (NaN); a check that the script runs.

@@ -63,6 +63,16 @@ def avcc_for_config(config: EncoderConfig, model: AnimationModel) -> Optional[Av
     return bundle
 
 
+def check_max_refs(config: EncoderConfig, model: AnimationModel) -> None:
+    """Refuse ``config.max_refs`` above the references ``model`` renders from (its ``max_refs``
+    attribute; MRDAC draws from at most 4, a model without the attribute sets no bound), so that a
+    reference buffer the model cannot draw from is refused before any work, not at a later key frame."""
+    limit = getattr(model, "max_refs", None)
+    if isinstance(limit, int) and config.max_refs > limit:
+        raise ConfigError(f"max_refs {config.max_refs} is more than model {config.model!r} renders from: "
+                          f"it takes at most {limit} references")
+
+
 def audio_rows(fields: Sequence[np.ndarray], start: int, end: int) -> np.ndarray:
     """Rows ``start..end-1`` of the per-frame 700C fields (``N`` rows of 4); rows outside ``[0, N)``
     are -1 (unknown), exactly as the AVCC predictors expect."""

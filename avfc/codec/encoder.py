@@ -96,6 +96,9 @@ class Encoder:
         self.motion_stride = config.motion_stride or 1
         self.entry = get_entry(config.model)
         self.model = model if model is not None else load_model(config.model, config.size)
+        from avfc.codec.common import check_max_refs
+
+        check_max_refs(config, self.model)  # before any work, not at a later key frame
         size = config.size
         sw, sh = source_size if source_size is not None else (size, size)
         self.crop = crop if crop is not None else CropBox(0, 0, sw, sh)

@@ -9,19 +9,25 @@ and writing the results.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Optional, Union
 
 import numpy as np
 
 from avfc import bitstream as bs
+from avfc.codec.common import check_max_refs
 from avfc.codec.decoder import Decoder, Issue
 from avfc.codec.encoder import Encoder, EncoderStats, analyse_clip, make_search
 from avfc.config import EncoderConfig
-from avfc.errors import ConfigError, FormatError, MediaError
+from avfc.errors import ConfigError, FileAccessError, FormatError, MediaError
 from avfc.media import QP_RANGE, CropBox, Media, apply_crop, find_crop, read_media, write_media
+from avfc.media.crop import face_warnings
 from avfc.models.zoo import load_model
+
+if TYPE_CHECKING:
+    import torch
 
 #: the motion strides the rate control tries, densest first, when the config leaves motion_stride open:
 #: beyond 3 frames (120 ms at 25 fps) the interpolated mouth visibly lags the speech
@@ -32,7 +38,11 @@ AUTO_MOTION_STRIDES = (1, 2, 3)
 AUTO_STRIDE_MIN_SAVING = 0.02
 
 PathLike = Union[str, os.PathLike]
-MediaSource = Union[PathLike, bytes, Media, np.ndarray]
+#: frames as a numpy array or a torch tensor (any device): uint8 ``(T, H, W, 3)``
+FramesLike = Union[np.ndarray, "torch.Tensor"]
+#: speech as a numpy array or a torch tensor: float ``(N,)`` in [-1, 1]
+PcmLike = Union[np.ndarray, "torch.Tensor"]
+MediaSource = Union[PathLike, bytes, Media, FramesLike]
 
 
 @dataclass
@@ -68,17 +78,49 @@ class DecodeResult:
     issues: list[Issue]
 
 
-def _load_source(src: MediaSource, config: EncoderConfig, pcm: Optional[np.ndarray],
+def _as_array(x: Any, what: str) -> Any:
+    """``x`` as a numpy array when it is a torch tensor (detached, moved to the CPU; half and bfloat16
+    speech as float32); anything else as it is, for the checks of :class:`Media` to judge. torch is not
+    imported here: a tensor can only exist when the caller has imported it."""
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(x, torch.Tensor):
+        return x
+    t = x.detach().cpu()
+    if what == "pcm" and t.is_floating_point() and t.dtype not in (torch.float32, torch.float64):
+        t = t.float()
+    try:
+        return t.numpy()
+    except (TypeError, RuntimeError) as e:
+        raise MediaError(f"{what}: cannot read a {t.dtype} tensor as an array ({e})") from None
+
+
+def _load_source(src: MediaSource, config: EncoderConfig, pcm: Optional[PcmLike],
                  sample_rate: int) -> Media:
+    """The :class:`Media` to encode; a Media whose frame rate is not the configuration's is refused
+    (its frames would be coded at the wrong speed), arrays and tensors are taken at ``config.fps``."""
     if isinstance(src, Media):
+        if src.fps != config.fps:
+            raise ConfigError(
+                f"the media is at {src.fps} fps but the configuration codes {config.fps} fps: give fps={src.fps} "
+                f"to code it at its own rate, or read it at {config.fps} fps (read_media(..., fps={config.fps}))")
         return src
+    src = _as_array(src, "frames")
     if isinstance(src, np.ndarray):
-        return Media.from_arrays(src, config.fps, pcm, sample_rate)
+        if src.ndim == 4 and src.shape[1] == 3 and src.shape[3] != 3:
+            raise MediaError(f"frames must be channels-last (T, H, W, 3) uint8 RGB, got {src.dtype} {src.shape}: "
+                             "permute a (T, 3, H, W) tensor with .permute(0, 2, 3, 1)")
+        return Media.from_arrays(src, config.fps, None if pcm is None else _as_array(pcm, "pcm"), sample_rate)
     if isinstance(src, (bytes, bytearray, memoryview)):
         return read_media(bytes(src), fps=config.fps, sample_rate=16000, max_frames=config.max_frames)
     if isinstance(src, (str, os.PathLike)):
+        path = Path(src)  # as for decode's input: a path that cannot be read is a FileAccessError
+        why = ("no such file" if not path.exists() else "it is a directory" if path.is_dir()
+               else "permission denied" if not os.access(path, os.R_OK) else None)
+        if why is not None:
+            raise FileAccessError(f"cannot read {src}: {why}")
         return read_media(src, fps=config.fps, sample_rate=16000, max_frames=config.max_frames)
-    raise MediaError(f"cannot encode a {type(src).__name__}: give a path, file bytes, a Media or frames")
+    raise MediaError(f"cannot encode a {type(src).__name__}: give a path, file bytes, a Media, or frames as a "
+                     "numpy array or torch tensor")
 
 
 def prepare(media: Media, config: EncoderConfig) -> tuple[np.ndarray, CropBox]:
@@ -92,30 +134,48 @@ def prepare(media: Media, config: EncoderConfig) -> tuple[np.ndarray, CropBox]:
 
 def encode(src: MediaSource, dst: Optional[PathLike] = None, *,
            config: EncoderConfig | dict | None = None,
-           pcm: Optional[np.ndarray] = None, sample_rate: int = 16000,
+           pcm: Optional[PcmLike] = None, sample_rate: int = 16000,
            progress: Optional[Callable[[str, int, int], None]] = None,
            **overrides: Any) -> EncodeResult:
     """Encode a talking-face video (and its speech) to .avfc.
 
     Args:
-        src: a media file path, the bytes of a media file, a :class:`~avfc.media.Media`, or
-            frames ``(T, H, W, 3)`` uint8 RGB at ``config.fps`` (then ``pcm`` is its mono
-            float32 speech at ``sample_rate``, 16 kHz).
-        dst: where to write the .avfc file (optional; the bytes are returned anyway).
+        src: a media file path, the bytes of a media file, a :class:`~avfc.media.Media` at
+            ``config.fps`` (another rate is refused with a ConfigError naming both), or frames
+            ``(T, H, W, 3)`` uint8 RGB at ``config.fps`` as a numpy array or a torch tensor (then
+            ``pcm`` is its mono float speech at ``sample_rate``, 16 kHz, an array or a tensor).
+        dst: where to write the .avfc file (optional; the bytes are returned anyway). Checked
+            before any work (its folder must exist and be writable: FileAccessError otherwise).
         config: an :class:`EncoderConfig` or a dict; keyword ``overrides`` replace its fields,
             e.g. ``encode("talk.mp4", bitrate_kbps=4, audio="codec2")``.
         progress: called as ``progress(stage, done, total)`` on long work.
 
     Returns:
         :class:`EncodeResult` with the bytes, the header, and bytes per unit type.
+
+    Faces: with ``crop="face"`` on frames that are not square, an input where the face detector
+    finds no face is still encoded (the centred square, which the model will draw badly) and one
+    where it finds several is cropped around the largest; both add a line to ``warnings`` (the
+    CLI prints them) rather than raising, so that a clip whose face the detector misses still
+    encodes. Square input is coded whole and not looked at.
+
+    Raises:
+        ConfigError: a bad configuration, a Media at another frame rate, or ``max_refs`` above
+            the references the model draws from; all before any work.
+        FileAccessError: ``dst`` cannot be written (checked first, and again when writing), or
+            the input path is missing, a directory or not readable.
+        MediaError: the input is not media FFmpeg can read, or not frames and speech.
     """
     cfg = EncoderConfig.make(config, **overrides)
+    if dst is not None:
+        _check_writable(dst)
+    check_max_refs(cfg, load_model(cfg.model, cfg.size))  # the model is cached: loaded once
     media = _load_source(src, cfg, pcm, sample_rate)
     frames, box = prepare(media, cfg)
     pcm = media.audio
     if pcm is not None and media.sample_rate != 16000:
         raise MediaError(f"audio must be 16 kHz mono, got {media.sample_rate} Hz")
-    warnings: list[str] = []
+    warnings: list[str] = face_warnings(media.frames[: cfg.max_frames], method=cfg.crop)
     if cfg.audio != "none" and pcm is None:
         warnings.append("the input has no audio track: the stream is video only")
         cfg = EncoderConfig.make(cfg, audio="none")
@@ -154,7 +214,10 @@ def encode(src: MediaSource, dst: Optional[PathLike] = None, *,
         enc = run(cfg)
     data = enc.read()
     if dst is not None:
-        Path(dst).write_bytes(data)
+        try:
+            Path(dst).write_bytes(data)
+        except OSError as e:
+            raise FileAccessError(f"cannot write {dst}: {e.strerror or e}") from None
     return EncodeResult(data=data, header=enc.header, stats=enc.stats, frames=len(frames),
                         duration=duration, crop=box, warnings=warnings, motion_stride=enc.motion_stride)
 
@@ -242,16 +305,41 @@ def _qp_between(fit_qps: list[int], over_qps: list[int]) -> bool:
     return len(fit_qps) == len(over_qps) and any(o < f - 1 for f, o in zip(fit_qps, over_qps))
 
 
+def _check_writable(dst: PathLike) -> None:
+    """Refuse, before any work, an output path that could not be written (an existing file is
+    overwritten, as :meth:`Path.write_bytes` does)."""
+    path = Path(dst)
+    if path.is_dir():
+        raise FileAccessError(f"cannot write {path}: it is a directory")
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            raise FileAccessError(f"cannot write {path}: permission denied")
+        return
+    folder = path.parent
+    if not folder.exists():
+        raise FileAccessError(f"cannot write {path}: no such directory {folder}")
+    if not folder.is_dir():
+        raise FileAccessError(f"cannot write {path}: {folder} is not a directory")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise FileAccessError(f"cannot write {path}: permission denied in {folder}")
+
+
 def _read_stream(src: Union[PathLike, bytes, BinaryIO]) -> bytes:
     if isinstance(src, (bytes, bytearray, memoryview)):
         return bytes(src)
     if isinstance(src, (str, os.PathLike)):
         try:
             return Path(src).read_bytes()
-        except OSError as e:
-            raise FormatError(f"cannot read {src}: {e.strerror}") from None
+        except OSError as e:  # missing, a directory, permission refused
+            raise FileAccessError(f"cannot read {src}: {e.strerror or e}") from None
     if hasattr(src, "read"):
-        return src.read()
+        try:
+            data = src.read()
+        except OSError as e:  # io.UnsupportedOperation (opened for writing) included
+            raise FileAccessError(f"cannot read {getattr(src, 'name', 'the file object')}: {e.strerror or e}") from None
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise FormatError(f"the file object gave {type(data).__name__}, not bytes: open the file in binary mode")
+        return bytes(data)
     raise FormatError(f"cannot decode a {type(src).__name__}: give a path, bytes or a binary file")
 
 
@@ -301,14 +389,29 @@ def decode(src: Union[PathLike, bytes, BinaryIO], dst: Optional[PathLike] = None
 
 
 def write_decoded(result: DecodeResult, dst: PathLike) -> None:
-    """Write a decode result as .mp4 (video and audio) or .wav (audio only)."""
+    """Write a decode result as .mp4 (video and audio) or .wav (audio only).
+
+    Raises:
+        ConfigError: a suffix other than .mp4, .mkv, .mov or .wav.
+        MediaError: a .wav asked of a stream without audio, or the encoder failed.
+        FileAccessError: ``dst`` cannot be written (its folder is missing, permission refused, ...).
+    """
     suffix = Path(dst).suffix.lower()
     if suffix == ".wav":
         if result.audio is None:
             raise MediaError("the stream has no audio to write to a .wav file")
-        from avfc.media import write_wav
-        write_wav(dst, result.audio, result.sample_rate)
-        return
-    if suffix not in (".mp4", ".mkv", ".mov"):
+    elif suffix not in (".mp4", ".mkv", ".mov"):
         raise ConfigError(f"cannot write {suffix or 'a file without suffix'}: use .mp4 or .wav")
-    write_media(dst, result.frames, int(round(result.fps)), result.audio, result.sample_rate)
+    _check_writable(dst)
+    try:
+        if suffix == ".wav":
+            from avfc.media import write_wav
+            assert result.audio is not None
+            write_wav(dst, result.audio, result.sample_rate)
+        else:
+            write_media(dst, result.frames, int(round(result.fps)), result.audio, result.sample_rate)
+    except MediaError as e:  # the writers report every failure so; a failing file system is a FileAccessError
+        cause = e.__cause__
+        if isinstance(cause, OSError):
+            raise FileAccessError(f"cannot write {dst}: {cause.strerror or cause}") from None
+        raise

@@ -78,8 +78,8 @@ def center_square(width: int, height: int) -> CropBox:
     return CropBox((width - side) // 2, (height - side) // 2, side, side)
 
 
-def _detect_face(rgb: np.ndarray) -> tuple[float, float, float] | None:
-    """The largest face in one RGB frame as (centre x, centre y, side) in its pixels, or None."""
+def _detect_faces(rgb: np.ndarray) -> list[tuple[float, float, float]]:
+    """Every face in one RGB frame as (centre x, centre y, side) in its pixels, largest first."""
     height, width = rgb.shape[:2]
     scale = min(1.0, DETECT_SIDE / max(height, width))
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
@@ -88,10 +88,14 @@ def _detect_face(rgb: np.ndarray) -> tuple[float, float, float] | None:
     grey = cv2.equalizeHist(grey)
     min_side = max(20, round(MIN_FACE_FRACTION * min(grey.shape)))
     faces = _cascade().detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side))
-    if len(faces) == 0:
-        return None
-    x, y, w, h = max(faces, key=lambda f: int(f[2]) * int(f[3]))
-    return ((x + w / 2) / scale, (y + h / 2) / scale, max(w, h) / scale)
+    ordered = sorted((tuple(int(v) for v in f) for f in faces), key=lambda f: f[2] * f[3], reverse=True)
+    return [((x + w / 2) / scale, (y + h / 2) / scale, max(w, h) / scale) for x, y, w, h in ordered]
+
+
+def _detect_face(rgb: np.ndarray) -> tuple[float, float, float] | None:
+    """The largest face in one RGB frame as (centre x, centre y, side) in its pixels, or None."""
+    faces = _detect_faces(rgb)
+    return faces[0] if faces else None
 
 
 def box_around_face(cx: float, cy: float, face_side: float, width: int, height: int) -> CropBox:
@@ -128,12 +132,46 @@ def find_crop(frames: np.ndarray, *, method: CropMethod = "face") -> CropBox:
         raise ConfigError(f"crop method 'none' needs square frames, got {width}x{height}")
     if method == "center":
         return center_square(width, height)
-    picks = np.unique(np.linspace(0, count - 1, num=min(DETECT_FRAMES, count)).round().astype(int))
+    picks = _picks(count)
     found = [face for face in (_detect_face(frames[i]) for i in picks) if face is not None]
     if not found:
         return center_square(width, height)
     cx, cy, side = (float(v) for v in np.median(np.array(found), axis=0))
     return box_around_face(cx, cy, side, width, height)
+
+
+def _picks(count: int) -> np.ndarray:
+    """The frames (spread evenly over a clip of ``count``) the face detector looks at."""
+    return np.unique(np.linspace(0, count - 1, num=min(DETECT_FRAMES, count)).round().astype(int))
+
+
+def face_warnings(frames: np.ndarray, *, method: CropMethod = "face") -> list[str]:
+    """What :func:`find_crop` with the same arguments could not do as asked, in words for the user.
+
+    Only ``method="face"`` on frames that are not square looks for faces (a square source is coded
+    whole, the other methods look for none); then, on the frames :func:`find_crop` looks at:
+
+    * no face in any: one message (the largest centred square is coded instead);
+    * two faces or more in at least half of them: one message (each frame's largest face voted).
+
+    These are warnings, not errors: the crop is still made, and a caller that wants to refuse such
+    input can do so on the message. Runs the face detector again (``DETECT_FRAMES`` frames).
+    """
+    _check_frames(frames)
+    count, height, width = frames.shape[:3]
+    if method != "face" or width == height:
+        return []
+    picks = _picks(count)
+    found = [len(_detect_faces(frames[i])) for i in picks]
+    if not any(found):
+        return [f"no face found in the {width}x{height} input ({len(picks)} frames looked at): the centred "
+                f"square is coded instead; the model draws faces, crop the input around one, or choose crop 'center'"]
+    several = [n for n in found if n >= 2]
+    if 2 * len(several) >= len(picks):
+        return [f"{max(several)} faces found in the {width}x{height} input (several in {len(several)} of the "
+                f"{len(picks)} frames looked at): the crop is around the largest; crop the input around the "
+                f"face to code"]
+    return []
 
 
 def apply_crop(frames: np.ndarray, box: CropBox, size: int) -> np.ndarray:
@@ -167,4 +205,4 @@ def apply_crop(frames: np.ndarray, box: CropBox, size: int) -> np.ndarray:
     return out
 
 
-__all__ = ["CropBox", "CropMethod", "apply_crop", "box_around_face", "center_square", "find_crop"]
+__all__ = ["CropBox", "CropMethod", "apply_crop", "box_around_face", "center_square", "face_warnings", "find_crop"]

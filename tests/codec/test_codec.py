@@ -11,7 +11,7 @@ from avfc import bitstream as bs
 from avfc.codec import Decoder, Encoder, analyse
 from avfc.codec.common import audio_codec_for_config
 from avfc.config import EncoderConfig
-from avfc.errors import AvfcError, MediaError, ModelMismatchError
+from avfc.errors import AvfcError, FileAccessError, MediaError, ModelMismatchError
 from avfc.models.zoo import load_model
 from synthetic import speech_like, talking_face, write_clip
 
@@ -244,8 +244,10 @@ def test_bad_inputs_give_clear_errors(tmp_path):
     junk.write_bytes(b"this is not a video" * 10)
     with pytest.raises(MediaError):
         avfc.encode(junk)
-    with pytest.raises(MediaError):
+    with pytest.raises(FileAccessError, match="missing.mp4: no such file"):  # as decode's: not a MediaError
         avfc.encode(tmp_path / "missing.mp4")
+    with pytest.raises(FileAccessError, match="is a directory"):
+        avfc.encode(tmp_path)
     with pytest.raises(AvfcError):
         avfc.decode(b"RIFF0000WAVEfmt ")
     with pytest.raises(AvfcError):

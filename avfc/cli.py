@@ -93,6 +93,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
         model=args.model, bitrate_kbps=args.bitrate, audio=args.audio, codec2_mode=args.codec2_mode,
         opus_bitrate=args.opus_bitrate, key_codec=args.key_codec, key_qp=args.key_qp,
         key_interval=args.key_interval, max_frames=args.frames, crop=args.crop,
+        key_policy=args.key_policy, key_drop_db=args.key_drop_db, key_min_distance=args.key_min_distance,
+        reference_mode=args.reference_mode, max_refs=args.max_refs,
         packet_frames=args.packet_frames, kp_precision=args.kp_precision, kp_hysteresis=args.kp_hysteresis,
         motion_stride=args.motion_stride, motion_share=args.motion_share, motion_hold=args.motion_hold,
         motion_hold_margin=args.hold_margin,
@@ -221,7 +223,24 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--opus-bitrate", type=int, metavar="BPS", help="Opus bitrate, 6000-24000")
     e.add_argument("--key-codec", choices=["av1", "hevc"], help="intra codec of key frames (default av1)")
     e.add_argument("--key-qp", type=int, help="key-frame QP when --bitrate is not given")
-    e.add_argument("--key-interval", type=int, metavar="N", help="a key frame every N frames (0: first only)")
+    e.add_argument("--key-interval", type=int, metavar="N",
+                   help="a key frame every N frames (0: first only); with --key-policy adaptive the longest "
+                        "distance between key frames (0: no limit)")
+    e.add_argument("--key-policy", choices=["fixed", "adaptive"],
+                   help="fixed (default): key frames every --key-interval frames; adaptive: the encoder renders "
+                        "every frame as the decoder will and codes a key frame when the picture falls "
+                        "--key-drop-db below its level just after the last key frame (slower encode)")
+    e.add_argument("--key-drop-db", type=float, metavar="DB",
+                   help="with --key-policy adaptive: the PSNR drop that triggers a key frame (default 3)")
+    e.add_argument("--key-min-distance", type=int, metavar="N",
+                   help="with --key-policy adaptive: the fewest frames between two key frames (default 25)")
+    e.add_argument("--reference-mode", choices=["low-delay", "bidirectional"],
+                   help="low-delay (default): frames are drawn from past key frames; bidirectional: the next key "
+                        "frame is coded ahead and the frames between two key frames are drawn from both (needs "
+                        "--key-interval N > 0, the fixed policy and --max-refs 2 or more; delays N frames)")
+    e.add_argument("--max-refs", type=int, metavar="N",
+                   help="key frames the decoder keeps as references (default 4; at most what the model draws "
+                        "from: 4 for the mrdac models)")
     e.add_argument("--model", help="zoo model (see `avfc models`)")
     e.add_argument("--frames", type=int, metavar="N", help="encode at most N frames")
     e.add_argument("--crop", choices=["face", "center", "none"], help="how to crop to a square (default face)")

@@ -222,3 +222,48 @@ def test_a_reader_that_leaves_early_gets_what_it_read(tmp_path):
                        shell=True, executable="/bin/bash", capture_output=True, text=True, timeout=120)
     assert p.stdout == "{\n" and p.stderr == ""
     assert p.returncode in (0, EXIT_BROKEN_PIPE)  # 0 when the whole output fit the pipe before head left
+
+
+def test_reference_and_key_policy_flags_reach_the_configuration(clip, tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_encode(src, dst, **kw):
+        seen.update(kw)
+        return SimpleNamespace(warnings=[])
+
+    monkeypatch.setattr("avfc.api.encode", fake_encode)
+    assert main(["encode", str(clip), "-o", str(tmp_path / "x.avfc"), "-q", "--reference-mode", "bidirectional",
+                 "--key-policy", "adaptive", "--key-drop-db", "1.5", "--key-min-distance", "7", "--max-refs", "3"]) == 0
+    assert (seen["reference_mode"], seen["key_policy"], seen["key_drop_db"], seen["key_min_distance"],
+            seen["max_refs"]) == ("bidirectional", "adaptive", 1.5, 7, 3)
+
+
+def test_encode_bidirectional_and_adaptive_from_the_command_line(clip, tmp_path, capsys):
+    common = [str(clip), "--size", "64", "--model", "tiny-test", "--audio", "none", "--key-qp", "35",
+              "--packet-frames", "10", "-q"]
+    out = tmp_path / "bi.avfc"
+    assert main(["encode", *common, "-o", str(out), "--reference-mode", "bidirectional", "--key-interval", "10",
+                 "--max-refs", "2"]) == 0
+    assert main(["info", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["header"]["reference_mode"], info["header"]["max_refs"]) == (1, 2)
+    assert info["units"]["key_frame"]["count"] == 3  # frames 0, 10, 20 of 30
+    out = tmp_path / "adaptive.avfc"
+    assert main(["encode", *common, "-o", str(out), "--key-policy", "adaptive", "--key-drop-db", "0.01",
+                 "--key-min-distance", "5"]) == 0
+    assert main(["info", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["units"]["key_frame"]["count"] > 1
+    # bi-directional mode needs a key interval: refused in one line
+    assert main(["encode", *common, "-o", str(tmp_path / "x.avfc"), "--reference-mode", "bidirectional"]) == 2
+    assert "bidirectional mode needs" in _one_line_error(capsys)
+
+
+def test_max_refs_above_the_model_is_refused_before_any_work(clip, tmp_path, capsys, monkeypatch):
+    def boom(*a, **k):
+        raise AssertionError("the encode analysed the clip before refusing max_refs")
+
+    monkeypatch.setattr("avfc.api.analyse_clip", boom)
+    assert main(["encode", str(clip), "-o", str(tmp_path / "x.avfc"), "--size", "64", "--model", "mrdac-cpu-v3",
+                 "--max-refs", "5"]) == 2
+    err = _one_line_error(capsys)
+    assert "max_refs 5" in err and "at most 4" in err

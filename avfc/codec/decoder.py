@@ -49,8 +49,13 @@ REPEAT_MAX_SECONDS = 1
 CONCEAL_MOTION_MODES = ("hold", "joint")
 #: sampler steps and seed of the joint model's motion head when it conceals lost motion
 CONCEAL_MOTION_STEPS, CONCEAL_MOTION_SEED = 8, 0
-#: largest gap (in seconds) of missing frames the decoder conceals before it calls a packet implausible
-MAX_GAP_SECONDS = 600
+#: largest gap (in seconds) of missing frames the decoder conceals past the frames the stream's data reach
+#: (motion packets, key frames, audio units; :meth:`Decoder.reach`): a unit that starts further ahead is
+#: refused (reported "undecodable"), and at the end of the stream frames are output only up to this far
+#: past the data, whatever frame count END_OF_STREAM or the header declares (the rest is reported
+#: "limit"). So one unit can make the decoder output at most this many frames (plus its own), about what
+#: a motion packet of 1024 frames legitimately does (docs/bitstream.md E.6)
+MAX_GAP_SECONDS = 60
 
 #: motion-from-speech streams: most key frames held while waiting for the audio that draws the frames
 MAX_PENDING_KEYS = 64
@@ -63,7 +68,7 @@ _WAIT, _LOST = "wait", "lost"
 class Issue:
     """Something the decoder had to work around (a damaged unit, a lost packet)."""
 
-    kind: str  # "damage", "lost_motion", "undecodable", "ignored", "side_info", "concealed_audio"
+    kind: str  # "damage", "lost_motion", "undecodable", "ignored", "side_info", "concealed_audio", "limit"
     message: str
     offset: Optional[int] = None  # byte offset in the stream, when known
     frames: Optional[tuple[int, int]] = None  # [first, last) frames affected
@@ -103,6 +108,7 @@ class Decoder:
         self._ready: dict[int, np.ndarray] = {}
         self._next_render = 0  # next frame index not yet produced
         self._next_out = 0  # next frame index to hand out
+        self._reach = 0  # frames the stream's data reach: motion packets, key frames, audio (see reach())
         self._last_frame: Optional[np.ndarray] = None
         self.motion: dict[int, np.ndarray] = {}  # decoded integer motion by frame
         self.audio_tokens: dict[int, object] = {}
@@ -138,11 +144,38 @@ class Decoder:
         if self.header is None:
             raise TruncatedError("the stream ended before its sequence header")
         self._decode_waiting(final=True)
+        total = self._end_frames()
         if self._motion_source is bs.MotionSource.FROM_SPEECH and self.avcc is not None:
-            self._render_from_speech(final=True)
-        total = self._expected_frames()
+            self._render_from_speech(final=True, total=total)
         if total is not None and self._next_render < total:
             self._conceal(self._next_render, total, "the stream ends before these frames' motion")
+
+    def reach(self) -> int:
+        """Frames the stream's data reach so far: past the last frame of every motion packet and key frame
+        accepted, and of the video time the audio units received cover (or the frames already output,
+        if more). A unit may start at most :data:`MAX_GAP_SECONDS` past it, and the frames output at the
+        end stop there too."""
+        return max(self._reach, self._next_render)
+
+    def _gap_frames(self) -> int:
+        """:data:`MAX_GAP_SECONDS` in frames of the stream."""
+        assert self.header is not None
+        return MAX_GAP_SECONDS * int(self.header.fps_num) // int(self.header.fps_den)
+
+    def _end_frames(self) -> Optional[int]:
+        """The frames output in all: the declared count (END_OF_STREAM, else the header's), but no more
+        than :data:`MAX_GAP_SECONDS` past the data (:meth:`reach`); None when none is declared."""
+        total = self._expected_frames()
+        if total is None or self.header is None:
+            return total
+        limit = self.reach() + self._gap_frames()
+        if total > limit:
+            self.issues.append(Issue(
+                "limit", f"the stream declares {total} frames but its data reach frame {self.reach()}: frames "
+                f"{limit}..{total - 1} are not output (at most {MAX_GAP_SECONDS} s are concealed past the data)",
+                frames=(limit, total)))
+            return limit
+        return total
 
     def _expected_frames(self) -> Optional[int]:
         if self.end is not None:
@@ -223,20 +256,24 @@ class Decoder:
 
     # ------------------------------------------------------------------ video
     def _max_frame(self) -> int:
+        """A unit's frames must end at or before this: within the header's frame count, when it declares
+        one, and at most MAX_GAP_SECONDS (plus a packet's 1024 frames) past the data (:meth:`reach`)."""
         assert self.header is not None
+        limit = self.reach() + self._gap_frames() + 1024
         if self.header.frame_count:
-            return int(self.header.frame_count)
-        fps = self.header.fps_num / self.header.fps_den
-        return self._next_render + int(MAX_GAP_SECONDS * fps) + 1024
+            return min(int(self.header.frame_count), limit)
+        return limit
 
     def _key_frame(self, kf: bs.KeyFrame) -> None:
         assert self.header is not None and self.model is not None
         if kf.frame_index >= self._max_frame():
-            raise LimitError(f"key frame index {kf.frame_index} is beyond the stream's frames")
+            raise LimitError(f"key frame index {kf.frame_index} is beyond the stream's frames (or more than "
+                             f"{MAX_GAP_SECONDS} s past its data, which reach frame {self.reach()})")
         codec = KEY_CODEC_NAMES[int(self.header.key_codec)]
         pic = decode_intra(kf.data, codec, self.header.width, self.header.height)
         ref = make_reference(self.model, pic, kf.frame_index, self.header.kp_precision, self.device)
         self._keys[kf.frame_index] = self._key_output(ref, pic)
+        self._reach = max(self._reach, int(kf.frame_index) + 1)
         if self._motion_source is bs.MotionSource.FROM_SPEECH and kf.frame_index > self._next_render:
             # the frames before it are drawn when their audio arrives: hold it until then
             if len(self._pending_keys) >= MAX_PENDING_KEYS:
@@ -278,9 +315,11 @@ class Decoder:
                               f"{self._motion_source.name}")
         first, n = int(m.first_frame), int(m.num_frames)
         if first + n > self._max_frame():
-            raise LimitError(f"motion packet for frames {first}..{first + n - 1} is beyond the stream")
+            raise LimitError(f"motion packet for frames {first}..{first + n - 1} is beyond the stream (or more "
+                             f"than {MAX_GAP_SECONDS} s past its data, which reach frame {self.reach()})")
         if first < self._next_render:
             raise FormatError(f"motion packet for frames {first}.. repeats frames already decoded")
+        self._reach = max(self._reach, first + n)
         if predicted and (self._waiting_motion or self._audio_rows(*self._audio_span(m)) is _WAIT):
             # its audio has not arrived yet (it normally comes first): decode it when it does
             if len(self._waiting_motion) >= MAX_WAITING_PACKETS:
@@ -439,6 +478,10 @@ class Decoder:
         if context != (int(self.header.audio_coder) == int(bs.AudioCoder.CONTEXT)):
             raise FormatError(f"{type(a).__name__} unit in a stream whose audio coder is "
                               f"{bs.AudioCoder(int(self.header.audio_coder)).name}")
+        first_frame, end_frame = int(a.first_frame), int(a.first_frame) + int(a.num_frames)
+        if self._video_frames_of(first_frame) > self.reach() + self._gap_frames():
+            raise LimitError(f"audio unit for audio frames {first_frame}.. starts more than {MAX_GAP_SECONDS} s "
+                             f"past the stream's data, which reach frame {self.reach()}")
         if context:
             assert self.avcc is not None
             tokens = self.avcc.audio.decode(a.data, int(a.num_frames))
@@ -448,14 +491,19 @@ class Decoder:
             self.audio_tokens[int(a.first_frame) + i] = t
             if self._needs_fields:
                 self._fields[int(a.first_frame) + i] = tuple(split_700c(int(t)))
+        self._reach = max(self._reach, self._video_frames_of(end_frame))
         if self._motion_source is bs.MotionSource.FROM_SPEECH:
             self._render_from_speech(final=False)
         self._decode_waiting(final=False)
 
+    def _video_frames_of(self, audio_frames: int) -> int:
+        """The video frames (rounded up) that the time of ``audio_frames`` audio frames spans."""
+        assert self.header is not None and self.audio_codec is not None
+        num = audio_frames * self.audio_codec.frame_samples * int(self.header.fps_num)
+        return -(-num // (self.audio_codec.sample_rate * int(self.header.fps_den)))
+
     def _audio_end(self) -> int:
-        """Audio frames the stream has (from END_OF_STREAM, else those received so far)."""
-        if self.end is not None:
-            return int(self.end.audio_frame_count)
+        """Audio frames received so far: past the last one."""
         return max(self._fields, default=-1) + 1
 
     def _known_rows(self, start: int, end: int) -> np.ndarray:
@@ -490,11 +538,13 @@ class Decoder:
                 return _WAIT
         return out
 
-    def _render_from_speech(self, final: bool) -> None:
-        """Motion from speech: draw every frame whose audio window has arrived (all at the end)."""
+    def _render_from_speech(self, final: bool, total: Optional[int] = None) -> None:
+        """Motion from speech: draw every frame whose audio window has arrived (all at the end: up to
+        ``total``, the frames :meth:`close` outputs, else the audio's end)."""
         assert self.header is not None and self.avcc is not None and self.model is not None
         lips, diff = self.avcc.lips, self._diffusion
-        total = self._expected_frames()
+        if not final:
+            total = self._expected_frames()
         if final:
             limit = total if total is not None else self._audio_end()
         else:

@@ -146,9 +146,12 @@ class Decoder:
         self._decode_waiting(final=True)
         total = self._end_frames()
         if self._motion_source is bs.MotionSource.FROM_SPEECH and self.avcc is not None:
-            self._render_from_speech(final=True, total=total)
+            # frames are drawn up to the data's reach (audio, key frames); those past it are concealed
+            self._render_from_speech(final=True, total=None if total is None else min(total, self.reach()))
         if total is not None and self._next_render < total:
-            self._conceal(self._next_render, total, "the stream ends before these frames' motion")
+            self._conceal(self._next_render, total, "the stream ends before these frames' motion"
+                          if self._motion_source is not bs.MotionSource.FROM_SPEECH
+                          else "they are past the stream's audio and key frames")
 
     def reach(self) -> int:
         """Frames the stream's data reach so far: past the last frame of every motion packet and key frame

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import resource
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -155,3 +156,19 @@ def test_streaming_decoder_in_chunks_gives_the_same_bounded_frames(clip: bs.Pars
         pytest.fail(f"{e!r}")
     got.append(dec.pull_frames())
     assert sum(len(g) for g in got) == 10 + GAP
+
+
+@pytest.mark.parametrize("name", ["v1_1-lips-from-speech", "v1_3-diffusion-lips"])
+def test_motion_from_speech_draws_up_to_the_data_and_conceals_the_rest(name: str) -> None:
+    """A FROM_SPEECH stream draws every frame from its audio: with END_OF_STREAM declaring 10M frames its
+    decoder drew 1,500 more from no audio (40 s for the tiny model at 64x64, days for 10M). Frames past the
+    data's reach are held now, and the stream's own frames are as before."""
+    parsed = bs.parse_stream((Path(__file__).parents[1] / "golden" / f"{name}.avfc").read_bytes())
+    end = _payloads(parsed, bs.EndOfStream)[0]
+    ref = avfc.decode(_rewrite(parsed, parsed.units))
+    n = int(end.frame_count)
+    assert ref.issues == [] and len(ref.frames) == n
+    res = avfc.decode(_rewrite(parsed, [*_body(parsed), end.model_copy(update={"frame_count": bs.MAX_FRAME_COUNT})]))
+    assert [i.frames for i in res.issues] == [(n + GAP, bs.MAX_FRAME_COUNT), (n, n + GAP)]
+    np.testing.assert_array_equal(res.frames[:n], ref.frames)
+    np.testing.assert_array_equal(res.frames[n:], np.broadcast_to(ref.frames[-1], res.frames[n:].shape))

@@ -381,7 +381,9 @@ def decode(src: Union[PathLike, bytes, BinaryIO], dst: Optional[PathLike] = None
     video = np.concatenate(frames) if frames else np.zeros((0, dec.header.height, dec.header.width, 3), np.uint8)
     audio = dec.audio()
     fps = dec.header.fps_num / dec.header.fps_den
-    result = DecodeResult(frames=video, audio=audio, sample_rate=int(dec.header.audio_sample_rate) or 16000,
+    # the rate the audio was decoded at (the codec's, part C of docs/bitstream.md), not the header's field
+    sample_rate = dec.audio_codec.sample_rate if dec.audio_codec is not None else 16000
+    result = DecodeResult(frames=video, audio=audio, sample_rate=sample_rate,
                           fps=fps, header=dec.header, motion=dec.motion_array(), issues=dec.issues)
     if dst is not None:
         write_decoded(result, dst)

@@ -115,6 +115,7 @@ class Decoder:
         self.side_info: list[bs.SideInfo] = []
         self._bidirectional = False
         self._closed = False
+        self._failed: Optional[AvfcError] = None  # why the stream cannot be decoded (its header was refused)
         self.avcc: Optional[AvccBundle] = None
         self._motion_source = bs.MotionSource.TRANSMITTED
         self._fields: dict[int, tuple[int, int, int, int]] = {}  # 700C fields of decoded audio frames
@@ -129,6 +130,8 @@ class Decoder:
     # ------------------------------------------------------------------ input
     def push(self, data: bytes) -> None:
         """Feed more bytes of the stream (any split is fine)."""
+        if self._failed is not None:
+            raise self._failed
         if self._closed:
             raise FormatError("decoder is closed")
         for ev in self._parser.feed(bytes(data)):
@@ -136,6 +139,8 @@ class Decoder:
 
     def close(self) -> None:
         """End of input: flush, conceal missing frames, check the stream was complete."""
+        if self._failed is not None:
+            raise self._failed
         if self._closed:
             return
         for ev in self._parser.close():
@@ -204,7 +209,11 @@ class Decoder:
             return
         if isinstance(payload, bs.SequenceHeader):
             if self.header is None:
-                self._start(payload)
+                try:
+                    self._start(payload)
+                except AvfcError as e:  # nothing can be decoded: every later push() and close() says so
+                    self._failed = e
+                    raise
             return
         if self.header is None:
             self.issues.append(Issue("ignored", f"{name} unit before the sequence header", ev.offset))
@@ -240,6 +249,13 @@ class Decoder:
                 f"{header.model_name!r} uses {self.model.num_kp}x{self.model.kp_dim}")
         self.model = self.model.to(self.device)
         self.audio_codec = audio_codec_for_header(header)
+        ac = self.audio_codec
+        if ac is not None and (int(header.audio_sample_rate), int(header.audio_frame_samples)) != (
+                ac.sample_rate, ac.frame_samples):
+            self.issues.append(Issue("ignored", f"the header says {header.audio_sample_rate} Hz audio in frames of "
+                                     f"{header.audio_frame_samples} samples; this codec decodes {ac.sample_rate} Hz "
+                                     f"in frames of {ac.frame_samples} (docs/bitstream.md C.1): the header's are "
+                                     "ignored"))
         self._bidirectional = int(header.reference_mode) == int(bs.ReferenceMode.BIDIRECTIONAL)
         self._motion_source = bs.MotionSource(int(header.motion_source))
         if header.avcc_name is not None:

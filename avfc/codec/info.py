@@ -6,6 +6,7 @@ from typing import Any
 
 from avfc import bitstream as bs
 from avfc.codec.common import KEY_CODEC_NAMES
+from avfc.errors import AvfcError
 
 _AUDIO_NAMES = {int(bs.AudioCodecId.NONE): "none", int(bs.AudioCodecId.CODEC2): "codec2",
                 int(bs.AudioCodecId.OPUS): "opus"}
@@ -26,7 +27,10 @@ def stream_info(data: bytes) -> dict[str, Any]:
     frames = int(h.frame_count)
     for u in parsed.units:
         if u.type == bs.UnitType.END_OF_STREAM:
-            p = bs.decode_payload(u, parsed.version[0])
+            try:
+                p = bs.decode_payload(u, parsed.version[0])
+            except AvfcError:  # a malformed END_OF_STREAM is damage, as for the decoder: the header's count
+                continue
             if p is not None:
                 frames = int(p.frame_count)
     duration = frames / fps if fps > 0 else 0.0

@@ -368,17 +368,15 @@ def decode(src: Union[PathLike, bytes, BinaryIO], dst: Optional[PathLike] = None
     data = _read_stream(src)
     dec = Decoder(device=device, conceal_audio=conceal_audio, conceal_motion=conceal_motion)
     chunk = 1 << 14
-    frames: list[np.ndarray] = []
     for i in range(0, max(len(data), 1), chunk):
         dec.push(data[i:i + chunk])
-        frames.append(dec.pull_frames())
         if progress and dec.header is not None and dec.header.frame_count:
-            progress("decode", dec._next_out, int(dec.header.frame_count))
+            progress("decode", dec._next_render, int(dec.header.frame_count))
     dec.close()
-    frames.append(dec.pull_frames())
     assert dec.header is not None
-    frames = [f for f in frames if len(f)]
-    video = np.concatenate(frames) if frames else np.zeros((0, dec.header.height, dec.header.width, 3), np.uint8)
+    # pulled once, at the end: concealed frames are one held picture until then, so the output is the only
+    # copy of them (pulling as they come and joining the pieces held two)
+    video = dec.pull_frames()
     audio = dec.audio()
     fps = dec.header.fps_num / dec.header.fps_den
     # the rate the audio was decoded at (the codec's, part C of docs/bitstream.md), not the header's field

@@ -582,6 +582,13 @@ class Decoder:
             if idx in self._keys:
                 self._emit(idx, self._keys[idx])
                 continue
+            if not self._heard(*self._speech_window(idx)):
+                # nothing to draw it from: concealed, with the frames after it that have no audio either
+                end = idx + 1
+                while end < limit and not self._heard(*self._speech_window(end)):
+                    end += 1
+                self._conceal(idx, end, "no audio frame of their window was received")
+                continue
             if not refs:
                 self._conceal(idx, idx + 1, "no reference frame precedes it")
                 continue
@@ -599,6 +606,20 @@ class Decoder:
                 out = self.model.render(refs, kp, idx)
             self._emit(idx, tensor_to_frames(out.cpu())[0])
 
+    def _speech_window(self, idx: int) -> tuple[int, int]:
+        """The audio frames ``[start, end)`` frame ``idx`` is drawn from: those the lips regressor reads (F.5),
+        or with diffusion lips those of its block's window (F.10)."""
+        assert self.avcc is not None
+        if self._diffusion is not None:
+            m = self._diffusion.meta
+            k = idx // m.block
+            return k * m.block - m.context, (k + 1) * m.block + m.lookahead
+        return idx - self.avcc.lips.history, idx + 1 + self.avcc.lips.lookahead
+
+    def _heard(self, start: int, end: int) -> bool:
+        """Whether any audio frame of ``[start, end)`` has been received (its 700C fields decoded)."""
+        return any(i in self._fields for i in range(max(start, 0), end))
+
     def _diffusion_offsets(self, idx: int) -> np.ndarray:
         """Offsets of frame ``idx`` from the diffusion model (format 1.3, docs/bitstream.md F.10).
 
@@ -609,6 +630,12 @@ class Decoder:
         m = self._diffusion.meta
         while self._diff_block <= idx // m.block:
             k = self._diff_block
+            if not self._heard(k * m.block - m.context, (k + 1) * m.block + m.lookahead):
+                # no audio to sample it from (its frames are concealed): not sampled, the next block
+                # starts without context, as block 0 does
+                self._diff_context = None
+                self._diff_block += 1
+                continue
             rows = self._known_rows(k * m.block - m.context, (k + 1) * m.block + m.lookahead)
             off = self._diffusion.sample_block(k, rows, self._diff_context, int(self.header.diffusion_seed),
                                                int(self.header.diffusion_steps))

@@ -172,3 +172,23 @@ def test_motion_from_speech_draws_up_to_the_data_and_conceals_the_rest(name: str
     assert [i.frames for i in res.issues] == [(n + GAP, bs.MAX_FRAME_COUNT), (n, n + GAP)]
     np.testing.assert_array_equal(res.frames[:n], ref.frames)
     np.testing.assert_array_equal(res.frames[n:], np.broadcast_to(ref.frames[-1], res.frames[n:].shape))
+
+
+@pytest.mark.parametrize("name", ["v1_1-lips-from-speech", "v1_3-diffusion-lips"])
+def test_motion_from_speech_conceals_frames_with_no_audio_instead_of_drawing_them(name: str) -> None:
+    """One audio unit placed just within the gap (E.6) made a FROM_SPEECH decoder render the 1,500 frames
+    before it from no audio (about 50 s for tiny-test at 64x64). Frames whose window holds no received
+    audio are concealed now; those before the gap are as in the honest stream."""
+    parsed = bs.parse_stream((Path(__file__).parents[1] / "golden" / f"{name}.avfc").read_bytes())
+    audio_units = [u for u in parsed.units if u.type in (bs.UnitType.AUDIO, bs.UnitType.AUDIO_CTX)]
+    last = bs.decode_payload(audio_units[-1], parsed.version[0])
+    n = int(parsed.header.frame_count)
+    far = last.model_copy(update={"first_frame": n + GAP - 10})  # 700C at 25 fps: one audio frame a frame
+    header = parsed.header.model_copy(update={"frame_count": 0})  # a live stream: drawn as audio arrives
+    ref = avfc.decode(_rewrite(parsed, _body(parsed), header))
+    res = avfc.decode(_rewrite(parsed, [*_body(parsed), far], header))
+    lost = [i.frames for i in res.issues if i.kind == "lost_motion"]
+    assert len(lost) == 1 and lost[0][1] - lost[0][0] > GAP - 100, res.issues
+    assert lost[0][0] >= n == len(ref.frames)  # every frame with audio near it is drawn, as before
+    np.testing.assert_array_equal(res.frames[:n], ref.frames)
+    assert len(res.frames) > n + GAP - 20  # and the far unit's own frames are drawn after the gap

@@ -11,11 +11,12 @@ Per motion packet, :class:`MotionSearch`:
 
 1. starts from the detector's keypoints (or from what an earlier rate-control pass found for these
    frames, or from the detector plus the correction found for the frames before);
-2. runs a few Adam steps on the continuous keypoints of the frames the packet codes (every frame, or
-   every ``stride``-th with the decoder's interpolation in between) to lower
-   ``D + lambda * R``: ``D`` the distortion of the decoder's render against the source (L1 in 8-bit
-   levels, the mouth weighted, summed over the frames the decoder draws with that motion: key
-   frames show their picture), ``R`` a differentiable proxy of the motion coder's bits (the slope of
+2. runs a few Adam steps on a correction of the detector's keypoints for the frames the packet codes
+   (every frame, or every ``stride``-th with the decoder's interpolation in between; the correction
+   is linear between knots, so it cannot jitter) to lower ``D + lambda * R``: ``D`` the distortion of
+   the decoder's render against the source (L1 in 8-bit levels, the mouth weighted, summed over the
+   frames the decoder draws with that motion: key frames show their picture; plus a flicker term, the
+   render's frame-to-frame change against the source's), ``R`` a differentiable proxy of the motion coder's bits (the slope of
    each value's Laplace table, from the coder's own backward adaptation, times a smoothed
    ``|residual|``). The render is the model's own, through the same references with their
    temporal weights, optionally at a reduced size for speed (the model is fully convolutional and
@@ -64,7 +65,9 @@ class Effort:
     choice renders at ``size // choice_scale`` (1: exactly the decoder's render); ``lr``: Adam's step
     in grid units; ``rechoose``: whether every rate-control pass renders the candidates again (else a
     pass whose key pictures changed keeps the kind of candidate an earlier pass chose for the packet,
-    rebuilt from its own references).
+    rebuilt from its own references); ``knot_every``: the search moves the detector's rows by a
+    correction that is linear between every ``knot_every``-th coded row (1: every row free), so the
+    detector's own motion stays and the correction cannot jitter.
     """
 
     name: str
@@ -76,6 +79,7 @@ class Effort:
     choice_scale: int = 2
     lr: float = 1.0
     rechoose: bool = True
+    knot_every: int = 1
 
 
 #: the effort presets, fastest first. ``live``: the detector's keypoints, no second render (real time);
@@ -84,10 +88,11 @@ class Effort:
 EFFORTS: dict[str, Effort] = {e.name: e for e in (
     Effort("live", hold=False),
     Effort("detector"),
-    Effort("fast", search=True, steps=6, warm_steps=0, scale=2, choice_scale=2, lr=1.0, rechoose=False),
-    Effort("medium", search=True, steps=12, warm_steps=2, scale=2, choice_scale=2, lr=1.0),
-    Effort("slow", search=True, steps=30, warm_steps=5, scale=2, choice_scale=1, lr=1.0),
-    Effort("placebo", search=True, steps=60, warm_steps=10, scale=1, choice_scale=1, lr=0.7),
+    Effort("fast", search=True, steps=12, warm_steps=0, scale=4, choice_scale=2, lr=2.0, rechoose=False,
+           knot_every=5),
+    Effort("medium", search=True, steps=24, warm_steps=4, scale=4, choice_scale=2, lr=2.0, knot_every=3),
+    Effort("slow", search=True, steps=40, warm_steps=8, scale=2, choice_scale=1, lr=1.5, knot_every=2),
+    Effort("placebo", search=True, steps=80, warm_steps=16, scale=1, choice_scale=1, lr=1.0, knot_every=1),
 )}
 
 #: the search's lambda at 5 kbps (levels of mean absolute error of 8-bit RGB, summed over the drawn frames,
@@ -96,6 +101,9 @@ LAMBDA_5KBPS = SEARCH_LAMBDA_5KBPS
 
 #: extra weight of the mouth box in the distortion (1 + this inside the box, normalised to mean 1)
 MOUTH_WEIGHT = 1.0
+
+#: weight of the temporal term (flicker: the render's frame-to-frame change against the source's)
+TEMPORAL_WEIGHT = 1.0
 
 #: dead zones (grid steps beyond half a step) tried when the searched keypoints are put on the grid
 ROUNDINGS = (0.0, 0.3, 0.6)
@@ -197,10 +205,11 @@ class MotionSearch:
         precision: the keypoint grid's fractional bits.
         lam: lambda, in levels (mean absolute error of 8-bit RGB, summed over frames) per bit.
         mouth_weight: extra weight of the mouth box in the distortion.
+        temporal_weight: weight of the flicker term in the distortion.
     """
 
     def __init__(self, model: AnimationModel, effort: Effort, precision: int, lam: float,
-                 mouth_weight: float = MOUTH_WEIGHT) -> None:
+                 mouth_weight: float = MOUTH_WEIGHT, temporal_weight: float = TEMPORAL_WEIGHT) -> None:
         if not effort.search:
             raise ConfigError(f"effort {effort.name!r} does not search")
         self.model = model
@@ -208,6 +217,7 @@ class MotionSearch:
         self.precision = int(precision)
         self.lam = float(lam)
         self.mouth_weight = float(mouth_weight)
+        self.temporal_weight = float(temporal_weight)
         self.device = next(iter(model.parameters()), torch.empty(0)).device
         self._models: dict[int, AnimationModel] = {}
         self._small_refs: dict[tuple[int, int], tuple[Reference, Reference]] = {}
@@ -261,13 +271,23 @@ class MotionSearch:
 
     def _distortion(self, model: AnimationModel, groups, indices: Sequence[int], kp: torch.Tensor,
                     src: torch.Tensor) -> torch.Tensor:
-        """Sum over frames of the weighted mean |render - source| in 8-bit levels."""
+        """Sum over the drawn frames of the weighted mean |render - source|, plus ``temporal_weight``
+        times the mean |change of the render - change of the source| between consecutive drawn
+        frames (flicker), all in 8-bit levels."""
         w = self._pixel_weights(model.size)
-        total = kp.new_zeros(())
+        parts, order = [], []
         for rs, pos in groups:
             small = [self._ref(r, model) for r in rs]
-            out = model.draw(small, kp[pos], [indices[p] for p in pos]).clamp(0.0, 1.0)
-            total = total + ((out - src[pos]).abs() * w).mean(dim=(1, 2, 3)).sum() * 255.0
+            parts.append(model.draw(small, kp[pos], [indices[p] for p in pos]).clamp(0.0, 1.0))
+            order.extend(pos)
+        out = torch.cat(parts)[torch.argsort(torch.tensor(order))] if len(parts) > 1 else parts[0]
+        total = ((out - src).abs() * w).mean(dim=(1, 2, 3)).sum() * 255.0
+        if self.temporal_weight and len(indices) > 1:
+            nxt = torch.tensor([i for i in range(1, len(indices)) if indices[i] == indices[i - 1] + 1],
+                               dtype=torch.long)
+            if len(nxt):
+                change = (out[nxt] - out[nxt - 1]) - (src[nxt] - src[nxt - 1])
+                total = total + self.temporal_weight * change.abs().mean(dim=(1, 2, 3)).sum() * 255.0
         return total
 
     # ------------------------------------------------------------------ the search
@@ -322,13 +342,23 @@ class MotionSearch:
             x0 = np.stack([self.found.get(first + p, det[p] + off) for p in pos])
             steps = eff.steps
         interp = torch.from_numpy(interpolation_matrix(n, stride)[drawn]).float().to(self.device)
-        x = torch.tensor(x0, dtype=torch.float32, device=self.device, requires_grad=True)
+        # the search moves the detector's rows by a correction that is linear between knots (every
+        # knot_every-th coded row): the detector's own motion stays, the correction cannot jitter
+        knots = interpolation_matrix(len(pos), max(eff.knot_every, 1))
+        base = torch.tensor(det[pos], dtype=torch.float32, device=self.device)
+        kpos = sparse_positions(len(pos), max(eff.knot_every, 1))
+        o = torch.tensor((x0 - det[pos])[kpos], dtype=torch.float32, device=self.device, requires_grad=True)
+        knots_t = torch.from_numpy(knots).float().to(self.device)
+        x = base + knots_t @ o
         if steps:
             model = self._model(eff.scale)
             src = _resize(src_full, model.size)
-            opt = torch.optim.Adam([x], lr=eff.lr)
+            opt = torch.optim.Adam([o], lr=eff.lr)
+            # the step shrinks linearly to a quarter of lr: long strides first, then fine adjustment
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0 - 0.75 * t / max(steps - 1, 1))
             prev_t = None if prev is None else torch.tensor(prev, dtype=torch.float32, device=self.device)
             for step in range(steps):
+                x = base + knots_t @ o
                 if step % 4 == 0:  # the tables the coder would pick for the current rounded track
                     slopes = torch.from_numpy(rate_slopes(np.rint(x.detach().cpu().numpy()), prev)).float()
                 kp = (interp @ x) / scale
@@ -338,11 +368,12 @@ class MotionSearch:
                 sl = slopes[1:] if prev_t is None else slopes
                 r = (sl.to(self.device) * torch.sqrt(res * res + RATE_EPS ** 2)).sum()
                 loss = d + self.lam * r
-                (g,) = torch.autograd.grad(loss, [x])
-                x.grad = g
+                (g,) = torch.autograd.grad(loss, [o])
+                o.grad = g
                 opt.step()
+                sched.step()
                 opt.zero_grad(set_to_none=True)
-        xf = x.detach().cpu().numpy().astype(np.float64)
+        xf = (base + knots_t @ o).detach().cpu().numpy().astype(np.float64)
         full = interpolation_matrix(n, stride) @ xf
         for i in range(n):
             self.found[first + i] = full[i]

@@ -217,3 +217,10 @@ def test_live_effort_renders_nothing_after_analysis(monkeypatch):
     assert calls["render"] == 0 and enc.search is None and enc.held_packets == 0
     _, out = _decode(enc.read())
     assert len(out) == 20
+
+
+def test_the_same_input_gives_the_same_file():
+    frames = talking_face(30, SIZE, SIZE, seed=8)
+    files = [avfc.encode(frames, model="mrdac-cpu-v3", size=SIZE, audio="none", key_qp=40, effort="fast",
+                         packet_frames=15).data for _ in range(2)]
+    assert files[0] == files[1]

@@ -58,6 +58,10 @@ class EncodeResult:
     warnings: list[str] = field(default_factory=list)
     #: the keypoints of every motion_stride-th frame were sent (chosen by the rate control unless set)
     motion_stride: int = 1
+    #: the encoder's effort preset, and per motion packet what it sent: "detector" (the analysed
+    #: keypoints), "hold" (the reference's keypoints held still) or "search" (searched keypoints)
+    effort: str = ""
+    packets_by_choice: dict[str, int] = field(default_factory=dict)
 
     @property
     def kbps(self) -> float:
@@ -219,7 +223,8 @@ def encode(src: MediaSource, dst: Optional[PathLike] = None, *,
         except OSError as e:
             raise FileAccessError(f"cannot write {dst}: {e.strerror or e}") from None
     return EncodeResult(data=data, header=enc.header, stats=enc.stats, frames=len(frames),
-                        duration=duration, crop=box, warnings=warnings, motion_stride=enc.motion_stride)
+                        duration=duration, crop=box, warnings=warnings, motion_stride=enc.motion_stride,
+                        effort=enc.config.effort, packets_by_choice=enc.packets_by_choice())
 
 
 #: the most planned passes of the rate control after its first (each codes the whole clip once)

@@ -118,6 +118,9 @@ def cmd_encode(args: argparse.Namespace) -> int:
         sparse = f"; keypoints of every {nth} frame" if res.motion_stride > 1 else ""
         print(f"{dst}: {res.frames} frames, {res.duration:.2f} s, {len(res.data)} bytes, "
               f"{res.kbps:.2f} kbps ({parts} kbps{sparse})")
+        if res.packets_by_choice:
+            sent = ", ".join(f"{k} {v}" for k, v in sorted(res.packets_by_choice.items()))
+            print(f"effort {res.effort}: motion packets sent as {sent}")
     return 0
 
 

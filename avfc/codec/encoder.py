@@ -414,6 +414,17 @@ class Encoder:
             return held
         return q
 
+    def packets_by_choice(self) -> dict[str, int]:
+        """Motion packets written so far by what was sent: "search", "detector" or "hold" (with a
+        search), else "hold" and "detector" (the analysed keypoints)."""
+        if self.search is not None:
+            out: dict[str, int] = {}
+            for c in self.search_log:
+                out[c.kind] = out.get(c.kind, 0) + 1
+            return out
+        total = self.stats.units_by_type.get("motion", 0)
+        return {k: v for k, v in (("detector", total - self.held_packets), ("hold", self.held_packets)) if v}
+
     # ------------------------------------------------------------------ audio
     def push_audio(self, pcm: np.ndarray) -> None:
         """Add mono float32 samples at the codec's sample rate (ignored when audio is 'none')."""

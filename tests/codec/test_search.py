@@ -195,6 +195,8 @@ def test_the_rate_control_shares_one_search_across_its_passes():
     res = avfc.encode(frames, pcm=speech_like(30 / 25, seed=6), model="tiny-test", size=SIZE, bitrate_kbps=8,
                       effort="fast", packet_frames=10)
     assert res.kbps <= 8.0
+    assert res.effort == "fast"
+    assert sum(res.packets_by_choice.values()) == res.stats.units_by_type["motion"] == 3
     dec, out = _decode(res.data)
     assert dec.issues == [] and len(out) == 30
 

@@ -370,6 +370,9 @@ def decode(src: Union[PathLike, bytes, BinaryIO], dst: Optional[PathLike] = None
     :class:`~avfc.errors.AvfcError` only when nothing can be decoded (no intact header,
     unknown model).
     """
+    if dst is not None:  # before any work: the suffix and the path (checked again when writing)
+        _check_output_suffix(dst)
+        _check_writable(dst)
     data = _read_stream(src)
     dec = Decoder(device=device, conceal_audio=conceal_audio, conceal_motion=conceal_motion)
     chunk = 1 << 14
@@ -393,6 +396,17 @@ def decode(src: Union[PathLike, bytes, BinaryIO], dst: Optional[PathLike] = None
     return result
 
 
+#: what :func:`write_decoded` writes, by suffix
+OUTPUT_SUFFIXES = (".mp4", ".mkv", ".mov", ".wav")
+
+
+def _check_output_suffix(dst: PathLike) -> str:
+    suffix = Path(dst).suffix.lower()
+    if suffix not in OUTPUT_SUFFIXES:
+        raise ConfigError(f"cannot write {suffix or 'a file without suffix'}: use .mp4 or .wav")
+    return suffix
+
+
 def write_decoded(result: DecodeResult, dst: PathLike) -> None:
     """Write a decode result as .mp4 (video and audio) or .wav (audio only).
 
@@ -401,12 +415,9 @@ def write_decoded(result: DecodeResult, dst: PathLike) -> None:
         MediaError: a .wav asked of a stream without audio, or the encoder failed.
         FileAccessError: ``dst`` cannot be written (its folder is missing, permission refused, ...).
     """
-    suffix = Path(dst).suffix.lower()
-    if suffix == ".wav":
-        if result.audio is None:
-            raise MediaError("the stream has no audio to write to a .wav file")
-    elif suffix not in (".mp4", ".mkv", ".mov"):
-        raise ConfigError(f"cannot write {suffix or 'a file without suffix'}: use .mp4 or .wav")
+    suffix = _check_output_suffix(dst)
+    if suffix == ".wav" and result.audio is None:
+        raise MediaError("the stream has no audio to write to a .wav file")
     _check_writable(dst)
     try:
         if suffix == ".wav":

@@ -177,3 +177,17 @@ def test_max_refs_above_what_the_model_draws_is_refused_at_configuration(no_work
         avfc.encode(talking_face(4, SIZE, SIZE), config=cfg)  # before the analysis (no_work)
     Encoder(EncoderConfig.make(cfg, max_refs=4))  # the model's own bound is fine
     Encoder(EncoderConfig.make(size=SIZE, model=MODEL, max_refs=8, audio="none"))  # tiny-test sets none
+
+
+def test_decode_checks_its_output_before_decoding(tmp_path, monkeypatch):
+    import avfc.api as api
+    from avfc.errors import ConfigError, FileAccessError
+
+    def never(*a, **k):
+        raise AssertionError("decoded before checking the output")
+
+    monkeypatch.setattr(api, "Decoder", never)
+    with pytest.raises(FileAccessError):
+        api.decode(b"not read", tmp_path / "missing" / "out.mp4")
+    with pytest.raises(ConfigError):
+        api.decode(b"not read", tmp_path / "out.avi")

@@ -140,6 +140,7 @@ def encode(src: MediaSource, dst: Optional[PathLike] = None, *,
            config: EncoderConfig | dict | None = None,
            pcm: Optional[PcmLike] = None, sample_rate: int = 16000,
            progress: Optional[Callable[[str, int, int], None]] = None,
+           search_device: Optional[str] = "auto",
            **overrides: Any) -> EncodeResult:
     """Encode a talking-face video (and its speech) to .avfc.
 
@@ -153,6 +154,8 @@ def encode(src: MediaSource, dst: Optional[PathLike] = None, *,
         config: an :class:`EncoderConfig` or a dict; keyword ``overrides`` replace its fields,
             e.g. ``encode("talk.mp4", bitrate_kbps=4, audio="codec2")``.
         progress: called as ``progress(stage, done, total)`` on long work.
+        search_device: where the motion search renders (efforts ``fast`` and above): ``"auto"`` a GPU
+            when torch sees one, else the CPU; or a torch device name.
 
     Returns:
         :class:`EncodeResult` with the bytes, the header, and bytes per unit type.
@@ -194,7 +197,7 @@ def encode(src: MediaSource, dst: Optional[PathLike] = None, *,
     source_size = (int(media.frames.shape[2]), int(media.frames.shape[1]))
 
     # the motion search, shared by the rate control's passes: a later pass starts from what it found
-    search = make_search(cfg, model)
+    search = make_search(cfg, model, device=search_device, keep_found=True)
 
     def run(c: EncoderConfig, key_bytes: Optional[int] = None, bound: bool = False) -> Encoder:
         enc = Encoder(c, source_size=source_size, crop=box, frame_count=len(frames),

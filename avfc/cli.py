@@ -107,7 +107,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     )
     progress, done = _progress_bar(not args.quiet and sys.stderr.isatty() or args.progress)
     try:
-        res = encode(src, dst, progress=progress, **overrides)
+        res = encode(src, dst, progress=progress, search_device=args.device, **overrides)
     finally:
         done()
     for w in res.warnings:
@@ -266,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "detector's output with no second render (real time), detector adds the closed-loop hold "
                         "(avfc 0.2's encoder), fast..placebo search the keypoints against the decoder's own render "
                         "(slower, better; default %s; speeds in docs/results.md)" % DEFAULT_EFFORT)
+    e.add_argument("--device", default="auto",
+                   help="torch device the motion search renders on (efforts fast and above): auto (default: a "
+                        "GPU when one is present, else the CPU), cpu, cuda, ...")
     e.add_argument("--search-lambda", type=float, metavar="LAMBDA",
                    help="the search's rate weight: 8-bit levels of error per bit of motion (default: from "
                         "--bitrate, %g at 5 kbps)" % SEARCH_LAMBDA_5KBPS)

@@ -492,14 +492,18 @@ class Encoder:
         self._closed = True
 
 
-def make_search(config: EncoderConfig, model: AnimationModel) -> Optional[MotionSearch]:
+def make_search(config: EncoderConfig, model: AnimationModel, device: Optional[str] = None,
+                keep_found: bool = False) -> Optional[MotionSearch]:
     """The motion search ``config`` asks for (its effort and lambda), or None when it sends the
-    detector's keypoints."""
+    detector's keypoints. ``device``: where it renders ("auto": a GPU when torch sees one);
+    ``keep_found``: see :class:`MotionSearch` (True for the file-level rate control's passes)."""
     effort = EFFORTS[config.effort]
     if not effort.search or config.motion_source == "speech":
         return None
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else None
     lam = config.search_lambda if config.search_lambda is not None else lambda_for_rate(config.bitrate_kbps)
-    return MotionSearch(model, effort, config.kp_precision, lam)
+    return MotionSearch(model, effort, config.kp_precision, lam, device=device, keep_found=keep_found)
 
 
 @torch.no_grad()

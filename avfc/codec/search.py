@@ -170,9 +170,12 @@ def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
-def scaled_model(model: AnimationModel, size: int) -> AnimationModel:
-    """The same weights at another frame size (the architectures are fully convolutional)."""
-    if size == model.size:
+def scaled_model(model: AnimationModel, size: int, device: Optional[torch.device] = None) -> AnimationModel:
+    """The same weights at another frame size (the architectures are fully convolutional), on
+    ``device`` (default: the model's)."""
+    here = next(iter(model.parameters()), torch.empty(0)).device
+    device = here if device is None else torch.device(device)
+    if size == model.size and device == here:
         return model
     cfg = dict(model.config_dict())
     cfg["size"] = int(size)
@@ -181,7 +184,7 @@ def scaled_model(model: AnimationModel, size: int) -> AnimationModel:
     small.eval()
     for p in small.parameters():
         p.requires_grad_(False)
-    return small
+    return small.to(device)
 
 
 @dataclass
@@ -206,10 +209,17 @@ class MotionSearch:
         lam: lambda, in levels (mean absolute error of 8-bit RGB, summed over frames) per bit.
         mouth_weight: extra weight of the mouth box in the distortion.
         temporal_weight: weight of the flicker term in the distortion.
+        device: where the search renders (default: the model's device; a GPU when one is given).
+            The chosen integers are the same kind of data either way; the choice itself may differ
+            in the last bits of a float between devices.
+        keep_found: remember what was found for every frame (the rate control's passes over one
+            file need it); False forgets frames before the packet being searched, so that a
+            streaming encoder's state stays bounded.
     """
 
     def __init__(self, model: AnimationModel, effort: Effort, precision: int, lam: float,
-                 mouth_weight: float = MOUTH_WEIGHT, temporal_weight: float = TEMPORAL_WEIGHT) -> None:
+                 mouth_weight: float = MOUTH_WEIGHT, temporal_weight: float = TEMPORAL_WEIGHT,
+                 device: Optional[str | torch.device] = None, keep_found: bool = False) -> None:
         if not effort.search:
             raise ConfigError(f"effort {effort.name!r} does not search")
         self.model = model
@@ -218,7 +228,9 @@ class MotionSearch:
         self.lam = float(lam)
         self.mouth_weight = float(mouth_weight)
         self.temporal_weight = float(temporal_weight)
-        self.device = next(iter(model.parameters()), torch.empty(0)).device
+        here = next(iter(model.parameters()), torch.empty(0)).device
+        self.device = here if device is None else torch.device(device)
+        self.keep_found = bool(keep_found)
         self._models: dict[int, AnimationModel] = {}
         self._small_refs: dict[tuple[int, int], tuple[Reference, Reference]] = {}
         self._weights: dict[int, torch.Tensor] = {}
@@ -233,7 +245,7 @@ class MotionSearch:
     def _model(self, scale: int) -> AnimationModel:
         size = max(64, self.model.size // scale)
         if size not in self._models:
-            self._models[size] = scaled_model(self.model, size)
+            self._models[size] = scaled_model(self.model, size, self.device)
         return self._models[size]
 
     @torch.no_grad()
@@ -247,7 +259,8 @@ class MotionSearch:
         hit = self._small_refs.get(key)
         if hit is not None and hit[0] is ref:
             return hit[1]
-        small = Reference(ref.frame_index, _resize(ref.frame, model.size), ref.keypoints)
+        small = Reference(ref.frame_index, _resize(ref.frame.to(self.device), model.size),
+                          ref.keypoints.to(self.device))
         small.state = model.prepare_reference(small)
         self._small_refs[key] = (ref, small)
         return small
@@ -313,6 +326,11 @@ class MotionSearch:
         """
         eff = self.effort
         det = np.asarray(det, dtype=np.int32)
+        live = {id(r) for r in refs}  # references that left the buffer are dropped with their copies
+        self._small_refs = {k: v for k, v in self._small_refs.items() if k[0] in live}
+        if not self.keep_found:
+            self.found = {i: x for i, x in self.found.items() if i >= first}
+            self._chosen = {k: v for k, v in self._chosen.items() if k[0] >= first}
         n, c = det.shape
         scale = 2.0 ** self.precision
         pos = sparse_positions(n, stride)

@@ -226,3 +226,16 @@ def test_the_same_input_gives_the_same_file():
     files = [avfc.encode(frames, model="mrdac-cpu-v3", size=SIZE, audio="none", key_qp=40, effort="fast",
                          packet_frames=15).data for _ in range(2)]
     assert files[0] == files[1]
+
+
+def test_a_streaming_encoders_search_state_stays_bounded():
+    frames = talking_face(12, SIZE, SIZE, seed=9)
+    enc = Encoder(EncoderConfig.make(model="tiny-test", size=SIZE, audio="none", key_qp=35, packet_frames=6,
+                                     effort="fast", key_interval=12, max_refs=2))
+    for _ in range(5):  # 60 frames, 10 packets, 5 key frames
+        enc.push_frames(frames)
+    enc.close()
+    s = enc.search
+    assert s is not None and s.packets == 10
+    assert len(s.found) <= 6 and len(s._chosen) <= 1
+    assert {k[0] for k in s._small_refs} <= {id(r) for r in enc._refs}

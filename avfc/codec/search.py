@@ -88,7 +88,7 @@ class Effort:
 EFFORTS: dict[str, Effort] = {e.name: e for e in (
     Effort("live", hold=False),
     Effort("detector"),
-    Effort("fast", search=True, steps=12, warm_steps=0, scale=4, choice_scale=2, lr=2.0, rechoose=False,
+    Effort("fast", search=True, steps=9, warm_steps=0, scale=4, choice_scale=2, lr=2.0, rechoose=False,
            knot_every=5),
     Effort("medium", search=True, steps=24, warm_steps=4, scale=4, choice_scale=2, lr=2.0, knot_every=3),
     Effort("slow", search=True, steps=40, warm_steps=8, scale=2, choice_scale=1, lr=1.5, knot_every=2),
@@ -321,8 +321,10 @@ class MotionSearch:
                 (None for an INTRA packet).
             bits: the exact size in bits of a packet of rows ``(T, C)``, as the motion coder writes it.
             held: the rows of the reference's keypoints held still (a candidate), if the hold may run.
-            bound: render no candidate: send the one that costs the most bits (the rate control's
-                first pass wants an upper bound of the motion's bytes, not a choice).
+            bound: search nothing and render nothing: send the detector's rows (or the hold's, if it
+                costs more bits). The rate control's first pass codes the coarsest key pictures and
+                wants the motion's bytes, not a choice; searching against those pictures would start
+                the later passes from a poor place.
         """
         eff = self.effort
         det = np.asarray(det, dtype=np.int32)
@@ -345,6 +347,12 @@ class MotionSearch:
             costs = [exact(q, 0.0) for _, q in cands]
             i = int(np.argmin([cst for cst, _ in costs]))
             return self._done(cands[i][1], cands[i][0], costs[i][0], costs[0][0], costs[i][1])
+
+        if bound:  # no search against the first pass's (coarsest) key pictures: the next pass searches
+            cands = [("detector", det)] + ([("hold", held)] if held is not None else [])
+            nbits = [bits(q) for _, q in cands]
+            i = int(np.argmax(nbits))
+            return self._done(cands[i][1], cands[i][0], float("nan"), float("nan"), nbits[i])
 
         indices = [first + i for i in drawn]
         src_full = frames_to_tensor(np.stack([frames[i] for i in drawn])).to(self.device)
@@ -409,10 +417,6 @@ class MotionSearch:
             seen.append(coded.tobytes())
             q = interpolate_track(coded, n, stride) if stride > 1 else coded
             cands.append(("search", h, q.astype(np.int32)))
-        if bound:
-            nbits = [bits(q) for _, _, q in cands]
-            i = int(np.argmax(nbits))
-            return self._done(cands[i][2], cands[i][0], float("nan"), float("nan"), nbits[i])
         key = (first, n, stride, held is not None)
         if not eff.rechoose and not steps and key in self._chosen:
             kind, h = self._chosen[key]

@@ -378,7 +378,8 @@ class Encoder:
             first, q, frames, self._refs, bidirectional=self._bidirectional,
             keys={i for i in range(first, first + len(q)) if i in self.decoded_keys},
             stride=self.motion_stride, prev=prev, bits=lambda rows: self._packet_bits(rows, prev),
-            held=self._held_rows(first, q) if self._hold else None, bound=self.search_bound)
+            held=self._held_rows(first, q) if self._hold else None, bound=self.search_bound,
+            hold_margin=self.config.motion_hold_margin)
         self.search_log.append(choice)
         if choice.kind == "hold":
             self.held_packets += 1

@@ -307,7 +307,7 @@ class MotionSearch:
     def choose(self, first: int, det: np.ndarray, frames: Sequence[np.ndarray], refs: list[Reference],
                *, bidirectional: bool, keys: set[int], stride: int, prev: Optional[np.ndarray],
                bits: Callable[[np.ndarray], int], held: Optional[np.ndarray] = None,
-               bound: bool = False) -> PacketChoice:
+               bound: bool = False, hold_margin: float = 0.0) -> PacketChoice:
         """The rows to send for the packet of frames ``first..first+T-1``.
 
         Args:
@@ -321,6 +321,8 @@ class MotionSearch:
                 (None for an INTRA packet).
             bits: the exact size in bits of a packet of rows ``(T, C)``, as the motion coder writes it.
             held: the rows of the reference's keypoints held still (a candidate), if the hold may run.
+            hold_margin: the hold's distortion counts ``1 / (1 + hold_margin)`` of itself (the
+                encoder's ``motion_hold_margin``: larger values hold more packets).
             bound: search nothing and render nothing: send the detector's rows (or the hold's, if it
                 costs more bits). The rate control's first pass codes the coarsest key pictures and
                 wants the motion's bytes, not a choice; searching against those pictures would start
@@ -427,10 +429,11 @@ class MotionSearch:
         src = _resize(src_full, model.size)
         costs = []
         with torch.no_grad():
-            for _, _, q in cands:
+            for kind, _, q in cands:
                 drawn_q = interpolate_track(q[pos], n, stride) if stride > 1 else q
                 kp = torch.from_numpy(dequantize(drawn_q[drawn], self.precision)).to(self.device)
-                costs.append(exact(q, float(self._distortion(model, groups, indices, kp, src))))
+                d = float(self._distortion(model, groups, indices, kp, src))
+                costs.append(exact(q, d / (1.0 + hold_margin) if kind == "hold" else d))
         order = [cst for cst, _ in costs]
         i = int(np.argmin(order))  # ties keep the earlier: the detector, then the hold
         self._chosen[key] = (cands[i][0], cands[i][1])

@@ -107,7 +107,8 @@ def test_encode_hold_margin_holds_more_motion(clip, tmp_path, capsys):
     for margin in ("0", "10"):
         out = tmp_path / f"margin{margin}.avfc"
         assert main(["encode", str(clip), "-o", str(out), "--size", "64", "--model", "tiny-test", "--audio", "none",
-                     "--key-qp", "35", "--packet-frames", "10", "--hold-margin", margin, "-q"]) == 0
+                     "--key-qp", "35", "--packet-frames", "10", "--hold-margin", margin, "--effort", "detector",
+                     "-q"]) == 0
         assert main(["info", str(out), "--json"]) == 0
         motion[margin] = json.loads(capsys.readouterr().out)["units"]["motion"]["bytes"]
     assert motion["10"] < motion["0"]  # a huge margin holds every packet

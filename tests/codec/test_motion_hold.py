@@ -14,6 +14,7 @@ MODEL = "tiny-test"
 
 
 def _encode(frames, **kw):
+    kw.setdefault("effort", "detector")  # the closed-loop hold of the detector's keypoints (no search)
     enc = Encoder(EncoderConfig.make(size=SIZE, model=MODEL, audio="none", key_qp=35, packet_frames=10, **kw))
     enc.push_frames(frames)
     enc.close()

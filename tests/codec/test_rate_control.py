@@ -43,7 +43,7 @@ def frames():
 def _encode(frames, kbps, monkeypatch, fake=_Fake):
     fake.runs, fake.holds = [], []
     monkeypatch.setattr(api, "Encoder", fake)
-    return avfc.encode(frames, size=SIZE, model="tiny-test", audio="none", bitrate_kbps=kbps)
+    return avfc.encode(frames, size=SIZE, model="tiny-test", effort="detector", audio="none", bitrate_kbps=kbps)
 
 
 def _coarsest(frames) -> int:
@@ -85,7 +85,7 @@ def test_bytes_that_held_packets_leave_over_go_to_the_key_picture(frames, monkey
 
 
 def test_without_feedback_one_planned_pass_uses_the_budget(frames):
-    res = avfc.encode(frames, size=SIZE, model="tiny-test", audio="none", bitrate_kbps=8.0)
+    res = avfc.encode(frames, size=SIZE, model="tiny-test", effort="detector", audio="none", bitrate_kbps=8.0)
     budget = int(8.0 * 1000 / 8 * FRAMES / 25)
     assert 0.6 * budget < res.stats.total_bytes <= budget
 
@@ -113,7 +113,7 @@ def _motion_bytes(res) -> int:
 
 def test_with_a_bitrate_the_densest_motion_that_fits_its_share_is_sent(moving, monkeypatch):
     monkeypatch.setattr(api, "AUTO_STRIDE_MIN_SAVING", 0.0)  # any saving counts here
-    kw = dict(model="tiny-test", size=SIZE, audio="none", bitrate_kbps=6.0, kp_hysteresis=0.0, motion_hold=False)
+    kw = dict(model="tiny-test", effort="detector", size=SIZE, audio="none", bitrate_kbps=6.0, kp_hysteresis=0.0, motion_hold=False)
     budget = int(6.0 * 1000 / 8 * FRAMES / 25)
     every = avfc.encode(moving, motion_share=1.0, **kw)
     assert every.motion_stride == 1 and not every.header.sparse_motion
@@ -131,14 +131,14 @@ def test_with_a_bitrate_the_densest_motion_that_fits_its_share_is_sent(moving, m
 
 
 def test_the_stride_is_left_alone_when_set_without_a_bitrate_or_without_transmitted_motion(moving):
-    kw = dict(model="tiny-test", size=SIZE, audio="none", motion_hold=False)
+    kw = dict(model="tiny-test", effort="detector", size=SIZE, audio="none", motion_hold=False)
     assert avfc.encode(moving, bitrate_kbps=6.0, motion_share=0.0, motion_stride=2, **kw).motion_stride == 2
     assert avfc.encode(moving, bitrate_kbps=6.0, motion_share=0.0, motion_stride=1, **kw).motion_stride == 1
     assert avfc.encode(moving, motion_share=0.0, key_qp=40, **kw).motion_stride == 1  # no bitrate
     from avfc.media.synthetic import speech_like
 
     pcm = speech_like(FRAMES / 25, seed=1)
-    res = avfc.encode(moving, pcm=pcm, model="tiny-test", size=SIZE, bitrate_kbps=6.0, motion_share=0.0,
+    res = avfc.encode(moving, pcm=pcm, model="tiny-test", effort="detector", size=SIZE, bitrate_kbps=6.0, motion_share=0.0,
                       audio_coder="context", motion_source="predicted", avcc="avcc-mrdac-cpu-v3")
     assert res.motion_stride == 1 and not res.header.sparse_motion
 
@@ -171,7 +171,7 @@ def test_between_a_pass_that_fits_and_one_that_does_not_the_rate_control_bisects
 
 
 def test_a_sparser_stride_must_save_enough_of_the_file(moving, monkeypatch):
-    kw = dict(model="tiny-test", size=SIZE, audio="none", bitrate_kbps=6.0, kp_hysteresis=0.0, motion_hold=False,
+    kw = dict(model="tiny-test", effort="detector", size=SIZE, audio="none", bitrate_kbps=6.0, kp_hysteresis=0.0, motion_hold=False,
               motion_share=0.0)  # no stride fits the share: only the saving rule stops the search
     budget = int(6.0 * 1000 / 8 * FRAMES / 25)
     motion = {s: _motion_bytes(avfc.encode(moving, motion_stride=s, **kw)) for s in (1, 2, 3)}

@@ -239,3 +239,15 @@ def test_a_streaming_encoders_search_state_stays_bounded():
     assert s is not None and s.packets == 10
     assert len(s.found) <= 6 and len(s._chosen) <= 1
     assert {k[0] for k in s._small_refs} <= {id(r) for r in enc._refs}
+
+
+def test_the_hold_margin_holds_more_packets_with_the_search_too():
+    frames = talking_face(40, SIZE, SIZE, seed=10)
+    kinds = {}
+    for margin in (0.0, 10.0):
+        enc = Encoder(EncoderConfig.make(model="tiny-test", size=SIZE, audio="none", key_qp=35, packet_frames=10,
+                                         effort="fast", motion_hold_margin=margin))
+        enc.push_frames(frames)
+        enc.close()
+        kinds[margin] = enc.packets_by_choice()
+    assert kinds[0.0].get("hold", 0) < kinds[10.0].get("hold", 0) == 4

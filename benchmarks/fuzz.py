@@ -369,11 +369,14 @@ def run_cli(data: bytes, rng: random.Random, ctx: "Context") -> None:
     for args in commands:
         t0 = time.perf_counter()
         try:
-            proc = subprocess.run([sys.executable, "-m", "avfc", *args], capture_output=True, text=True,
+            proc = subprocess.run([sys.executable, "-c", _CLI_LAUNCHER, *args], capture_output=True, text=True,
                                   timeout=HANG_S, env=ctx.cli_env, check=False)
         except subprocess.TimeoutExpired:
             raise CliFailure(f"avfc {' '.join(args[:1])} ran over {HANG_S:.0f} s") from None
         ctx.cli_seconds.append(time.perf_counter() - t0)
+        for line in proc.stderr.splitlines():
+            if line.startswith("FUZZ_VMHWM_KB "):
+                ctx.cli_peak_mb = max(ctx.cli_peak_mb, int(line.split()[1]) / 1024)
         if proc.returncode not in (0, 2) or "Traceback" in proc.stderr:
             raise CliFailure(f"avfc {args[0]} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
 
@@ -393,6 +396,7 @@ class Context:
     cli_env: dict[str, str]
     cli_startup: Optional[float] = None  # seconds `python -m avfc --version` takes: the CLI's slow allowance
     cli_seconds: list[float] = field(default_factory=list)
+    cli_peak_mb: float = 0.0  # the largest VmHWM a CLI child reported
 
 
 @dataclass
@@ -450,7 +454,39 @@ class Report:
         return "\n".join(lines)
 
 
+#: runs ``python -m avfc ARGS`` and reports the child's own peak RSS (VmHWM) on stderr at exit: getrusage's
+#: maxrss of a child starts from its parent's at fork, so it would count the fuzzer's (or pytest's) memory
+_CLI_LAUNCHER = (
+    "import atexit, runpy, sys\n"
+    "def _hwm():\n"
+    "    try:\n"
+    "        kb = open('/proc/self/status').read().split('VmHWM:')[1].split()[0]\n"
+    "        sys.stderr.write('\\nFUZZ_VMHWM_KB %s\\n' % kb)\n"
+    "    except (OSError, IndexError):\n"
+    "        pass\n"
+    "atexit.register(_hwm)\n"
+    "sys.argv = ['avfc'] + sys.argv[1:]\n"
+    "runpy.run_module('avfc', run_name='__main__', alter_sys=True)\n")
+
+
+def _reset_peak() -> None:
+    """Start this process's peak RSS (VmHWM) from its current RSS, where Linux allows it, so that an
+    in-process run (the CI slice under pytest) measures its own inputs, not what ran before it."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
 def _rss_mb(who: int = resource.RUSAGE_SELF) -> float:
+    """Peak RSS in MB of this process (VmHWM where /proc has it; getrusage's maxrss otherwise)."""
+    if who == resource.RUSAGE_SELF:
+        try:
+            with open("/proc/self/status") as f:
+                return int(f.read().split("VmHWM:")[1].split()[0]) / 1024
+        except (OSError, IndexError, ValueError):
+            pass
     return resource.getrusage(who).ru_maxrss / 1024  # KiB on Linux
 
 
@@ -468,6 +504,7 @@ class Fuzzer:
         self.stats: dict[str, TargetStats] = {}
         self.failures: list[Failure] = []
         self._rss_flagged = {resource.RUSAGE_SELF: False, resource.RUSAGE_CHILDREN: False}
+        _reset_peak()
         self._tmp = tempfile.TemporaryDirectory(prefix="avfc-fuzz-")
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
             p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
@@ -514,7 +551,7 @@ class Fuzzer:
         if failure is None and seconds > limit:
             failure = ("slow", f"{seconds:.1f} s, over the {limit:.1f} s allowed")
         for who, name in ((resource.RUSAGE_SELF, "this process"), (resource.RUSAGE_CHILDREN, "a CLI child")):
-            rss = _rss_mb(who)
+            rss = _rss_mb(who) if who == resource.RUSAGE_SELF else self.ctx.cli_peak_mb
             if failure is None and rss > self.max_rss_mb and not self._rss_flagged[who]:
                 self._rss_flagged[who] = True
                 failure = ("memory", f"peak RSS of {name} {rss:.0f} MB, over {self.max_rss_mb:.0f} MB")
@@ -567,7 +604,7 @@ class Fuzzer:
                 self.log(" ".join(f"{t} {self.stats[t].inputs}" for t in targets)
                          + f" ({last_log - t0:.0f} s, {len(self.failures)} failures)")
         return Report(self.seed, [s.name for s in self.corpus], {t: self.stats[t] for t in targets},
-                      list(self.failures), time.perf_counter() - t0, _rss_mb(), _rss_mb(resource.RUSAGE_CHILDREN))
+                      list(self.failures), time.perf_counter() - t0, _rss_mb(), self.ctx.cli_peak_mb)
 
     def close(self) -> None:
         self._tmp.cleanup()

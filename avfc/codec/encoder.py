@@ -501,6 +501,8 @@ def make_search(config: EncoderConfig, model: AnimationModel, device: Optional[s
     effort = EFFORTS[config.effort]
     if not effort.search or config.motion_source == "speech":
         return None
+    if not isinstance(model, AnimationModel):  # a duck-typed model (tests, experiments): nothing to search through
+        return None
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else None
     lam = config.search_lambda if config.search_lambda is not None else lambda_for_rate(config.bitrate_kbps)

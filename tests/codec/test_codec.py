@@ -26,7 +26,7 @@ def clip(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def encoded(clip):
-    return avfc.encode(clip, size=SIZE, model=MODEL, packet_frames=10, key_qp=30)
+    return avfc.encode(clip, size=SIZE, model=MODEL, packet_frames=10, key_qp=30, effort="detector")
 
 
 def test_encode_file_then_decode_round_trips_the_integers(clip, encoded):

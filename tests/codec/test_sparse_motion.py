@@ -126,7 +126,7 @@ def _encode(frames, **kw) -> bytes:
 @pytest.mark.parametrize("stride", [2, 3, 4])
 def test_sparse_stream_decodes_to_the_interpolated_keypoints(stride):
     frames = talking_face(23, SIZE, SIZE)
-    cfg = EncoderConfig.make(size=SIZE, model=MODEL, audio="none", key_qp=35, packet_frames=10,
+    cfg = EncoderConfig.make(size=SIZE, model=MODEL, audio="none", key_qp=35, packet_frames=10, effort="detector",
                              motion_stride=stride, format_major=1)
     enc = Encoder(cfg)
     enc.push_frames(frames)

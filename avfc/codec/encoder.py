@@ -392,11 +392,7 @@ class Encoder:
         hold costs fewer bits; ``motion_hold_margin`` m holds while the hold's error is at most
         1 + m times the motion's). Both are rendered exactly as the decoder will (closed loop)."""
         p = self.config.kp_precision
-        held = np.empty_like(q)
-        for i in range(len(q)):
-            past = [r for r in self._refs if r.frame_index <= first + i]
-            ref = past[-1] if past else self._refs[0]
-            held[i] = np.rint(ref.keypoints[0].cpu().numpy().astype(np.float64) * 2.0 ** p).astype(q.dtype)
+        held = self._held_rows(first, q)
         if np.array_equal(held, q):
             return q
         err = {"move": 0.0, "hold": 0.0}

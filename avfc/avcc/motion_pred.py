@@ -55,7 +55,7 @@ from avfc.entropy.motion import (
     _decode_intra_frame,
     _decode_residual,
     _intra_frame_symbols,
-    _next_states,
+    next_states,
     _open_packet,
     _symbol_index,
     max_motion_bytes,
@@ -381,7 +381,7 @@ def _best_initial_index(residuals: np.ndarray, offsets: np.ndarray) -> int:
         scales = np.clip(np.searchsorted(thresholds, states, side="right") + offsets[t][None, :],
                          0, NUM_SCALES - 1)
         total += costs[scales, symbols[t][None, :]].sum(axis=1)
-        states = _next_states(states, residuals[t][None, :])
+        states = next_states(states, residuals[t][None, :])
     return int(np.argmin(total))
 
 

@@ -43,8 +43,8 @@ import torch.nn.functional as F
 from avfc.codec.common import frames_to_tensor, references_for
 from avfc.config import SEARCH_LAMBDA_5KBPS
 from avfc.entropy import dequantize, interpolate_track, quantize_track, sparse_positions
-from avfc.entropy.tables import DECAY_Q16, INITIAL_STATE_Q12, SCALE_THRESHOLDS_Q12, STATE_CAP, STATE_FRAC_BITS, \
-    STATE_SHIFT
+from avfc.entropy.motion import next_states
+from avfc.entropy.tables import DECAY_Q16, INITIAL_STATE_Q12, SCALE_THRESHOLDS_Q12, STATE_FRAC_BITS
 from avfc.errors import ConfigError
 from avfc.models.base import AnimationModel, Reference
 from avfc.models.zoo import build_model
@@ -144,8 +144,7 @@ def rate_slopes(rows: np.ndarray, prev: Optional[np.ndarray]) -> np.ndarray:
     thresholds = np.asarray(SCALE_THRESHOLDS_Q12, dtype=np.int64)
     for t, r in enumerate(res):
         out[start + t] = _SLOPE[np.searchsorted(thresholds, states, side="right")]
-        a = np.minimum(np.abs(r), STATE_CAP) << STATE_FRAC_BITS
-        states = states + ((a - states) >> STATE_SHIFT)
+        states = next_states(states, r)
     return out
 
 
@@ -369,7 +368,8 @@ class MotionSearch:
             off = self._offset if self._offset is not None else np.zeros(c)
             x0 = np.stack([self.found.get(first + p, det[p] + off) for p in pos])
             steps = eff.steps
-        interp = torch.from_numpy(interpolation_matrix(n, stride)[drawn]).float().to(self.device)
+        interp_full = interpolation_matrix(n, stride)
+        interp = torch.from_numpy(interp_full[drawn]).float().to(self.device)
         # the search moves the detector's rows by a correction that is linear between knots (every
         # knot_every-th coded row): the detector's own motion stays, the correction cannot jitter
         knots = interpolation_matrix(len(pos), max(eff.knot_every, 1))
@@ -402,7 +402,7 @@ class MotionSearch:
                 sched.step()
                 opt.zero_grad(set_to_none=True)
         xf = (base + knots_t @ o).detach().cpu().numpy().astype(np.float64)
-        full = interpolation_matrix(n, stride) @ xf
+        full = interp_full @ xf
         for i in range(n):
             self.found[first + i] = full[i]
         self._offset = full[-1] - det[-1]

@@ -107,8 +107,8 @@ def _symbol_index(residuals: np.ndarray) -> np.ndarray:
     return np.where(fits, residuals + RESIDUAL_OFFSET, ESCAPE)
 
 
-def _next_states(states: np.ndarray, residuals: np.ndarray) -> np.ndarray:
-    """Vectorised :func:`update_state` (numpy's ``>>`` on int64 is a floor shift)."""
+def next_states(states: np.ndarray, residuals: np.ndarray) -> np.ndarray:
+    """Vectorised :func:`update_state` (the encoder's search follows the coder's adaptation with it) (numpy's ``>>`` on int64 is a floor shift)."""
     a = np.minimum(np.abs(residuals), STATE_CAP) << STATE_FRAC_BITS
     return states + ((a - states) >> STATE_SHIFT)
 
@@ -129,7 +129,7 @@ def _best_initial_index(residuals: np.ndarray) -> int:
     for t in range(residuals.shape[0]):
         scales = np.searchsorted(thresholds, states, side="right")
         total += costs[scales, symbols[t][None, :]].sum(axis=1)
-        states = _next_states(states, residuals[t][None, :])
+        states = next_states(states, residuals[t][None, :])
     return int(np.argmin(total))
 
 
@@ -202,7 +202,7 @@ def _packet_symbols(q: np.ndarray, prev: np.ndarray | None) -> list[tuple[int, M
         scales = np.searchsorted(thresholds, states, side="right").tolist()
         for r, j in zip(row.tolist(), scales):
             _append_residual(out, r, _LAPLACE_KEYS[j])
-        states = _next_states(states, row)
+        states = next_states(states, row)
     return out
 
 

@@ -34,7 +34,7 @@ from avfc.avcc.motion_pred import (
     encode_predicted_motion,
 )
 from avfc.entropy import encode_motion
-from avfc.entropy.motion import _costs, _next_states, _symbol_index
+from avfc.entropy.motion import _costs, next_states, _symbol_index
 from avfc.entropy.tables import INITIAL_STATE_Q12, NUM_SCALES, SCALE_THRESHOLDS_Q12
 from avfc.errors import ConfigError
 
@@ -152,14 +152,14 @@ def fit_offsets(clips: Sequence, pred: SpeechMotionPredictor, span: int = 8) -> 
             for t in range(len(res)):
                 sc = np.searchsorted(thresholds, states, side="right")
                 tot += costs[sc, sym[t][None, :]].sum(axis=1)
-                states = _next_states(states, res[t][None, :])
+                states = next_states(states, res[t][None, :])
             best = int(np.argmin(tot))
             st = np.full(res.shape[1], INITIAL_STATE_Q12[best], np.int64)
             for t in range(len(res)):
                 sc = np.searchsorted(thresholds, st, side="right")
                 idx = np.clip(sc[:, None] + cand[None, :], 0, NUM_SCALES - 1)
                 np.add.at(total, ctx[t], costs[idx, sym[t][:, None]])
-                st = _next_states(st, res[t])
+                st = next_states(st, res[t])
     # ties (contexts never seen in training, e.g. unknown audio) go to the smallest |offset|
     total += 1e-6 * np.abs(cand)[None, :]
     return cand[np.argmin(total, axis=1)].reshape(NUM_ACTIVITY, MAG_LEVELS).astype(np.int64)

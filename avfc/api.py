@@ -22,6 +22,7 @@ from avfc.codec.decoder import Decoder, Issue
 from avfc.codec.encoder import Encoder, EncoderStats, analyse_clip, make_search
 from avfc.config import EncoderConfig
 from avfc.errors import ConfigError, FileAccessError, FormatError, MediaError
+from avfc.paths import check_writable
 from avfc.media import QP_RANGE, CropBox, Media, apply_crop, find_crop, read_media, write_media
 from avfc.media.crop import face_warnings
 from avfc.models.zoo import load_model
@@ -175,7 +176,7 @@ def encode(src: MediaSource, dst: Optional[PathLike] = None, *,
     """
     cfg = EncoderConfig.make(config, **overrides)
     if dst is not None:
-        _check_writable(dst)
+        check_writable(dst)
     check_max_refs(cfg, load_model(cfg.model, cfg.size))  # the model is cached: loaded once
     media = _load_source(src, cfg, pcm, sample_rate)
     frames, box = prepare(media, cfg)
@@ -313,25 +314,6 @@ def _qp_between(fit_qps: list[int], over_qps: list[int]) -> bool:
     return len(fit_qps) == len(over_qps) and any(o < f - 1 for f, o in zip(fit_qps, over_qps))
 
 
-def _check_writable(dst: PathLike) -> None:
-    """Refuse, before any work, an output path that could not be written (an existing file is
-    overwritten, as :meth:`Path.write_bytes` does)."""
-    path = Path(dst)
-    if path.is_dir():
-        raise FileAccessError(f"cannot write {path}: it is a directory")
-    if path.exists():
-        if not os.access(path, os.W_OK):
-            raise FileAccessError(f"cannot write {path}: permission denied")
-        return
-    folder = path.parent
-    if not folder.exists():
-        raise FileAccessError(f"cannot write {path}: no such directory {folder}")
-    if not folder.is_dir():
-        raise FileAccessError(f"cannot write {path}: {folder} is not a directory")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise FileAccessError(f"cannot write {path}: permission denied in {folder}")
-
-
 def _read_stream(src: Union[PathLike, bytes, BinaryIO]) -> bytes:
     if isinstance(src, (bytes, bytearray, memoryview)):
         return bytes(src)
@@ -375,7 +357,7 @@ def decode(src: Union[PathLike, bytes, BinaryIO], dst: Optional[PathLike] = None
     """
     if dst is not None:  # before any work: the suffix and the path (checked again when writing)
         _check_output_suffix(dst)
-        _check_writable(dst)
+        check_writable(dst)
     data = _read_stream(src)
     dec = Decoder(device=device, conceal_audio=conceal_audio, conceal_motion=conceal_motion)
     chunk = 1 << 14
@@ -421,7 +403,7 @@ def write_decoded(result: DecodeResult, dst: PathLike) -> None:
     suffix = _check_output_suffix(dst)
     if suffix == ".wav" and result.audio is None:
         raise MediaError("the stream has no audio to write to a .wav file")
-    _check_writable(dst)
+    check_writable(dst)
     try:
         if suffix == ".wav":
             from avfc.media import write_wav

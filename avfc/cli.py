@@ -12,6 +12,7 @@ from typing import Any, Callable, Optional, Sequence
 from avfc import __version__
 from avfc.config import DEFAULT_EFFORT, SEARCH_LAMBDA_5KBPS
 from avfc.errors import AvfcError, ConfigError, FileAccessError
+from avfc.paths import check_writable
 
 EPILOG = """examples:
   avfc encode talk.mp4 -o talk.avfc --bitrate 4
@@ -67,19 +68,9 @@ def _check_output(path: Path, force: bool) -> None:
     """Refuse an output that could not be written, before any work starts (an encode takes minutes)."""
     if path.is_dir():
         raise FileAccessError(f"{path} is a directory; give the output file's name with -o")
-    if path.exists():
-        if not force:
-            raise FileAccessError(f"{path} exists; use -y (or -f) to overwrite it")
-        if not os.access(path, os.W_OK):
-            raise FileAccessError(f"cannot write {path}: permission denied")
-        return
-    folder = path.parent
-    if not folder.exists():
-        raise FileAccessError(f"cannot write {path}: no such directory {folder}")
-    if not folder.is_dir():
-        raise FileAccessError(f"cannot write {path}: {folder} is not a directory")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise FileAccessError(f"cannot write {path}: permission denied in {folder}")
+    if path.exists() and not force:
+        raise FileAccessError(f"{path} exists; use -y (or -f) to overwrite it")
+    check_writable(path)
 
 
 def cmd_encode(args: argparse.Namespace) -> int:

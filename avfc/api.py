@@ -1,9 +1,9 @@
 """``avfc.encode`` and ``avfc.decode``: whole files, bytes or arrays in one call.
 
 The streaming :class:`~avfc.codec.Encoder` / :class:`~avfc.codec.Decoder` do the
-work; this module adds reading and cropping media, rate control over the whole
-file (``bitrate_kbps`` counts every byte: key frames, motion, audio, headers),
-and writing the results.
+work; this module adds reading and cropping media, picks the rate control
+(``bitrate_kbps`` counts every byte: key frames, motion, audio, headers; the
+controllers are in :mod:`avfc.codec.rate`), and writes the results.
 """
 
 from __future__ import annotations
@@ -20,23 +20,16 @@ from avfc import bitstream as bs
 from avfc.codec.common import check_max_refs
 from avfc.codec.decoder import Decoder, Issue
 from avfc.codec.encoder import Encoder, EncoderStats, analyse_clip, make_search
+from avfc.codec.rate import fit_file_rate, uses_file_rate
 from avfc.config import EncoderConfig
 from avfc.errors import ConfigError, FileAccessError, FormatError, MediaError
 from avfc.paths import check_writable
-from avfc.media import QP_RANGE, CropBox, Media, apply_crop, find_crop, read_media, write_media
+from avfc.media import CropBox, Media, apply_crop, find_crop, read_media, write_media
 from avfc.media.crop import face_warnings
 from avfc.models.zoo import load_model
 
 if TYPE_CHECKING:
     import torch
-
-#: the motion strides the rate control tries, densest first, when the config leaves motion_stride open:
-#: beyond 3 frames (120 ms at 25 fps) the interpolated mouth visibly lags the speech
-AUTO_MOTION_STRIDES = (1, 2, 3)
-#: a sparser stride is taken only when it saves at least this share of the file: 2 % of the bytes
-#: give the key picture about 0.001 of LPIPS at a few kbps (docs/results.md), less than the mouth
-#: motion that every 2nd or 3rd frame's keypoints lose
-AUTO_STRIDE_MIN_SAVING = 0.02
 
 PathLike = Union[str, os.PathLike]
 #: frames as a numpy array or a torch tensor (any device): uint8 ``(T, H, W, 3)``
@@ -200,7 +193,12 @@ def encode(src: MediaSource, dst: Optional[PathLike] = None, *,
     # the motion search, shared by the rate control's passes: a later pass starts from what it found
     search = make_search(cfg, model, device=search_device, keep_found=True)
 
+    file_rate = uses_file_rate(cfg, duration)
+    passes = [0]
+
     def run(c: EncoderConfig, key_bytes: Optional[int] = None, bound: bool = False) -> Encoder:
+        passes[0] += 1  # progress: one stage per pass of the whole-file rate control
+        stage = f"encode (rate pass {passes[0]})" if file_rate else "encode"
         enc = Encoder(c, source_size=source_size, crop=box, frame_count=len(frames),
                       key_bytes=key_bytes, model=model, search=search)
         enc.search_bound = bound
@@ -211,14 +209,16 @@ def encode(src: MediaSource, dst: Optional[PathLike] = None, *,
             if pcm is not None and enc.audio_codec is not None:
                 end = len(pcm) if i + step >= len(frames) else (i + step) * 16000 // c.fps
                 enc.push_audio(pcm[i * 16000 // c.fps:end])
+            if progress:
+                progress(stage, min(i + step, len(frames)), len(frames))
         if len(frames) == 0 and pcm is not None and enc.audio_codec is not None:
             enc.push_audio(pcm)
         enc.close()
         return enc
 
-    if cfg.bitrate_kbps is not None:
-        enc = _fit_rate(cfg, int(cfg.bitrate_kbps * 1000 / 8 * duration), duration, run, warnings)
-    else:
+    if file_rate:  # short input: the whole-file passes
+        enc = fit_file_rate(cfg, int(cfg.bitrate_kbps * 1000 / 8 * duration), duration, run, warnings)
+    else:  # no bitrate, or one pass (the encoder's StreamRate sizes each key picture as it comes)
         enc = run(cfg)
     data = enc.read()
     if dst is not None:
@@ -229,89 +229,6 @@ def encode(src: MediaSource, dst: Optional[PathLike] = None, *,
     return EncodeResult(data=data, header=enc.header, stats=enc.stats, frames=len(frames),
                         duration=duration, crop=box, warnings=warnings, motion_stride=enc.motion_stride,
                         effort=enc.config.effort, packets_by_choice=enc.packets_by_choice())
-
-
-#: the most planned passes of the rate control after its first (each codes the whole clip once)
-MAX_RATE_PASSES = 4
-
-
-def _fit_rate(cfg: EncoderConfig, budget: int, duration: float, run: Callable[..., Encoder],
-              warnings: list[str]) -> Encoder:
-    """The rate control of :func:`encode`: the encoder pass whose file fits ``budget`` bytes with
-    the finest key pictures (a warning is appended when even the coarsest do not fit).
-
-    Pass 1 codes the clip with the coarsest key pictures and every packet's analysed motion, none
-    held: all but the key pictures' bytes are then known, the motion's as an upper bound (a held
-    packet costs less). Pass 1 also picks the motion stride when the config leaves it open: the
-    densest of :data:`AUTO_MOTION_STRIDES` whose keypoints fit ``motion_share`` of the budget, going
-    sparser only while each step saves :data:`AUTO_STRIDE_MIN_SAVING` of the budget or more. The
-    key pictures get the rest. A planned pass over the budget (finer key pictures can make
-    ``motion_hold`` move packets it held, or the adaptive policy place more key frames) shrinks them
-    by the excess; one under it (packets held) grows them by the slack; once one pass fitted and one
-    did not, the next bisects between their key budgets (at most :data:`MAX_RATE_PASSES` planned
-    passes). The fullest pass within the budget is kept; when none fits, the coarsest key pictures.
-    """
-    coarsest = QP_RANGE[cfg.key_codec][1]
-    strides = (AUTO_MOTION_STRIDES if cfg.motion_stride is None and cfg.motion_source == "transmitted"
-               else (cfg.motion_stride,))
-    denser: Optional[tuple[EncoderConfig, Encoder, int]] = None  # the last stride tried, its pass 1, its motion
-    for stride in strides:
-        sparser = EncoderConfig.make(cfg, motion_stride=stride)
-        probe = run(EncoderConfig.make(sparser, key_qp=coarsest, motion_hold=False), bound=True)
-        motion = probe.stats.bytes_by_type.get("motion", 0)
-        if denser is not None and denser[2] - motion < AUTO_STRIDE_MIN_SAVING * budget:
-            cfg, probe, _ = denser  # too few bytes saved for the motion it would drop: keep the denser
-            break
-        cfg, denser = sparser, (sparser, probe, motion)
-        if motion <= cfg.motion_share * budget:
-            break
-    smallest = max(probe.stats.key_picture_bytes, default=0)  # the coarsest key picture
-    stats = probe.stats
-    key_total = stats.bytes_by_type.get("key_frame", 0)
-    n_keys = max(stats.units_by_type.get("key_frame", 1), 1)
-    per_key = (budget - (stats.total_bytes - key_total) - (key_total - sum(stats.key_picture_bytes))) // n_keys
-    runs: list[Encoder] = []
-    fit: Optional[tuple[int, Encoder]] = None  # the largest key budget that fitted, and its pass
-    over: Optional[tuple[int, Encoder]] = None  # the smallest that did not
-    for _ in range(MAX_RATE_PASSES):
-        if per_key < smallest:
-            break
-        enc = run(cfg, per_key)
-        runs.append(enc)
-        n_keys = max(enc.stats.units_by_type.get("key_frame", 1), 1)
-        excess = enc.stats.total_bytes - budget
-        if excess > 0 and (over is None or per_key < over[0]):
-            over = (per_key, enc)
-        elif excess <= 0 and (fit is None or per_key > fit[0]):
-            fit = (per_key, enc)
-        if fit is None:
-            per_key -= -(-excess // n_keys)  # none fitted yet: shrink by the excess, rounded up
-        elif over is None:
-            if -excess < n_keys * 8:
-                break  # within a few bytes of the budget
-            per_key += -excess // n_keys  # packets were held: grow by the slack
-        elif _qp_between(fit[1].stats.key_qps, over[1].stats.key_qps):
-            per_key = (fit[0] + over[0]) // 2  # between the two: bisect
-        else:
-            break  # no key picture lies between the two passes'
-    fits = [e for e in runs if e.stats.total_bytes <= budget]
-    if not fits:
-        held = run(EncoderConfig.make(cfg, key_qp=coarsest))  # the coarsest key pictures, motion held
-        if held.stats.total_bytes <= budget:
-            return held
-        runs.append(held)
-        best = min(runs, key=lambda e: e.stats.total_bytes)
-        warnings.append(
-            f"--bitrate {cfg.bitrate_kbps} kbps cannot be reached: motion, audio and the smallest key "
-            f"frame{'s' if n_keys > 1 else ''} already take {best.stats.total_bytes * 8 / 1000 / duration:.2f} kbps")
-        return best
-    return max(fits, key=lambda e: e.stats.total_bytes)
-
-
-def _qp_between(fit_qps: list[int], over_qps: list[int]) -> bool:
-    """Whether a key budget between two passes' can give some key frame a picture neither had: the
-    passes coded the same key frames, and one of them got QPs at least 2 apart."""
-    return len(fit_qps) == len(over_qps) and any(o < f - 1 for f, o in zip(fit_qps, over_qps))
 
 
 def _read_stream(src: Union[PathLike, bytes, BinaryIO]) -> bytes:

@@ -81,7 +81,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
     _check_input(src)
     _check_output(dst, args.force)
     overrides = dict(
-        model=args.model, bitrate_kbps=args.bitrate, audio=args.audio, codec2_mode=args.codec2_mode,
+        model=args.model, bitrate_kbps=args.bitrate, rate_control=args.rate_control, threads=args.threads,
+        audio=args.audio, codec2_mode=args.codec2_mode,
         opus_bitrate=args.opus_bitrate, key_codec=args.key_codec, key_qp=args.key_qp,
         key_interval=args.key_interval, max_frames=args.frames, crop=args.crop,
         key_policy=args.key_policy, key_drop_db=args.key_drop_db, key_min_distance=args.key_min_distance,
@@ -212,6 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--output", help="output .avfc file (default: INPUT with suffix .avfc)")
     e.add_argument("--bitrate", type=float, metavar="KBPS",
                    help="target rate of the whole file, audio included (sets key-frame quality)")
+    e.add_argument("--rate-control", choices=["auto", "file", "stream"],
+                   help="with --bitrate: file codes the input several times and keeps the pass that fills the "
+                        "budget best; stream codes it once, sizing each key picture to what its interval earns "
+                        "(any length; a key frame every 10 s unless --key-interval); auto (default): file up to "
+                        "20 s of input, stream beyond")
+    e.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads the encoder's networks use (default: torch's setting)")
     e.add_argument("--audio", choices=["codec2", "opus", "none"], help="audio codec (default codec2)")
     e.add_argument("--codec2-mode", choices=["700C", "1300", "1600", "3200"], help="Codec2 mode (default 700C)")
     e.add_argument("--opus-bitrate", type=int, metavar="BPS", help="Opus bitrate, 6000-24000")

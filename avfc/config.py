@@ -36,6 +36,17 @@ class EncoderConfig(BaseModel):
         None, gt=0, le=1000,
         description="target for the WHOLE file (key frames, motion, audio, headers) in kbit/s; "
                     "sets the key-frame quality. None: use key_qp")
+    rate_control: Literal["auto", "file", "stream"] = Field(
+        "auto",
+        description="with a bitrate: 'file' codes the whole input several times and keeps the pass that fills "
+                    "the budget best (short files: one key picture is most of the file); 'stream' codes it once, "
+                    "each key picture getting what the interval until the next key frame earns less what motion "
+                    "and audio take (inputs of any length, live use; with key_interval 0 a key frame every "
+                    "10 s); 'auto': 'file' up to 20 s of input, 'stream' beyond (avfc.codec.rate)")
+    threads: Optional[int] = Field(
+        None, ge=1, le=256,
+        description="CPU threads the encoder's networks use while it works (torch's intra-op threads, set for "
+                    "each call and restored after); None: torch's setting")
     key_codec: Literal["av1", "hevc"] = Field("av1", description="intra codec of key frames")
     key_qp: Optional[int] = Field(None, ge=0, le=63, description="key-frame QP when no bitrate is set")
     key_interval: int = Field(

@@ -9,6 +9,7 @@ coder sees is an integer.
 
 from __future__ import annotations
 
+import functools
 import io
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -34,6 +35,7 @@ from avfc.codec.common import (
     references_for,
     tensor_to_frames,
 )
+from avfc.codec.rate import STREAM_KEY_SECONDS, StreamRate
 from avfc.codec.search import EFFORTS, MotionSearch, PacketChoice, lambda_for_rate
 from avfc.config import EncoderConfig
 from avfc.entropy import dequantize, encode_motion, interpolate_track, quantize_track, sparse_positions
@@ -41,6 +43,25 @@ from avfc.errors import ConfigError, MediaError
 from avfc.media import DEFAULT_QP, CropBox, decode_intra, encode_intra, encode_intra_to_size
 from avfc.models.base import AnimationModel, Reference
 from avfc.models.zoo import get_entry, load_model
+
+
+def _with_threads(method):
+    """Run an Encoder method with torch's intra-op threads set to ``config.threads`` (restored after), so
+    that an app embedding the encoder bounds its CPU use without changing the process's setting."""
+
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        threads = self.config.threads
+        if threads is None:
+            return method(self, *args, **kwargs)
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            torch.set_num_threads(before)
+
+    return run
 
 
 @dataclass
@@ -81,6 +102,10 @@ class Encoder:
         crop: the crop box in source pixels (recorded in the header); default the whole frame.
         frame_count: number of frames if known (0: unknown, given at the end of the stream).
         key_bytes: byte budget of each key frame's intra picture (overrides ``config.key_qp``).
+            Without it, a ``config.bitrate_kbps`` and no ``config.key_qp`` make the encoder control its
+            rate in one pass (:class:`~avfc.codec.rate.StreamRate`; a key frame every
+            :data:`~avfc.codec.rate.STREAM_KEY_SECONDS` when ``config.key_interval`` is 0): the target
+            may change while encoding (:meth:`set_bitrate`).
         model: an already loaded model (default: ``config.model`` from the zoo).
         search: the motion search to use when ``config.effort`` searches (default: a new one); the
             file-level rate control shares one across its passes, so that a later pass starts from
@@ -105,6 +130,14 @@ class Encoder:
         self.audio_codec: Optional[AudioCodec] = audio_codec_for_config(config)
         self.key_bytes = key_bytes
         self.key_qp = config.key_qp if config.key_qp is not None else DEFAULT_QP[config.key_codec]
+        #: one-pass rate control: with a bitrate and neither key_bytes nor key_qp given
+        self.rate: Optional[StreamRate] = None
+        #: the key interval in frames the policy uses (config.key_interval; with one-pass rate control and
+        #: none set, STREAM_KEY_SECONDS)
+        self.key_interval = config.key_interval
+        if config.bitrate_kbps is not None and key_bytes is None and config.key_qp is None:
+            self._start_rate(config.bitrate_kbps)
+        self._frame_count = frame_count
         ac = self.audio_codec
         self.avcc = avcc_for_config(config, self.model)
         avcc_fields = {} if self.avcc is None else dict(
@@ -137,7 +170,7 @@ class Encoder:
         self._buf = io.BytesIO()
         self._writer = bs.StreamWriter(self._buf, config.format_major)
         self.stats = EncoderStats()
-        self.stats.add("header", self._writer.write_header(self.header))
+        self._spend("header", self._writer.write_header(self.header))
         self._pending_q: list[np.ndarray] = []
         self._packet_start = 0
         self._packets = 0
@@ -180,6 +213,56 @@ class Encoder:
         self.device = next(iter(self.model.parameters()), torch.empty(0)).device
 
     # ------------------------------------------------------------------ video
+    def _start_rate(self, kbps: float) -> None:
+        self.rate = StreamRate(kbps, self.config.fps)
+        if self.key_interval == 0:
+            self.key_interval = max(1, round(STREAM_KEY_SECONDS * self.config.fps))
+
+    def set_bitrate(self, kbps: float) -> None:
+        """A new rate target in kbit/s (every byte counts), from the next frame pushed on: the one-pass rate
+        control sizes the next key pictures to it and the motion search weighs bits by it. For a live
+        call's congestion control. Starts one-pass rate control if the encoder had none (then a key frame
+        every :data:`~avfc.codec.rate.STREAM_KEY_SECONDS` when ``config.key_interval`` is 0, counting
+        from the next key frame); a ConfigError with ``key_bytes`` (the whole-file passes' fixed budget)."""
+        if self.key_bytes is not None:
+            raise ConfigError("set_bitrate: this encoder codes its key pictures to a fixed key_bytes")
+        if self.rate is None:
+            self._start_rate(kbps)
+            assert self.rate is not None
+        self.rate.set_kbps(kbps)
+        if self.search is not None and self.config.search_lambda is None:
+            self.search.lam = lambda_for_rate(kbps)
+
+    def _spend(self, kind: str, nbytes: int, picture: int = 0) -> None:
+        """Count a written unit of ``nbytes`` (``picture`` of them a key picture) in the stats and the rate."""
+        self.stats.add(kind, nbytes)
+        if self.rate is not None:
+            self.rate.spend(nbytes - picture)
+            if picture:
+                self.rate.spend(picture, key=True)
+
+    def _next_key_distance(self, index: int) -> int:
+        """Frames from key frame ``index`` to the next one the policy will code (at most, for the adaptive
+        policy), or to the end of the stream when it is known and nearer."""
+        dist = self.key_interval - index % self.key_interval if self.config.key_policy == "fixed" else self.key_interval
+        if self._frame_count:
+            dist = min(dist, max(self._frame_count - index, 1))
+        return max(dist, 1)
+
+    def _rate_prior(self, keypoints: np.ndarray) -> None:
+        """Before the first key picture: the expected bytes per frame of motion (these frames' keypoints as
+        one packet would code them) and audio (the codec's nominal rate), with units' framing."""
+        assert self.rate is not None
+        fps = self.config.fps
+        per_frame = 0.0
+        if len(keypoints) and self.config.motion_source != "speech":
+            n = min(len(keypoints), self.config.packet_frames)
+            rows = keypoints[:n][sparse_positions(n, self.motion_stride)] if self.motion_stride > 1 else keypoints[:n]
+            per_frame += (len(encode_motion(np.asarray(rows, np.int32), None)) + 8) / n
+        if self.audio_codec is not None:
+            per_frame += self.audio_codec.param / 8 / fps + 8 / self.config.packet_frames
+        self.rate.other_prior = per_frame
+
     def _want_key(self, index: int, frame: np.ndarray, q: np.ndarray) -> bool:
         """The reference policy: is frame ``index`` coded as a key frame?"""
         cfg = self.config
@@ -187,8 +270,8 @@ class Encoder:
             return True
         dist = index - self._last_key
         if cfg.key_policy == "fixed":
-            return cfg.key_interval > 0 and index % cfg.key_interval == 0
-        if cfg.key_interval > 0 and dist >= cfg.key_interval:
+            return self.key_interval > 0 and index % self.key_interval == 0
+        if self.key_interval > 0 and dist >= self.key_interval:
             return True
         # adaptive: render the frame exactly as the decoder will and measure it (closed loop)
         psnr = self._render_psnr(index, frame, q)
@@ -205,14 +288,17 @@ class Encoder:
         mse = float(np.mean((out.astype(np.float64) - frame.astype(np.float64)) ** 2))
         return 10 * np.log10(255.0 ** 2 / max(mse, 1e-10))
 
-    def _write(self, kind: str, payload: object) -> None:
-        self.stats.add(kind, self._writer.write(payload))
+    def _write(self, kind: str, payload: object, picture: int = 0) -> None:
+        self._spend(kind, self._writer.write(payload), picture)
 
     def _code_key(self, index: int, frame: np.ndarray) -> None:
         codec = self.config.key_codec
-        if self.key_bytes is not None:
+        budget = self.key_bytes
+        if self.rate is not None:
+            budget = self.rate.key_budget(self._next_key_distance(index))
+        if budget is not None:
             # when not even the coarsest qp fits, the coarsest: the rate control sees the excess
-            data, qp = encode_intra_to_size(frame, codec, self.key_bytes, or_coarsest=True)
+            data, qp = encode_intra_to_size(frame, codec, budget, or_coarsest=True)
         else:
             qp = self.key_qp
             data = encode_intra(frame, codec, qp)
@@ -220,7 +306,7 @@ class Encoder:
         self.decoded_keys[index] = decoded
         self.stats.key_qps.append(qp)
         self.stats.key_picture_bytes.append(len(data))
-        self._write("key_frame", bs.KeyFrame(frame_index=index, quality=qp, data=data))
+        self._write("key_frame", bs.KeyFrame(frame_index=index, quality=qp, data=data), picture=len(data))
         self._last_key = index
         self._base_psnr = None
         self._ref_indices = (self._ref_indices + [index])[-self.config.max_refs:]
@@ -235,6 +321,7 @@ class Encoder:
                 kp_precision=self.config.kp_precision, kp_count=self.model.num_kp,
                 kp_dim=self.model.kp_dim, applies_from_frame=index, refs=tuple(self._ref_indices)))
 
+    @_with_threads
     def push_frames(self, frames: np.ndarray, keypoints: Optional[np.ndarray] = None) -> None:
         """Code frames ``(N, S, S, 3)`` uint8 RGB at the coded size ``S``.
 
@@ -259,6 +346,8 @@ class Encoder:
             raise ConfigError(f"keypoints must be ({len(frames)}, {self.model.motion_channels})")
         if len(keypoints):  # the dead zone of the next analysis starts from the last coded frame
             self._last_analysed = np.asarray(keypoints[-1], dtype=np.int32)
+        if self.rate is not None and self.rate.other_prior is None:
+            self._rate_prior(keypoints)
         for frame, q in zip(frames, keypoints):
             index, q = self._frame, np.asarray(q, dtype=np.int32)
             self._frame += 1
@@ -271,6 +360,8 @@ class Encoder:
             # low delay: motion goes out at once; bi-directional: frames wait for the next key frame
             if not self._bidirectional or key:
                 self._release()
+            if self.rate is not None:
+                self.rate.frames(1)
         self._flush_audio(final=False)
 
     def _release(self) -> None:
@@ -423,6 +514,7 @@ class Encoder:
         return {k: v for k, v in (("detector", total - self.held_packets), ("hold", self.held_packets)) if v}
 
     # ------------------------------------------------------------------ audio
+    @_with_threads
     def push_audio(self, pcm: np.ndarray) -> None:
         """Add mono float32 samples at the codec's sample rate (ignored when audio is 'none')."""
         if self._closed:
@@ -473,6 +565,7 @@ class Encoder:
         self._buf.truncate()
         return data
 
+    @_with_threads
     def close(self) -> None:
         """Write the remaining motion and audio and the END_OF_STREAM unit."""
         if self._closed:

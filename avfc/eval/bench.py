@@ -105,6 +105,9 @@ AVFC_MODES: dict[str, dict[str, Any]] = {
     "hold-stride3": {"motion_hold": True, "motion_stride": 3},
     # the encoder's effort presets (avfc.codec.search): what is sent is searched against the decoder's render
     **{f"effort-{e}": {"effort": e} for e in ("live", "detector", "fast", "medium", "slow", "placebo")},
+    # rate control (avfc.codec.rate): one pass (as for long inputs and live use) or the whole-file passes
+    "rate-stream": {"rate_control": "stream"},
+    "rate-file": {"rate_control": "file"},
     # audio-visual cross-modal coding (format 1.1): context-coded audio, speech-predicted motion
     "avcc": {"audio_coder": "context", "motion_source": "predicted"},
     # no motion at all: the decoder draws the lips from the speech (the lowest rates)

@@ -8,6 +8,7 @@ import pytest
 
 import avfc
 import avfc.api as api
+import avfc.codec.rate as rate
 from avfc.codec.encoder import Encoder, EncoderStats
 
 SIZE = 64
@@ -112,7 +113,7 @@ def _motion_bytes(res) -> int:
 
 
 def test_with_a_bitrate_the_densest_motion_that_fits_its_share_is_sent(moving, monkeypatch):
-    monkeypatch.setattr(api, "AUTO_STRIDE_MIN_SAVING", 0.0)  # any saving counts here
+    monkeypatch.setattr(rate, "AUTO_STRIDE_MIN_SAVING", 0.0)  # any saving counts here
     kw = dict(model="tiny-test", effort="detector", size=SIZE, audio="none", bitrate_kbps=6.0, kp_hysteresis=0.0, motion_hold=False)
     budget = int(6.0 * 1000 / 8 * FRAMES / 25)
     every = avfc.encode(moving, motion_share=1.0, **kw)
@@ -166,7 +167,7 @@ def test_between_a_pass_that_fits_and_one_that_does_not_the_rate_control_bisects
     plans = _Jump.runs[1:]
     assert plans[0] == first_plan and plans[1] < _Jump.T  # over by 300: shrink below T
     assert len(plans) >= 3 and plans[1] < plans[2] < plans[0]  # then bisect between the two
-    assert len(plans) <= api.MAX_RATE_PASSES
+    assert len(plans) <= rate.MAX_RATE_PASSES
     assert res0.stats.total_bytes <= budget
 
 
@@ -177,7 +178,7 @@ def test_a_sparser_stride_must_save_enough_of_the_file(moving, monkeypatch):
     motion = {s: _motion_bytes(avfc.encode(moving, motion_stride=s, **kw)) for s in (1, 2, 3)}
     assert motion[1] > motion[2] > motion[3]
     step = (motion[1] - motion[2]) / budget  # what going from every frame to every 2nd saves
-    monkeypatch.setattr(api, "AUTO_STRIDE_MIN_SAVING", step * 1.01)
+    monkeypatch.setattr(rate, "AUTO_STRIDE_MIN_SAVING", step * 1.01)
     assert avfc.encode(moving, **kw).motion_stride == 1  # not quite enough: every frame's keypoints
-    monkeypatch.setattr(api, "AUTO_STRIDE_MIN_SAVING", 0.0)
+    monkeypatch.setattr(rate, "AUTO_STRIDE_MIN_SAVING", 0.0)
     assert avfc.encode(moving, **kw).motion_stride == 3

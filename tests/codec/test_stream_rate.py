@@ -1,0 +1,148 @@
+"""One-pass rate control (avfc.codec.rate.StreamRate) in the streaming Encoder: every 30-s stretch of a
+long stream near the target, a target that changes while encoding, and how avfc.encode picks it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from avfc import bitstream as bs
+from avfc.codec.encoder import Encoder
+from avfc.codec.rate import STREAM_KEY_SECONDS, StreamRate, uses_file_rate
+from avfc.config import EncoderConfig
+from avfc.errors import ConfigError
+from avfc.media.synthetic import speech_like, talking_face
+
+SIZE = 64
+FPS = 25
+
+
+def _stream(seconds: int, kbps: float, change: dict[int, float] | None = None, **kw):
+    """Encode ``seconds`` of synthetic face and speech in packets of 1 s; ``change``: second -> new target."""
+    n = seconds * FPS
+    frames = talking_face(n, SIZE, SIZE, seed=1)
+    pcm = speech_like(seconds)
+    cfg = EncoderConfig(model="tiny-test", size=SIZE, effort="detector", bitrate_kbps=kbps, crop="none", **kw)
+    enc = Encoder(cfg, frame_count=n)
+    out = []
+    for s in range(seconds):
+        if change and s in change:
+            enc.set_bitrate(change[s])
+        enc.push_frames(frames[s * FPS:(s + 1) * FPS])
+        enc.push_audio(pcm[s * 16000:(s + 1) * 16000])
+        out.append(enc.read())
+    enc.close()
+    out.append(enc.read())
+    return enc, b"".join(out)
+
+
+def _kbps_per_stretch(data: bytes, seconds: int, stretch: int) -> np.ndarray:
+    """The rate of every ``stretch``-s part of the stream: each unit counted in the stretch of its first frame
+    (the header in the first, END_OF_STREAM in the last; Codec2 700C has one audio frame per video frame)."""
+    parsed = bs.parse_stream(data)
+    total = np.zeros(seconds // stretch)
+    total[0] += len(data) - sum(u.size for u in parsed.units)  # preamble and header
+    for unit in parsed.units:
+        p = bs.decode_payload(unit, parsed.version[0])
+        first = getattr(p, "frame_index", getattr(p, "first_frame", seconds * FPS - 1))
+        total[min(int(first) // (stretch * FPS), len(total) - 1)] += unit.size
+    return total * 8 / 1000 / stretch
+
+
+def test_every_30s_stretch_of_a_long_stream_is_within_10_percent_of_the_target():
+    enc, data = _stream(60, 3.0)
+    rates = _kbps_per_stretch(data, 60, 30)
+    assert np.all(np.abs(rates - 3.0) <= 0.3), rates
+    # the budget bought refreshed key pictures: one every STREAM_KEY_SECONDS, each given what its interval
+    # earns less motion and audio (with one key picture for the whole minute the file came out far below)
+    assert len(enc.stats.key_qps) == 60 // STREAM_KEY_SECONDS
+    assert enc.key_interval == STREAM_KEY_SECONDS * FPS
+
+
+def test_the_target_can_change_while_encoding():
+    _, data = _stream(60, 3.0, change={30: 1.5})
+    rates = _kbps_per_stretch(data, 60, 30)
+    assert abs(rates[0] - 3.0) <= 0.3 and abs(rates[1] - 1.5) <= 0.15, rates
+
+
+def test_a_fixed_key_qp_or_key_bytes_turns_the_one_pass_control_off():
+    cfg = EncoderConfig(model="tiny-test", size=SIZE, effort="detector", bitrate_kbps=3.0, audio="none")
+    assert Encoder(cfg).rate is not None
+    assert Encoder(EncoderConfig.make(cfg, key_qp=40)).rate is None
+    enc = Encoder(cfg, key_bytes=500)
+    assert enc.rate is None
+    with pytest.raises(ConfigError):
+        enc.set_bitrate(2.0)  # the whole-file passes' fixed budget stays fixed
+    assert Encoder(EncoderConfig(model="tiny-test", size=SIZE, effort="detector", audio="none")).rate is None
+
+
+def test_set_bitrate_starts_rate_control_and_moves_the_search_lambda():
+    cfg = EncoderConfig(model="tiny-test", size=SIZE, effort="detector", audio="none")
+    enc = Encoder(cfg)
+    enc.set_bitrate(2.0)
+    assert enc.rate is not None and enc.rate.kbps == 2.0
+    with pytest.raises(ConfigError):
+        enc.set_bitrate(0.0)
+
+
+def test_key_budget_is_the_interval_less_motion_and_audio_plus_a_bounded_carry():
+    r = StreamRate(4.0, 25)  # 20 bytes per frame
+    r.other_prior = 5.0
+    assert r.key_budget(250) == 250 * 20 - 250 * 5
+    r.frames(250)
+    r.spend(250 * 5)
+    r.spend(2000, key=True)  # under budget by 3000 - 2000 + 0: the next key picture gets the slack
+    assert r.balance == 250 * 20 - 250 * 5 - 2000
+    assert r.other_per_frame() == pytest.approx(5.0)  # measured now, not the prior
+    assert r.key_budget(250) == 250 * 15 + 1750
+    r.spend(100000, key=True)  # far over: the carry is bounded by one interval's earnings
+    assert r.key_budget(250) == 1
+
+
+def test_rate_control_auto_picks_the_whole_file_passes_for_short_inputs_only():
+    cfg = EncoderConfig(bitrate_kbps=5.0)
+    assert uses_file_rate(cfg, 4.0) and uses_file_rate(cfg, 20.0)
+    assert not uses_file_rate(cfg, 21.0)
+    assert uses_file_rate(EncoderConfig.make(cfg, rate_control="file"), 600.0)
+    assert not uses_file_rate(EncoderConfig.make(cfg, rate_control="stream"), 4.0)
+    assert not uses_file_rate(EncoderConfig(), 4.0)  # no bitrate: no rate control
+
+
+def test_threads_bound_the_encoders_torch_threads_only_while_it_works(monkeypatch):
+    seen = []
+    cfg = EncoderConfig(model="tiny-test", size=SIZE, effort="detector", audio="none", threads=1)
+    enc = Encoder(cfg)
+    detect = enc.model.detect
+
+    def spy(x):
+        seen.append(torch.get_num_threads())
+        return detect(x)
+
+    monkeypatch.setattr(enc.model, "detect", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        enc.push_frames(talking_face(5, SIZE, SIZE))
+        assert seen and set(seen) == {1}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_progress_covers_every_pass_of_the_rate_control_to_its_last_frame():
+    import avfc
+
+    frames = talking_face(30, SIZE, SIZE)
+    for kbps, one_pass in ((None, True), (3.0, False), (3.0, True)):
+        calls: list[tuple[str, int, int]] = []
+        rc = "stream" if (one_pass and kbps) else "auto"
+        avfc.encode(frames, model="tiny-test", size=SIZE, effort="detector", audio="none", bitrate_kbps=kbps,
+                    rate_control=rc, progress=lambda s, d, t: calls.append((s, d, t)))
+        stages = list(dict.fromkeys(s for s, _, _ in calls if s != "analyse"))
+        assert all(max(d for s, d, _ in calls if s == st) == 30 for st in stages)  # each pass reaches the end
+        assert all(t == 30 for _, _, t in calls)
+        if one_pass:
+            assert stages == ["encode"]
+        else:  # the probe, then at least one planned pass
+            assert len(stages) >= 2 and all(st.startswith("encode (rate pass") for st in stages)

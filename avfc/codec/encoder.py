@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import io
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -62,6 +63,10 @@ def _with_threads(method):
             torch.set_num_threads(before)
 
     return run
+
+
+#: the search's choices kept for inspection (Encoder.search_log); every packet is counted in packets_by_choice
+SEARCH_LOG_PACKETS = 1000
 
 
 @dataclass
@@ -181,7 +186,8 @@ class Encoder:
         # one stateful audio encoder for the whole stream: packets do not restart the codec
         self._audio_enc = self.audio_codec.stream_encoder() if self.audio_codec else None
         self._tokens: list = []
-        self._fields: list[np.ndarray] = []  # 700C fields (4,) of every audio frame written (AVCC)
+        self._fields: list[np.ndarray] = []  # 700C fields (4,) of the audio frames written (AVCC) ...
+        self._fields_start = 0  # ... from this audio frame on (older rows are no predictor's history any more)
         self._audio_frame = 0
         self._audio_samples = 0
         self._closed = False
@@ -206,7 +212,9 @@ class Encoder:
         #: control's first pass, which measures an upper bound of the motion's bytes)
         self.search_bound = False
         #: per packet, what the search chose ("detector", "hold", "search") and its cost against the detector's
-        self.search_log: list[PacketChoice] = []
+        #: the search's choices of the last SEARCH_LOG_PACKETS motion packets (counts of all: packets_by_choice)
+        self.search_log: deque[PacketChoice] = deque(maxlen=SEARCH_LOG_PACKETS)
+        self._choices: dict[str, int] = {}
         self._waiting_frames: list[np.ndarray] = []
         self._pending_frames: list[np.ndarray] = []
         self.held_packets = 0  # motion_hold: packets sent as the reference's keypoints held still
@@ -411,7 +419,9 @@ class Encoder:
             intra = self._prev_q is None or self._packets % self.config.intra_period == 0
             if predicted:
                 assert self.avcc is not None
-                audio = audio_rows(self._fields, first - self.avcc.motion.history, first + len(q))
+                # rows are dropped only once no packet can need them (_trim), so the offset changes nothing
+                off = self._fields_start
+                audio = audio_rows(self._fields, first - self.avcc.motion.history - off, first + len(q) - off)
                 data = encode_predicted_motion(q, self.avcc.motion, audio, None if intra else self._prev_q)
                 self._write("motion", bs.MotionPred(first_frame=first, num_frames=len(q),
                                                     flags=bs.MOTION_FLAG_INTRA if intra else 0, data=data))
@@ -429,6 +439,21 @@ class Encoder:
                 self._write("motion", bs.Motion(first_frame=first, num_frames=len(q),
                                                 flags=bs.MOTION_FLAG_INTRA if intra else 0, data=data))
             self._prev_q = last_two(self._prev_q, q)
+        self._trim()
+
+    def _trim(self) -> None:
+        """Forget what no later unit can need, so that the encoder's state stays bounded however long the
+        stream: decoded key pictures other than the references' and those of frames not yet in a written
+        motion packet, and the AVCC predictor's audio history before the next packet's window."""
+        pending = self._motion_queue[0][0] if self._motion_queue else self._packet_start
+        refs = set(self._ref_indices)
+        for k in [k for k in self.decoded_keys if k < pending and k not in refs]:
+            del self.decoded_keys[k]
+        if self.avcc is not None:
+            keep = max(pending - self.avcc.motion.history, 0)
+            if keep - self._fields_start >= 256:  # trimmed in steps, not per packet
+                del self._fields[:keep - self._fields_start]
+                self._fields_start = keep
             self._packets += 1
 
     def _held_rows(self, first: int, q: np.ndarray) -> np.ndarray:
@@ -472,6 +497,7 @@ class Encoder:
             held=self._held_rows(first, q) if self._hold else None, bound=self.search_bound,
             hold_margin=self.config.motion_hold_margin)
         self.search_log.append(choice)
+        self._choices[choice.kind] = self._choices.get(choice.kind, 0) + 1
         if choice.kind == "hold":
             self.held_packets += 1
         return choice.q
@@ -506,10 +532,7 @@ class Encoder:
         """Motion packets written so far by what was sent: "search", "detector" or "hold" (with a
         search), else "hold" and "detector" (the analysed keypoints)."""
         if self.search is not None:
-            out: dict[str, int] = {}
-            for c in self.search_log:
-                out[c.kind] = out.get(c.kind, 0) + 1
-            return out
+            return dict(self._choices)
         total = self.stats.units_by_type.get("motion", 0)
         return {k: v for k, v in (("detector", total - self.held_packets), ("hold", self.held_packets)) if v}
 

@@ -146,3 +146,33 @@ def test_progress_covers_every_pass_of_the_rate_control_to_its_last_frame():
             assert stages == ["encode"]
         else:  # the probe, then at least one planned pass
             assert len(stages) >= 2 and all(st.startswith("encode (rate pass") for st in stages)
+
+
+def test_the_encoders_state_stays_bounded_over_a_long_stream():
+    enc, _ = _stream(60, 3.0)  # six key frames
+    assert sorted(enc.decoded_keys) == enc._ref_indices[-len(enc.decoded_keys):]
+    assert len(enc.decoded_keys) <= enc.config.max_refs
+
+
+def test_the_avcc_predictors_audio_history_is_trimmed_without_changing_a_byte():
+    from avfc.avcc.zoo import DEFAULT_AVCC
+
+    seconds = 24
+    frames, pcm = talking_face(seconds * FPS, SIZE, SIZE, seed=2), speech_like(seconds, seed=2)
+    cfg = EncoderConfig(model="tiny-test", size=SIZE, effort="detector", key_qp=40, crop="none",
+                        motion_source="predicted", avcc=DEFAULT_AVCC)
+
+    def run(trim: bool) -> tuple[Encoder, bytes]:
+        enc = Encoder(cfg)
+        if not trim:
+            enc._trim = lambda: None  # the encoder as it was: every row kept
+        for s in range(seconds):
+            enc.push_frames(frames[s * FPS:(s + 1) * FPS])
+            enc.push_audio(pcm[s * 16000:(s + 1) * 16000])
+        enc.close()
+        return enc, enc.read()
+
+    trimmed, data = run(True)
+    full, expected = run(False)
+    assert data == expected
+    assert len(full._fields) == seconds * FPS and len(trimmed._fields) < 300 + 2 * FPS

@@ -2,6 +2,7 @@
 
 - :mod:`avfc.media.io`: read anything FFmpeg reads at a fixed frame rate and sample rate;
   write mp4 / wav.
+- :mod:`avfc.media.stream`: the same, cropped and resized, a block at a time in bounded memory.
 - :mod:`avfc.media.crop`: one fixed square crop box per clip, around the face.
 - :mod:`avfc.media.keyframe`: one RGB picture <-> a compact AV1 or HEVC intra payload.
 - :mod:`avfc.media.yuv`: the integer RGB <-> YUV 4:2:0 conversion the key-frame codec uses.
@@ -17,6 +18,7 @@ from avfc.media.keyframe import (
     encode_intra,
     encode_intra_to_size,
 )
+from avfc.media.stream import MediaStream, open_media
 from avfc.media.yuv import rgb_to_yuv420, yuv420_to_rgb
 
 __all__ = [
@@ -26,12 +28,14 @@ __all__ = [
     "CropBox",
     "CropMethod",
     "Media",
+    "MediaStream",
     "apply_crop",
     "decode_intra",
     "encode_intra",
     "encode_intra_to_size",
     "find_crop",
     "load_audio",
+    "open_media",
     "read_media",
     "rgb_to_yuv420",
     "write_media",

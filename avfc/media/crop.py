@@ -132,17 +132,26 @@ def find_crop(frames: np.ndarray, *, method: CropMethod = "face") -> CropBox:
         raise ConfigError(f"crop method 'none' needs square frames, got {width}x{height}")
     if method == "center":
         return center_square(width, height)
-    picks = _picks(count)
-    found = [face for face in (_detect_face(frames[i]) for i in picks) if face is not None]
+    return crop_from_faces([_detect_face(frames[i]) for i in detect_picks(count)], width, height)
+
+
+def detect_picks(count: int) -> np.ndarray:
+    """The indices (spread evenly over a clip of ``count`` frames) of the frames the face detector
+    looks at: :func:`find_crop` and :func:`face_warnings` on the whole clip, and the streaming reader
+    (:mod:`avfc.media.stream`), which looks at the same frames without holding the clip."""
+    return np.unique(np.linspace(0, count - 1, num=min(DETECT_FRAMES, count)).round().astype(int))
+
+
+
+def crop_from_faces(faces: list[tuple[float, float, float] | None], width: int, height: int) -> CropBox:
+    """The ``method="face"`` box of a ``width`` x ``height`` clip (not square) from the largest face
+    of each frame looked at, (centre x, centre y, side) or None: the median face's box, or the
+    centred square when no frame has a face."""
+    found = [face for face in faces if face is not None]
     if not found:
         return center_square(width, height)
     cx, cy, side = (float(v) for v in np.median(np.array(found), axis=0))
     return box_around_face(cx, cy, side, width, height)
-
-
-def _picks(count: int) -> np.ndarray:
-    """The frames (spread evenly over a clip of ``count``) the face detector looks at."""
-    return np.unique(np.linspace(0, count - 1, num=min(DETECT_FRAMES, count)).round().astype(int))
 
 
 def face_warnings(frames: np.ndarray, *, method: CropMethod = "face") -> list[str]:
@@ -161,15 +170,19 @@ def face_warnings(frames: np.ndarray, *, method: CropMethod = "face") -> list[st
     count, height, width = frames.shape[:3]
     if method != "face" or width == height:
         return []
-    picks = _picks(count)
-    found = [len(_detect_faces(frames[i])) for i in picks]
+    return warnings_from_face_counts([len(_detect_faces(frames[i])) for i in detect_picks(count)], width, height)
+
+
+def warnings_from_face_counts(found: list[int], width: int, height: int) -> list[str]:
+    """The :func:`face_warnings` of a ``width`` x ``height`` clip (not square, ``method="face"``) from
+    the number of faces found in each frame looked at."""
     if not any(found):
-        return [f"no face found in the {width}x{height} input ({len(picks)} frames looked at): the centred "
+        return [f"no face found in the {width}x{height} input ({len(found)} frames looked at): the centred "
                 f"square is coded instead; the model draws faces, crop the input around one, or choose crop 'center'"]
     several = [n for n in found if n >= 2]
-    if 2 * len(several) >= len(picks):
+    if 2 * len(several) >= len(found):
         return [f"{max(several)} faces found in the {width}x{height} input (several in {len(several)} of the "
-                f"{len(picks)} frames looked at): the crop is around the largest; crop the input around the "
+                f"{len(found)} frames looked at): the crop is around the largest; crop the input around the "
                 f"face to code"]
     return []
 
@@ -205,4 +218,15 @@ def apply_crop(frames: np.ndarray, box: CropBox, size: int) -> np.ndarray:
     return out
 
 
-__all__ = ["CropBox", "CropMethod", "apply_crop", "box_around_face", "center_square", "face_warnings", "find_crop"]
+__all__ = [
+    "CropBox",
+    "CropMethod",
+    "apply_crop",
+    "box_around_face",
+    "center_square",
+    "crop_from_faces",
+    "detect_picks",
+    "face_warnings",
+    "find_crop",
+    "warnings_from_face_counts",
+]

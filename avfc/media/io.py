@@ -194,26 +194,32 @@ def _decode(container: av.container.InputContainer, stream: av.stream.Stream, sr
 
 
 class _FrameRateConverter:
-    """Picks, for each output time ``t0 + i / fps``, the source frame on screen at that time."""
+    """Picks, for each output time ``t0 + i / fps``, the source frame on screen at that time.
 
-    def __init__(self, t0: Fraction, fps: int, limit: int, convert: Callable[[av.VideoFrame], np.ndarray]):
+    Output frames collect in ``out``; a streaming caller may take them from there after each
+    :meth:`push` (``count`` keeps counting all frames emitted, ``full`` stops at ``limit``).
+    """
+
+    def __init__(self, t0: Fraction, fps: int, limit: int, convert: Callable[[av.VideoFrame], object]):
         self.target = t0
         self.step = Fraction(1, fps)
         self.limit = limit
         self.convert = convert
-        self.out: list[np.ndarray] = []
+        self.out: list = []
+        self.count = 0
         self.held: tuple[Fraction, av.VideoFrame] | None = None
-        self.held_rgb: np.ndarray | None = None
+        self.held_rgb: object | None = None
 
     @property
     def full(self) -> bool:
-        return len(self.out) >= self.limit
+        return self.count >= self.limit
 
     def _emit_until(self, when: Fraction) -> None:
         while self.held is not None and self.target + _TOLERANCE < when and not self.full:
             if self.held_rgb is None:  # convert each source frame once, however often it repeats
                 self.held_rgb = self.convert(self.held[1])
             self.out.append(self.held_rgb)
+            self.count += 1
             self.target += self.step
 
     def push(self, when: Fraction, frame: av.VideoFrame) -> None:
@@ -246,41 +252,67 @@ def _stack(frames: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-def _read_video(
-    src: Source, fps: int, max_frames: int | None, start: Fraction
-) -> tuple[np.ndarray, Fraction, tuple[int, int]]:
-    """Decode and resample the video: (frames, source time of output frame 0, display size)."""
-    with _open(src) as container:
-        if not container.streams.video:
-            what = "audio-only input" if container.streams.audio else "no video stream in"
-            raise MediaError(f"{what} {_name(src)}: a video stream is required")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        width, height = stream.codec_context.width, stream.codec_context.height
-        if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
-            raise MediaError(f"{_name(src)}: video size {width}x{height} is outside 1..{MAX_SIDE} a side")
-        memory_limit = MAX_DECODED_BYTES // (width * height * 3)
-        too_long = (
-            f"{_name(src)}: {width}x{height} video would decode to more than "
-            f"{MAX_DECODED_BYTES >> 20} MiB; pass max_frames (or start) to read a part"
-        )
-        duration = _seconds(stream.duration, stream.time_base)
-        if duration is None and container.duration is not None:
-            duration = Fraction(container.duration, av.time_base)
-        if (max_frames is None or max_frames > memory_limit) and duration is not None:
-            if math.ceil((duration - start) * fps) > memory_limit + 1:
-                raise MediaError(too_long)
-        # stop at max_frames, or one past the memory limit to tell "too long" from "fits"
-        limit = max_frames if max_frames is not None and max_frames <= memory_limit else memory_limit + 1
+class _VideoReader:
+    """The first video stream of ``src`` at ``fps``: the frame loop that :func:`read_media` and the
+    streaming reader (:mod:`avfc.media.stream`) share, so both give the same frames.
+
+    Opening checks the input (MediaError: missing, not media, no video stream, a size outside
+    ``MAX_SIDE``) and reads what the container says (``width``, ``height``, ``duration``,
+    ``rate``); :meth:`frames` then decodes, one output frame at a time.
+    """
+
+    def __init__(self, src: Source, fps: int, start: Fraction):
+        self.src, self.fps, self.start = src, fps, start
+        self.container = _open(src)
+        try:
+            if not self.container.streams.video:
+                what = "audio-only input" if self.container.streams.audio else "no video stream in"
+                raise MediaError(f"{what} {_name(src)}: a video stream is required")
+            self.stream = self.container.streams.video[0]
+            self.stream.thread_type = "AUTO"
+            self.width, self.height = self.stream.codec_context.width, self.stream.codec_context.height
+            if not (0 < self.width <= MAX_SIDE and 0 < self.height <= MAX_SIDE):
+                raise MediaError(
+                    f"{_name(src)}: video size {self.width}x{self.height} is outside 1..{MAX_SIDE} a side"
+                )
+        except BaseException:
+            self.container.close()
+            raise
+        #: seconds of video the container declares (None: unknown)
+        self.duration = _seconds(self.stream.duration, self.stream.time_base)
+        if self.duration is None and self.container.duration is not None:
+            self.duration = Fraction(self.container.duration, av.time_base)
+        #: the source's average frame rate (None: unknown)
+        self.rate: Fraction | None = Fraction(self.stream.average_rate) if self.stream.average_rate else None
+        #: source time of output frame 0 and the display rotation: known once a frame is decoded
+        self.t0: Fraction | None = None
+        self.rotation = 0
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """(width, height) as displayed (after the rotation, known once a frame is decoded)."""
+        return (self.height, self.width) if self.rotation in (90, 270) else (self.width, self.height)
+
+    def rgb_converter(self) -> Callable[[av.VideoFrame], np.ndarray]:
+        """The conversion of a decoded frame to displayed RGB (call once a frame is decoded)."""
+        return _rgb_converter(self.width, self.height, self.rotation)
+
+    def frames(self, limit: int, convert: Callable[[av.VideoFrame], object] | None = None) -> Iterator:
+        """Output frames at ``fps`` from ``start`` on, at most ``limit`` of them, as ``convert`` makes
+        them (default: uint8 RGB (H, W, 3) as displayed; a repeated source frame is the same object).
+
+        Raises:
+            MediaError: the video cannot be decoded.
+        """
+        container, stream, src = self.container, self.stream, self.src
         # time 0 is the stream's start time; without one, the first decoded frame's time
         # (and then no seek, which would lose that frame)
         origin = _seconds(stream.start_time, stream.time_base)
         if origin is not None:
-            _seek(container, stream, origin + start)
+            _seek(container, stream, origin + self.start)
 
-        period = 1 / stream.average_rate if stream.average_rate else Fraction(1, fps)
+        period = 1 / self.rate if self.rate else Fraction(1, self.fps)
         converter: _FrameRateConverter | None = None
-        rotation = 0
         last_duration = period
         try:
             for index, frame in enumerate(_decode(container, stream, src)):
@@ -290,25 +322,102 @@ def _read_video(
                     when = (origin or Fraction(0)) + index * period
                 if converter is None:
                     origin = when if origin is None else origin
-                    rotation = round(frame.rotation / 90) * 90 % 360
-                    converter = _FrameRateConverter(
-                        origin + start, fps, limit, _rgb_converter(width, height, rotation)
-                    )
+                    self.rotation = round(frame.rotation / 90) * 90 % 360
+                    self.t0 = origin + self.start
+                    converter = _FrameRateConverter(self.t0, self.fps, limit, convert or self.rgb_converter())
                 last_duration = _seconds(frame.duration, time_base) or period
                 converter.push(when, frame)
+                yield from converter.out
+                converter.out.clear()
                 if converter.full:
                     break
             else:
                 if converter is not None and converter.held is not None:
                     converter.finish(converter.held[0] + last_duration)
+                    yield from converter.out
+                    converter.out.clear()
         except av.FFmpegError as exc:
             raise MediaError(f"cannot decode the video of {_name(src)}: {exc}") from exc
-    if converter is None or origin is None or not converter.out:
+
+    def close(self) -> None:
+        self.container.close()
+
+
+def _read_video(
+    src: Source, fps: int, max_frames: int | None, start: Fraction
+) -> tuple[np.ndarray, Fraction, tuple[int, int]]:
+    """Decode and resample the video: (frames, source time of output frame 0, display size)."""
+    reader = _VideoReader(src, fps, start)
+    try:
+        width, height = reader.width, reader.height
+        memory_limit = MAX_DECODED_BYTES // (width * height * 3)
+        too_long = (
+            f"{_name(src)}: {width}x{height} video would decode to more than "
+            f"{MAX_DECODED_BYTES >> 20} MiB; pass max_frames (or start) to read a part"
+        )
+        duration = reader.duration
+        if (max_frames is None or max_frames > memory_limit) and duration is not None:
+            if math.ceil((duration - start) * fps) > memory_limit + 1:
+                raise MediaError(too_long)
+        # stop at max_frames, or one past the memory limit to tell "too long" from "fits"
+        limit = max_frames if max_frames is not None and max_frames <= memory_limit else memory_limit + 1
+        out = list(reader.frames(limit))
+    finally:
+        reader.close()
+    if reader.t0 is None or not out:
         raise MediaError(f"{_name(src)}: no video frames to read (start={float(start):g} s)")
-    if len(converter.out) > memory_limit:
+    if len(out) > memory_limit:
         raise MediaError(too_long)
-    size = (height, width) if rotation in (90, 270) else (width, height)
-    return _stack(converter.out), origin + start, size
+    return _stack(out), reader.t0, reader.display_size
+
+
+class _AudioReader:
+    """The first audio stream of ``src`` as mono float32 at ``sample_rate``, decoded as it is asked
+    for: the audio loop that :func:`read_media` and the streaming reader share.
+
+    ``present`` is False (and the container already closed) when there is no audio stream.
+    Decoding starts near ``begin`` (seconds on the source clock; None: from the start);
+    ``first`` is the source time of the first sample, known once :meth:`chunks` decoded a frame.
+    """
+
+    def __init__(self, src: Source, sample_rate: int, begin: Fraction | None):
+        self.src, self.sample_rate, self.begin = src, sample_rate, begin
+        self.container = _open(src)
+        self.present = bool(self.container.streams.audio)
+        self.first: Fraction | None = None
+        if not self.present:
+            self.container.close()
+
+    def chunks(self) -> Iterator[np.ndarray]:
+        """Resampled float32 (n,) chunks, not clipped, in order; the resampler is flushed at the end.
+
+        Raises:
+            MediaError: the audio cannot be decoded.
+        """
+        if not self.present:
+            return
+        container, src = self.container, self.src
+        stream = container.streams.audio[0]
+        if self.begin is not None:
+            _seek(container, stream, self.begin)
+        # rematrix_maxval=1: the downmix averages channels instead of summing them at -3 dB
+        # (which would clip identical loud channels)
+        resampler = av.AudioResampler(
+            format="flt", layout="mono", rate=self.sample_rate, options={"rematrix_maxval": "1.0"}
+        )
+        try:
+            for frame in _decode(container, stream, src):
+                if self.first is None:
+                    self.first = _seconds(frame.pts, frame.time_base or stream.time_base) or Fraction(0)
+                for out in resampler.resample(frame):
+                    yield out.to_ndarray().reshape(-1)
+            for out in resampler.resample(None):
+                yield out.to_ndarray().reshape(-1)
+        except (av.FFmpegError, ValueError) as exc:
+            raise MediaError(f"cannot decode the audio of {_name(src)}: {exc}") from exc
+
+    def close(self) -> None:
+        self.container.close()
 
 
 def _decode_audio(
@@ -320,38 +429,25 @@ def _decode_audio(
     stops once ``max_samples`` samples past ``begin`` are in hand. Returns (samples, source time
     of the first sample), or None when there is no audio stream.
     """
-    with _open(src) as container:
-        if not container.streams.audio:
-            return None
-        stream = container.streams.audio[0]
-        if begin is not None:
-            _seek(container, stream, begin)
-        # rematrix_maxval=1: the downmix averages channels instead of summing them at -3 dB
-        # (which would clip identical loud channels)
-        resampler = av.AudioResampler(
-            format="flt", layout="mono", rate=sample_rate, options={"rematrix_maxval": "1.0"}
-        )
-        chunks: list[np.ndarray] = []
-        count = 0
-        first: Fraction | None = None
-        try:
-            for frame in _decode(container, stream, src):
-                if first is None:
-                    first = _seconds(frame.pts, frame.time_base or stream.time_base) or Fraction(0)
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
-                    count += chunks[-1].size
-                needed = max_samples + (0 if begin is None else math.ceil((begin - first) * sample_rate))
-                if count >= needed:
-                    break
-            else:
-                chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
-        except (av.FFmpegError, ValueError) as exc:
-            raise MediaError(f"cannot decode the audio of {_name(src)}: {exc}") from exc
-    if first is None:
+    reader = _AudioReader(src, sample_rate, begin)
+    if not reader.present:
+        return None
+    chunks: list[np.ndarray] = []
+    count = 0
+    try:
+        for chunk in reader.chunks():
+            chunks.append(chunk)
+            count += chunk.size
+            assert reader.first is not None
+            needed = max_samples + (0 if begin is None else math.ceil((begin - reader.first) * sample_rate))
+            if count >= needed:
+                break
+    finally:
+        reader.close()
+    if reader.first is None:
         return np.zeros(0, dtype=np.float32), Fraction(0)
     samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
-    return np.clip(samples, -1.0, 1.0).astype(np.float32, copy=False), first
+    return np.clip(samples, -1.0, 1.0).astype(np.float32, copy=False), reader.first
 
 
 def read_media(

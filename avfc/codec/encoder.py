@@ -439,6 +439,7 @@ class Encoder:
                 self._write("motion", bs.Motion(first_frame=first, num_frames=len(q),
                                                 flags=bs.MOTION_FLAG_INTRA if intra else 0, data=data))
             self._prev_q = last_two(self._prev_q, q)
+            self._packets += 1
         self._trim()
 
     def _trim(self) -> None:
@@ -454,7 +455,6 @@ class Encoder:
             if keep - self._fields_start >= 256:  # trimmed in steps, not per packet
                 del self._fields[:keep - self._fields_start]
                 self._fields_start = keep
-            self._packets += 1
 
     def _held_rows(self, first: int, q: np.ndarray) -> np.ndarray:
         """Per frame of the packet, the keypoints of the latest reference at or before it (the hold)."""

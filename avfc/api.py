@@ -24,7 +24,8 @@ from avfc.codec.rate import fit_file_rate, uses_file_rate
 from avfc.config import EncoderConfig
 from avfc.errors import ConfigError, FileAccessError, FormatError, MediaError
 from avfc.paths import check_writable
-from avfc.media import CropBox, Media, apply_crop, find_crop, read_media, write_media
+from avfc.media import CropBox, Media, apply_crop, find_crop, write_media
+from avfc.media.stream import MediaStream, open_media
 from avfc.media.crop import face_warnings
 from avfc.models.zoo import load_model
 
@@ -94,8 +95,9 @@ def _as_array(x: Any, what: str) -> Any:
 
 def _load_source(src: MediaSource, config: EncoderConfig, pcm: Optional[PcmLike],
                  sample_rate: int) -> Media:
-    """The :class:`Media` to encode; a Media whose frame rate is not the configuration's is refused
-    (its frames would be coded at the wrong speed), arrays and tensors are taken at ``config.fps``."""
+    """The :class:`Media` to encode from a Media, an array or a tensor (files are streamed: :func:`encode`);
+    a Media whose frame rate is not the configuration's is refused (its frames would be coded at the
+    wrong speed), arrays and tensors are taken at ``config.fps``."""
     if isinstance(src, Media):
         if src.fps != config.fps:
             raise ConfigError(
@@ -108,15 +110,6 @@ def _load_source(src: MediaSource, config: EncoderConfig, pcm: Optional[PcmLike]
             raise MediaError(f"frames must be channels-last (T, H, W, 3) uint8 RGB, got {src.dtype} {src.shape}: "
                              "permute a (T, 3, H, W) tensor with .permute(0, 2, 3, 1)")
         return Media.from_arrays(src, config.fps, None if pcm is None else _as_array(pcm, "pcm"), sample_rate)
-    if isinstance(src, (bytes, bytearray, memoryview)):
-        return read_media(bytes(src), fps=config.fps, sample_rate=16000, max_frames=config.max_frames)
-    if isinstance(src, (str, os.PathLike)):
-        path = Path(src)  # as for decode's input: a path that cannot be read is a FileAccessError
-        why = ("no such file" if not path.exists() else "it is a directory" if path.is_dir()
-               else "permission denied" if not os.access(path, os.R_OK) else None)
-        if why is not None:
-            raise FileAccessError(f"cannot read {src}: {why}")
-        return read_media(src, fps=config.fps, sample_rate=16000, max_frames=config.max_frames)
     raise MediaError(f"cannot encode a {type(src).__name__}: give a path, file bytes, a Media, or frames as a "
                      "numpy array or torch tensor")
 
@@ -147,12 +140,20 @@ def encode(src: MediaSource, dst: Optional[PathLike] = None, *,
             before any work (its folder must exist and be writable: FileAccessError otherwise).
         config: an :class:`EncoderConfig` or a dict; keyword ``overrides`` replace its fields,
             e.g. ``encode("talk.mp4", bitrate_kbps=4, audio="codec2")``.
-        progress: called as ``progress(stage, done, total)`` on long work.
+        progress: called as ``progress(stage, done, total)`` on long work: ``"scan"`` (the face
+            crop's first look at a file), ``"analyse"``, and ``"encode"`` or, for the whole-file rate
+            control, ``"encode (rate pass N)"``, each in frames.
         search_device: where the motion search renders (efforts ``fast`` and above): ``"auto"`` a GPU
             when torch sees one, else the CPU; or a torch device name.
 
     Returns:
         :class:`EncodeResult` with the bytes, the header, and bytes per unit type.
+
+    Memory: a file (path or bytes) is read as a stream (:func:`~avfc.media.stream.open_media`: the
+    crop box from a first pass over the video, then a second of frames at a time) and, unless the
+    whole-file rate control codes it (``rate_control``: inputs up to 20 s), coded in one pass and
+    written to ``dst`` as it is coded: memory stays flat whatever the input's length. Arrays and a
+    :class:`Media` are in memory already.
 
     Faces: with ``crop="face"`` on frames that are not square, an input where the face detector
     finds no face is still encoded (the centred square, which the model will draw badly) and one
@@ -170,25 +171,126 @@ def encode(src: MediaSource, dst: Optional[PathLike] = None, *,
     cfg = EncoderConfig.make(config, **overrides)
     if dst is not None:
         check_writable(dst)
-    check_max_refs(cfg, load_model(cfg.model, cfg.size))  # the model is cached: loaded once
+    model = load_model(cfg.model, cfg.size)  # the model is cached: loaded once
+    check_max_refs(cfg, model)
+    if isinstance(src, (str, os.PathLike, bytes, bytearray, memoryview)):
+        if isinstance(src, (str, os.PathLike)):
+            _check_readable(src)
+        with open_media(bytes(src) if not isinstance(src, (str, os.PathLike)) else src, fps=cfg.fps,
+                        sample_rate=16000, size=cfg.size, crop=cfg.crop, max_frames=cfg.max_frames,
+                        progress=progress) as stream:
+            known = stream.frame_count or stream.expected_frames
+            if known is None or not uses_file_rate(cfg, known / cfg.fps):
+                return _encode_stream(stream, cfg, model, dst, progress, search_device)
+            media = stream.read()  # short: the whole-file passes code it several times
+            return _encode_held(media.frames, media.audio, stream.crop, stream.source_size, list(stream.warnings),
+                                cfg, model, dst, progress, search_device)
     media = _load_source(src, cfg, pcm, sample_rate)
     frames, box = prepare(media, cfg)
-    pcm = media.audio
-    if pcm is not None and media.sample_rate != 16000:
+    if media.audio is not None and media.sample_rate != 16000:
         raise MediaError(f"audio must be 16 kHz mono, got {media.sample_rate} Hz")
     warnings: list[str] = face_warnings(media.frames[: cfg.max_frames], method=cfg.crop)
-    if cfg.audio != "none" and pcm is None:
+    source_size = (int(media.frames.shape[2]), int(media.frames.shape[1]))
+    return _encode_held(frames, media.audio, box, source_size, warnings, cfg, model, dst, progress, search_device)
+
+
+def _check_readable(path: PathLike) -> None:
+    """A path that cannot be read is a FileAccessError (as for decode's input)."""
+    p = Path(path)
+    why = ("no such file" if not p.exists() else "it is a directory" if p.is_dir()
+           else "permission denied" if not os.access(p, os.R_OK) else None)
+    if why is not None:
+        raise FileAccessError(f"cannot read {path}: {why}")
+
+
+def _no_audio(cfg: EncoderConfig, has_audio: bool, warnings: list[str]) -> EncoderConfig:
+    if cfg.audio != "none" and not has_audio:
         warnings.append("the input has no audio track: the stream is video only")
-        cfg = EncoderConfig.make(cfg, audio="none")
+        return EncoderConfig.make(cfg, audio="none")
+    return cfg
+
+
+def _write_output(dst: PathLike, chunks: list[bytes]) -> None:
+    try:
+        Path(dst).write_bytes(b"".join(chunks))
+    except OSError as e:
+        raise FileAccessError(f"cannot write {dst}: {e.strerror or e}") from None
+
+
+def _encode_stream(stream: MediaStream, cfg: EncoderConfig, model: Any, dst: Optional[PathLike],
+                   progress: Optional[Callable[[str, int, int], None]], search_device: Optional[str]
+                   ) -> EncodeResult:
+    """One pass over a :class:`MediaStream`: a packet of frames (and its speech) at a time into the
+    streaming :class:`Encoder` (which analyses the frames and, with a bitrate, controls its rate in one
+    pass), the bytes written to ``dst`` as they come. Nothing holds the clip."""
+    warnings = list(stream.warnings)
+    cfg = _no_audio(cfg, stream.has_audio, warnings)
+    frame_count = stream.frame_count or 0
+    search = make_search(cfg, model, device=search_device, keep_found=False)
+    enc = Encoder(cfg, source_size=stream.source_size, crop=stream.crop, frame_count=frame_count,
+                  model=model, search=search)
+    part = None if dst is None else Path(dst).with_name(Path(dst).name + ".part")
+    chunks: list[bytes] = []  # the stream's bytes (a few kbps: 2 MB an hour), returned
+    out = None
+    try:
+        if part is not None:
+            try:
+                out = open(part, "wb")
+            except OSError as e:
+                raise FileAccessError(f"cannot write {dst}: {e.strerror or e}") from None
+        total = frame_count or stream.expected_frames or 0
+        for frames, pcm in stream.blocks(cfg.packet_frames):
+            enc.push_frames(frames)
+            if pcm is not None and enc.audio_codec is not None:
+                enc.push_audio(pcm)
+            _emit(enc.read(), chunks, out, dst)
+            if progress:
+                progress("encode", stream.frames_read, max(total, stream.frames_read))
+        if stream.frames_read == 0:
+            raise MediaError("the input has no frames to encode")
+        enc.close()
+        _emit(enc.read(), chunks, out, dst)
+        if out is not None and part is not None:
+            out.close()
+            out = None
+            os.replace(part, dst)  # type: ignore[arg-type]
+    finally:
+        if out is not None:
+            out.close()
+        if part is not None and part.exists():
+            part.unlink()
+    data = b"".join(chunks)
+    n = enc.stats.frames
+    return EncodeResult(data=data, header=enc.header, stats=enc.stats, frames=n, duration=n / cfg.fps,
+                        crop=stream.crop, warnings=warnings, motion_stride=enc.motion_stride,
+                        effort=enc.config.effort, packets_by_choice=enc.packets_by_choice())
+
+
+def _emit(data: bytes, chunks: list[bytes], out: Any, dst: Optional[PathLike]) -> None:
+    if not data:
+        return
+    chunks.append(data)
+    if out is not None:
+        try:
+            out.write(data)
+        except OSError as e:
+            raise FileAccessError(f"cannot write {dst}: {e.strerror or e}") from None
+
+
+def _encode_held(frames: np.ndarray, pcm: Optional[np.ndarray], box: CropBox, source_size: tuple[int, int],
+                 warnings: list[str], cfg: EncoderConfig, model: Any, dst: Optional[PathLike],
+                 progress: Optional[Callable[[str, int, int], None]], search_device: Optional[str]
+                 ) -> EncodeResult:
+    """Coded-size frames in memory: analysed once, then coded by the whole-file rate control's passes
+    (short inputs) or once."""
+    cfg = _no_audio(cfg, pcm is not None, warnings)
     if pcm is not None:
         pcm = pcm[: int(round(len(frames) / cfg.fps * 16000))]
-    model = load_model(cfg.model, cfg.size)
     if cfg.motion_source == "speech":  # motion from speech sends no keypoints: nothing to analyse
         keypoints = np.zeros((len(frames), model.motion_channels), np.int32)
     else:
         keypoints = analyse_clip(model, frames, cfg.kp_precision, cfg.kp_hysteresis, progress)
     duration = len(frames) / cfg.fps
-    source_size = (int(media.frames.shape[2]), int(media.frames.shape[1]))
 
     # the motion search, shared by the rate control's passes: a later pass starts from what it found
     search = make_search(cfg, model, device=search_device, keep_found=True)
@@ -222,10 +324,7 @@ def encode(src: MediaSource, dst: Optional[PathLike] = None, *,
         enc = run(cfg)
     data = enc.read()
     if dst is not None:
-        try:
-            Path(dst).write_bytes(data)
-        except OSError as e:
-            raise FileAccessError(f"cannot write {dst}: {e.strerror or e}") from None
+        _write_output(dst, [data])
     return EncodeResult(data=data, header=enc.header, stats=enc.stats, frames=len(frames),
                         duration=duration, crop=box, warnings=warnings, motion_stride=enc.motion_stride,
                         effort=enc.config.effort, packets_by_choice=enc.packets_by_choice())

@@ -34,7 +34,7 @@ def test_encode_file_then_decode_round_trips_the_integers(clip, encoded):
     assert encoded.frames == 50 and res.frames.shape == (50, SIZE, SIZE, 3)
     assert res.issues == []
     # the decoder's motion integers are exactly what the encoder computed from the frames
-    media = avfc.api.read_media(clip, fps=25)
+    media = avfc.media.read_media(clip, fps=25)
     frames, _ = avfc.api.prepare(media, EncoderConfig.make(size=SIZE, model=MODEL))
     cfg = EncoderConfig()
     expected = analyse(load_model("tiny-test"), frames, cfg.kp_precision, cfg.kp_hysteresis)

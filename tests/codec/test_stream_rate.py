@@ -176,3 +176,34 @@ def test_the_avcc_predictors_audio_history_is_trimmed_without_changing_a_byte():
     full, expected = run(False)
     assert data == expected
     assert len(full._fields) == seconds * FPS and len(trimmed._fields) < 300 + 2 * FPS
+
+
+def test_a_file_is_encoded_as_a_stream_with_the_same_bytes_as_when_read_whole(tmp_path):
+    import avfc
+    from avfc.media import read_media
+    from avfc.media.synthetic import write_clip
+
+    clip = tmp_path / "talk.mp4"
+    write_clip(clip, n=60, width=160, height=128)
+    kw = dict(model="tiny-test", size=SIZE, effort="detector", key_qp=40, key_interval=25)
+    streamed = avfc.encode(clip, tmp_path / "s.avfc", **kw)  # no bitrate: one pass over the stream
+    held = avfc.encode(read_media(clip, fps=FPS), **kw)  # the same media held whole
+    assert streamed.data == held.data and (tmp_path / "s.avfc").read_bytes() == streamed.data
+    assert streamed.crop == held.crop and streamed.frames == 60
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_a_long_file_at_a_bitrate_is_coded_in_one_pass_and_written_as_it_goes(tmp_path, monkeypatch):
+    import avfc
+    import avfc.api as api
+    from avfc.media.synthetic import write_clip
+
+    clip = tmp_path / "long.mp4"
+    write_clip(clip, n=25 * 22, width=160, height=128)  # 22 s: past the whole-file passes' 20 s
+    passes = []
+    monkeypatch.setattr(api, "fit_file_rate", lambda *a, **k: passes.append(1))
+    res = avfc.encode(clip, tmp_path / "l.avfc", model="tiny-test", size=SIZE, effort="detector", bitrate_kbps=3.0)
+    assert passes == [] and res.frames == 25 * 22
+    assert (tmp_path / "l.avfc").read_bytes() == res.data
+    assert len(res.stats.key_qps) == 3  # frames 0, 250 and 500: a key frame every 10 s
+    assert abs(res.kbps - 3.0) < 0.3

@@ -291,7 +291,8 @@ def prepare_item(root: str | os.PathLike[str], rel: str, kind: str, out: str | o
             worked = True
     if worked:
         tmp = meta_path.with_name(f".meta.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(asdict(item), indent=1), encoding="utf-8")
+        meta = {k: v for k, v in asdict(item).items() if k not in ("people", "side")}  # those: manifest.json
+        tmp.write_text(json.dumps(meta, indent=1), encoding="utf-8")
         os.replace(tmp, meta_path)
     return item, worked
 

@@ -1,4 +1,4 @@
-"""``python -m avfc.train PRESET --data DIR [DIR ...] [--out DIR] [--steps N] [--set KEY=JSON ...]``."""
+"""``python -m avfc.train PRESET [--data DIR [DIR ...] | --corpus ROOT] [--out DIR] [--steps N] [--set KEY=JSON ...]``."""
 
 from __future__ import annotations
 
@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m avfc.train") -> i
     ap = argparse.ArgumentParser(prog=prog, description="Train an avfc animation model.")
     ap.add_argument("preset", help=f"preset name ({', '.join(sorted(PRESETS))}) or a JSON config file")
     ap.add_argument("--data", nargs="+", default=None, help="folders of training videos")
+    ap.add_argument("--corpus", default=None, metavar="ROOT",
+                    help="train on the v4 corpus under ROOT (av, av2, face, face2, images; split by person, "
+                         "photo pairs mixed in); prepare it first with python -m avfc.train.prepare")
     ap.add_argument("--out", default=None, help="output folder (checkpoints, log, weights)")
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
@@ -40,6 +43,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m avfc.train") -> i
     overrides: dict[str, Any] = {}
     if args.data:
         overrides.setdefault("data", {})["dirs"] = args.data
+    if args.corpus:
+        overrides.setdefault("data", {})["corpus"] = args.corpus
     if args.out:
         overrides["out_dir"] = args.out
     if args.steps:

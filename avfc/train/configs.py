@@ -64,6 +64,13 @@ class DataConfig(_Config):
     ref_qps: list[int] = Field([40, 47, 54, 61], min_length=1, max_length=16)
     ref_stride: int = Field(10, ge=1, le=1000)  # every ref_stride-th frame is coded
     same_frame: float = Field(0.0, ge=0.0, le=1.0)  # chance that the target is the reference's own frame
+    # the v4 corpus (avfc.train.corpus): a data root with the folders below, prepared once into
+    # <cache_dir>/corpus, split by person (people.csv); photos give pairs with synthetic motion
+    corpus: str | None = None  # e.g. "../shared/data"; None: train on dirs as before
+    corpus_folders: list[str] = ["av", "av2", "face", "face2", "images"]
+    photo_ratio: float = Field(0.2, ge=0.0, le=1.0)  # share of photo pairs (a guess, to be measured)
+    dev_fraction: float = Field(0.1, ge=0.0, lt=1.0)  # share of people held out (development)
+    split_seed: int = 0
 
 
 class LossConfig(_Config):
@@ -183,6 +190,26 @@ PRESETS: dict[str, dict[str, Any]] = {
         "device": "cpu",
         "init_from": "mrdac-cpu-v2",
         "out_dir": "runs/cpu-coded",
+    },
+    # Model v4 (issue 20, draft; not run yet): cpu-coded's fine-tuning from mrdac-cpu-v3 on the v4
+    # corpus (av, av2, face, face2, images: about six times the people), 20 % photo pairs with
+    # synthetic motion, the development people held out (the evaluation batch is theirs).
+    "cpu-v4": {
+        "name": "cpu-v4",
+        "model": {"size": 256, "render_keys": True, "motion_size": 64},
+        "data": {"ref_codec": "av1", "same_frame": 0.15, "corpus": "../shared/data", "photo_ratio": 0.2},
+        "loss": {"perceptual": 0.0, "lpips": 1.0, "equivariance": 0.0, "kp_precision": 5},
+        "optim": {"lr": 1e-4, "warmup_steps": 50},
+        "steps": 3000,
+        "batch_size": 4,
+        "train_refs": 2,
+        "freeze": ["kp_detector"],
+        "checkpoint_every": 100,
+        "eval_every": 100,
+        "threads": 2,
+        "device": "cpu",
+        "init_from": "mrdac-cpu-v3",
+        "out_dir": "runs/cpu-v4",
     },
     # One GPU (or torchrun DDP): 256 px, full multi-scale perceptual loss, many more steps.
     "gpu": {

@@ -31,6 +31,7 @@ from avfc.eval.backbones import vgg16_features
 from avfc.models.base import temporal_weights
 from avfc.models.mrdac import MRDAC
 from avfc.train.configs import LossConfig, OptimConfig, TrainConfig, get_config
+from avfc.train.corpus import CorpusSampler, corpus_arrays, prepare_corpus
 from avfc.train.data import ClipSampler, clip_paths, load_clip, load_coded, prepare_coded
 from avfc.train.export import export_model
 from avfc.train.losses import (
@@ -233,6 +234,38 @@ def _clips(cfg: TrainConfig, rank: int, world: int) -> tuple[list[np.ndarray], l
     return clips, coded
 
 
+def _corpus(cfg: TrainConfig, rank: int, world: int) -> dict[str, Any]:
+    """The v4 corpus (``data.corpus``): prepared (or reused) once, split by person; the lazily
+    read arrays of the training side (clips and photos, with their coded references) and the
+    development side's clips for the evaluation batch (the training clips when no one is held
+    out). Under DDP rank 0 fills the cache before the others read it."""
+    if world > 1 and rank != 0:
+        dist.barrier()
+    d, size = cfg.data, cfg.model.size
+    assert d.corpus is not None
+    bar = tqdm(desc="preparing the corpus", unit="file", disable=rank != 0)
+    corpus = prepare_corpus(d.corpus, d.cache_dir, [size], folders=d.corpus_folders, fps=d.fps,
+                            max_frames=d.max_frames, codec=d.ref_codec, qps=d.ref_qps, stride=d.ref_stride,
+                            dev_fraction=d.dev_fraction, split_seed=d.split_seed,
+                            progress=lambda rel, worked, sec: bar.update(1))
+    bar.close()
+    if world > 1 and rank == 0:
+        dist.barrier()
+    if rank == 0:
+        for rel, who in corpus.dropped.items():
+            tqdm.write(f"dropped {rel}: shows {', '.join(who)} (an evaluation person)")
+        for rel, err in corpus.failed.items():
+            tqdm.write(f"skipped {rel}: {err}")
+    args = (d.ref_codec, d.ref_qps, d.ref_stride)
+    clips, coded = corpus_arrays(corpus, size, "train", "video", *args, min_frames=2)
+    photos, photos_coded = corpus_arrays(corpus, size, "train", "photo", *args)
+    dev, dev_coded = corpus_arrays(corpus, size, "dev", "video", *args, min_frames=2)
+    if not clips:
+        raise ConfigError(f"no usable training clips in the corpus under {d.corpus!r}")
+    return {"clips": clips, "coded": coded, "photos": photos, "photos_coded": photos_coded,
+            "eval_clips": dev or clips, "eval_coded": dev_coded if dev else coded}
+
+
 def _eval_batch(clips: list[np.ndarray], cfg: TrainConfig,
                 coded: list[np.ndarray] | None = None) -> dict[str, torch.Tensor]:
     """A fixed batch (seeded, no augmentation) of targets with one (coded, if given) reference each."""
@@ -274,8 +307,8 @@ def train(config: TrainConfig | str, *, progress: bool = True) -> Path:
     ``torchrun`` (``WORLD_SIZE > 1``) it trains with DistributedDataParallel; rank 0 writes.
     """
     cfg = get_config(config) if isinstance(config, str) else TrainConfig(**config.model_dump())
-    if not cfg.data.dirs:
-        raise ConfigError("no training data: set data.dirs to folders of talking-face videos")
+    if not cfg.data.dirs and not cfg.data.corpus:
+        raise ConfigError("no training data: set data.dirs to folders of talking-face videos (or data.corpus)")
     rank, world, local_rank = _distributed()
     device = _device(cfg, local_rank)
     if cfg.threads is not None:
@@ -284,7 +317,8 @@ def train(config: TrainConfig | str, *, progress: bool = True) -> Path:
     out_dir = Path(cfg.out_dir).expanduser()
     ckpt_dir = out_dir / "checkpoint"
 
-    clips, coded = _clips(cfg, rank, world)
+    corpus = _corpus(cfg, rank, world) if cfg.data.corpus else None
+    clips, coded = (corpus["clips"], corpus["coded"]) if corpus else _clips(cfg, rank, world)
     train_refs = cfg.train_refs or cfg.model.max_refs
     if train_refs > cfg.model.max_refs:
         raise ConfigError(f"train_refs {train_refs} exceeds the model's max_refs {cfg.model.max_refs}")
@@ -303,13 +337,20 @@ def train(config: TrainConfig | str, *, progress: bool = True) -> Path:
         step_module = nn.parallel.DistributedDataParallel(
             step_module, device_ids=[local_rank] if device.type == "cuda" else None)
 
-    data = ClipSampler(clips, train_refs, max_ref_distance=cfg.data.max_ref_distance,
-                       scale_jitter=cfg.data.scale_jitter, flip=cfg.data.flip, color_jitter=cfg.data.color_jitter,
-                       seed=cfg.seed * 1_000_003 + start, rank=rank, coded=coded, coded_stride=cfg.data.ref_stride,
-                       same_frame=cfg.data.same_frame)
+    sampling: dict[str, Any] = {
+        "max_ref_distance": cfg.data.max_ref_distance, "scale_jitter": cfg.data.scale_jitter, "flip": cfg.data.flip,
+        "color_jitter": cfg.data.color_jitter, "seed": cfg.seed * 1_000_003 + start, "rank": rank, "coded": coded,
+        "coded_stride": cfg.data.ref_stride, "same_frame": cfg.data.same_frame}
+    data: ClipSampler | CorpusSampler
+    if corpus:
+        data = CorpusSampler(clips, train_refs, photos=corpus["photos"], photos_coded=corpus["photos_coded"],
+                             photo_ratio=cfg.data.photo_ratio, **sampling)
+        eval_batch = _to(_eval_batch(corpus["eval_clips"], cfg, corpus["eval_coded"]), device)
+    else:
+        data = ClipSampler(clips, train_refs, **sampling)
+        eval_batch = _to(_eval_batch(clips, cfg, coded), device)
     loader = DataLoader(data, batch_size=cfg.batch_size, num_workers=cfg.data.num_workers,
                         persistent_workers=cfg.data.num_workers > 0)
-    eval_batch = _to(_eval_batch(clips, cfg, coded), device)
 
     log = None
     if rank == 0:

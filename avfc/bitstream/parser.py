@@ -74,7 +74,7 @@ _TYPE_RE = {
 }
 #: a REFRESH unit's type byte (format 2.1), and the largest payload a joining reader takes as one
 _REFRESH_TYPE = 0x09
-_MAX_REFRESH_PAYLOAD = 4096  # = bitstream.payloads.MAX_REFRESH_PAYLOAD (payloads imports this layer)
+_MAX_REFRESH_PAYLOAD = 1024  # = bitstream.payloads.MAX_REFRESH_PAYLOAD (payloads imports this layer)
 #: the version a REFRESH must state: major 2, minor 1 or more
 _REFRESH_MAJOR, _REFRESH_MIN_MINOR = 2, 1
 
@@ -85,7 +85,6 @@ class _Join:
 
     scan: int = 0  # next offset where the magic inside a REFRESH payload may start
     cand: Optional[tuple[int, int, int]] = None  # (start, length bytes, end) of the candidate in examination
-    work: int = 0  # CRC bytes spent
 
 
 @dataclass
@@ -245,7 +244,7 @@ class StreamParser:
         if buf[m + 4 - base] != _REFRESH_MAJOR or buf[m + 5 - base] < _REFRESH_MIN_MINOR:
             return None
         limit = min(self._max_payload, _MAX_REFRESH_PAYLOAD)
-        for n in (1, 2):  # a length of at most 4096 has 1 or 2 bytes
+        for n in (1, 2):  # a length of at most 1024 has 1 or 2 bytes
             q = m - 1 - n
             if q < base or buf[q - base] != _REFRESH_TYPE:
                 continue
@@ -266,9 +265,9 @@ class StreamParser:
                 if end > end_of_data and not final:
                     return False  # the first candidate must be decided before any later one
                 j.cand = None
-                extent = end - start
-                if end <= end_of_data and j.work + extent <= RESYNC_WORK_FACTOR * end + RESYNC_WORK_BASE:
-                    j.work += extent
+                # no work bound is needed: a candidate costs at most MAX_REFRESH_PAYLOAD + 5 CRC bytes and
+                # there is at most one per occurrence of the 4-byte magic (which cannot overlap itself)
+                if end <= end_of_data:
                     if self._crc_ok(start, end):
                         i = start - base + 1 + n
                         self._version = (buf[i + 4], buf[i + 5])

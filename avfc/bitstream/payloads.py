@@ -830,9 +830,9 @@ class EndOfStream(Payload):
 
 
 #: the largest REFRESH payload (magic, version, frame index and a sequence header's payload, which is at
-#: most a few hundred bytes in 2.x); a joining reader takes no longer REFRESH unit as a sync point, so
-#: its search holds at most one such unit (docs/bitstream.md A.14)
-MAX_REFRESH_PAYLOAD = 4096
+#: most about 250 bytes in 2.1); a joining reader takes no longer REFRESH unit as a sync point, so its
+#: search holds at most one such unit and spends at most this many CRC bytes per candidate (A.14)
+MAX_REFRESH_PAYLOAD = 1024
 #: bytes of a REFRESH payload before the frame index: "AVFC", major, minor
 REFRESH_PREFIX = len(MAGIC) + 2
 

@@ -227,3 +227,24 @@ def test_old_2_0_readers_skip_the_refresh_as_an_unknown_unit(stream) -> None:
     assert [e.type if isinstance(e, bs.Unit) else None for e in events_2_0] == [
         int(e.type) if e.type == bs.UnitType.REFRESH else e.type for e in events]
     assert not any(e.known for e in events_2_0 if isinstance(e, bs.Unit) and e.type == 9)
+
+
+def test_joined_audio_starts_at_the_time_of_the_refresh_frame() -> None:
+    """Opus at 30 fps with a REFRESH every 7 frames: frame times fall inside audio frames; the joined audio
+    is the full decode's from sample floor(f * 16000 / 30) on."""
+    n = 22
+    data = avfc.encode(talking_face(n, SIZE, SIZE, seed=2), pcm=speech_like(n / 30, seed=2), size=SIZE, model=MODEL,
+                       audio="opus", fps=30, key_qp=50, packet_frames=7, effort="live", motion_hold=False,
+                       refresh_interval=0.2).data
+    full = decode(data)
+    frames, pcm = full.pull_frames(), full.audio()
+    for unit in refreshes(data):
+        dec = decode(data[unit.offset - 2:], join=True)
+        f = dec.first_frame
+        start = f * 16000 // 30
+        assert f in (7, 14, 21) and dec.audio_start_frame == start // dec.audio_codec.frame_samples
+        assert np.array_equal(dec.pull_frames(), frames[f:])
+        got = dec.audio()
+        assert len(got) == len(pcm) - start
+        k = len(got) // 2  # Opus' state has converged by the middle: the same samples at the same times
+        np.testing.assert_allclose(got[k:], pcm[start + k:], atol=1e-3)

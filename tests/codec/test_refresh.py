@@ -248,3 +248,20 @@ def test_joined_audio_starts_at_the_time_of_the_refresh_frame() -> None:
         assert len(got) == len(pcm) - start
         k = len(got) // 2  # Opus' state has converged by the middle: the same samples at the same times
         np.testing.assert_allclose(got[k:], pcm[start + k:], atol=1e-3)
+
+
+@pytest.mark.parametrize("mode", [
+    {"motion_stride": 3},  # sparse motion (1.2 feature in 2.x)
+    {"key_policy": "adaptive", "key_min_distance": 3},  # the encoder's closed loop sees the emptied buffer
+    {"key_interval": 7, "max_refs": 2, "key_codec": "hevc", "audio": "opus"},  # keys between refreshes
+])
+def test_a_join_decodes_like_the_whole_stream_in_other_modes(media, mode) -> None:
+    frames, audio = media
+    settings = {**SETTINGS, **mode}
+    data = avfc.encode(frames, pcm=audio, refresh_interval=0.4, **settings).data
+    full = decode(data)
+    whole = full.pull_frames()
+    assert not full.issues
+    dec = decode(data[refreshes(data)[1].offset - 1:], join=True)
+    assert dec.first_frame == 20 and np.array_equal(dec.pull_frames(), whole[20:])
+    assert all(np.array_equal(dec.motion[i], full.motion[i]) for i in range(20, N))

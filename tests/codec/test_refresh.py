@@ -265,3 +265,13 @@ def test_a_join_decodes_like_the_whole_stream_in_other_modes(media, mode) -> Non
     dec = decode(data[refreshes(data)[1].offset - 1:], join=True)
     assert dec.first_frame == 20 and np.array_equal(dec.pull_frames(), whole[20:])
     assert all(np.array_equal(dec.motion[i], full.motion[i]) for i in range(20, N))
+
+
+def test_a_damaged_header_is_joined_at_the_next_refresh(stream, full) -> None:
+    broken = bytearray(stream)
+    broken[12] ^= 0x20  # inside the SEQUENCE_HEADER unit
+    with pytest.raises(TruncatedError, match="before its sequence header"):
+        decode(bytes(broken))  # without join: undecodable, as before 2.1
+    dec = decode(bytes(broken), join=True)
+    assert dec.first_frame == 10 and np.array_equal(dec.pull_frames(), full[1][10:])
+    assert [i.kind for i in dec.issues][:1] == ["damage"]

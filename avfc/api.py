@@ -75,6 +75,8 @@ class DecodeResult:
     header: bs.SequenceHeader
     motion: np.ndarray  # decoded integer motion (T, C)
     issues: list[Issue]
+    #: the frame ``frames[0]`` is: 0, or after a join (``decode(..., join=True)``) the REFRESH's frame
+    first_frame: int = 0
 
 
 def _as_array(x: Any, what: str) -> Any:
@@ -351,7 +353,7 @@ def _read_stream(src: Union[PathLike, bytes, BinaryIO]) -> bytes:
 
 def decode(src: Union[PathLike, bytes, BinaryIO], dst: Optional[PathLike] = None, *,
            device: str = "cpu", progress: Optional[Callable[[str, int, int], None]] = None,
-           conceal_audio: str = "repeat", conceal_motion: str = "hold") -> DecodeResult:
+           conceal_audio: str = "repeat", conceal_motion: str = "hold", join: bool = False) -> DecodeResult:
     """Decode an .avfc stream to frames (at the coded size) and audio.
 
     Args:
@@ -366,6 +368,9 @@ def decode(src: Union[PathLike, bytes, BinaryIO], dst: Optional[PathLike] = None
         conceal_motion: how frames whose motion packet is lost are drawn: ``"hold"`` the last output
             frame, ``"joint"`` from keypoints the same joint model samples from the audio of those
             frames and the motion before them (measured in docs/results.md).
+        join: the stream may start at any byte (format 2.1, docs/bitstream.md A.14): decoding starts at
+            the first intact REFRESH unit when there is no intact sequence header first; the result's
+            ``first_frame`` says which frame ``frames[0]`` is, and the audio starts at its time.
 
     Damaged units are skipped and reported in ``result.issues``; raises
     :class:`~avfc.errors.AvfcError` only when nothing can be decoded (no intact header,
@@ -375,7 +380,7 @@ def decode(src: Union[PathLike, bytes, BinaryIO], dst: Optional[PathLike] = None
         _check_output_suffix(dst)
         check_writable(dst)
     data = _read_stream(src)
-    dec = Decoder(device=device, conceal_audio=conceal_audio, conceal_motion=conceal_motion)
+    dec = Decoder(device=device, conceal_audio=conceal_audio, conceal_motion=conceal_motion, join=join)
     chunk = 1 << 14
     for i in range(0, max(len(data), 1), chunk):
         dec.push(data[i:i + chunk])
@@ -391,7 +396,8 @@ def decode(src: Union[PathLike, bytes, BinaryIO], dst: Optional[PathLike] = None
     # the rate the audio was decoded at (the codec's, part C of docs/bitstream.md), not the header's field
     sample_rate = dec.audio_codec.sample_rate if dec.audio_codec is not None else 16000
     result = DecodeResult(frames=video, audio=audio, sample_rate=sample_rate,
-                          fps=fps, header=dec.header, motion=dec.motion_array(), issues=dec.issues)
+                          fps=fps, header=dec.header, motion=dec.motion_array(), issues=dec.issues,
+                          first_frame=dec.first_frame)
     if dst is not None:
         write_decoded(result, dst)
     return result

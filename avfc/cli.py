@@ -96,6 +96,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
         size=args.size, fps=args.fps,
         audio_coder=args.audio_coder, motion_source=args.motion_source, avcc=args.avcc,
         lips_model=args.lips_model, diffusion_steps=args.diffusion_steps, diffusion_seed=args.diffusion_seed,
+        refresh_interval=args.refresh_interval,
     )
     progress, done = _progress_bar(not args.quiet and sys.stderr.isatty() or args.progress)
     try:
@@ -128,15 +129,16 @@ def cmd_decode(args: argparse.Namespace) -> int:
     progress, done = _progress_bar(not args.quiet and sys.stderr.isatty() or args.progress)
     try:
         res = decode(src, dst, device=args.device, progress=progress, conceal_audio=args.conceal_audio,
-                     conceal_motion=args.conceal_motion)
+                     conceal_motion=args.conceal_motion, join=args.join)
     finally:
         done()
     for issue in res.issues:
         print(f"warning: {issue.message}", file=sys.stderr)
     if not args.quiet:
         audio = f", {len(res.audio) / res.sample_rate:.2f} s of audio" if res.audio is not None else ""
+        joined = f" from frame {res.first_frame} (joined at a REFRESH)" if res.first_frame else ""
         print(f"{dst}: {len(res.frames)} frames {res.frames.shape[2]}x{res.frames.shape[1]} "
-              f"at {res.fps:g} fps{audio}")
+              f"at {res.fps:g} fps{joined}{audio}")
     return 0
 
 
@@ -274,6 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--format", type=int, choices=[1, 2], metavar="MAJOR",
                    help="bitstream format: 2 (default) the compact 2.0 layout, 1 the 1.x layout that avfc "
                         "readers before 0.2 read")
+    e.add_argument("--refresh-interval", type=float, metavar="SECONDS",
+                   help="random access (format 2.1): repeat the header and restart the references with a key "
+                        "frame every SECONDS (rounded up to whole motion packets), so that a receiver that joins "
+                        "late decodes from there (`avfc decode --join`); default off")
     e.add_argument("--motion-stride", type=int, metavar="N",
                    help="send the keypoints of every Nth frame, the decoder interpolates the rest (default: 1, or "
                         "with --bitrate the smallest of 1, 2, 3 whose keypoints fit --motion-share of the file; "
@@ -308,6 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how lost Codec2 audio frames are filled: repeat the last received frame (default, up to "
                         "1 s), joint: rebuilt from the motion and the audio around them by the joint audio-video "
                         "model (700C streams at 25 fps; measured worse than repeat, docs/results.md), none: silence")
+    d.add_argument("--join", action="store_true",
+                   help="the input may start at any byte of the stream (a late join, a lost start): decode from "
+                        "the first intact REFRESH unit (streams encoded with --refresh-interval)")
     d.add_argument("--conceal-motion", choices=["hold", "joint"], default="hold",
                    help="how frames whose motion packet is lost are drawn: hold the last frame (default), joint: "
                         "from keypoints the joint audio-video model samples from their audio")

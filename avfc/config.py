@@ -136,6 +136,12 @@ class EncoderConfig(BaseModel):
         16, ge=1, le=64, description="lips_model 'diffusion': DDIM steps the decoder runs per block (in the header)")
     diffusion_seed: int = Field(
         0, ge=0, le=0xFFFF_FFFF, description="lips_model 'diffusion': seed of the sampler's noise (in the header)")
+    refresh_interval: Optional[float] = Field(
+        None, ge=0, le=3600,
+        description="random access (format 2.1): every this many seconds (rounded up to whole motion packets) "
+                    "the encoder repeats the sequence header in a REFRESH unit, codes a key frame and restarts "
+                    "the reference buffer and the motion prediction there, so a receiver that joins late "
+                    "(`avfc decode --join`) starts at the next one. None or 0: off (a 2.0 stream)")
     side_info: bool = Field(
         False, description="write a SIDE_INFO unit (reference structure, flags) after every key frame; "
                            "about 25 bytes each, informative only")
@@ -157,12 +163,29 @@ class EncoderConfig(BaseModel):
             raise ValueError("lips_model 'diffusion' needs motion_source 'speech'")
         if self.motion_source == "speech" and (self.key_policy != "fixed" or self.reference_mode != "low-delay"):
             raise ValueError("motion_source 'speech' needs key_policy 'fixed' and reference_mode 'low-delay'")
+        if self.refresh_interval:
+            if self.format_major != 2:
+                raise ValueError("refresh_interval needs format_major 2 (REFRESH units exist from format 2.1 on)")
+            if self.motion_source != "transmitted":
+                raise ValueError("refresh_interval with motion_source 'predicted' or 'speech' is not supported "
+                                 "yet (their predictors read audio from before the refresh)")
+            if self.reference_mode != "low-delay":
+                raise ValueError("refresh_interval needs reference_mode 'low-delay' (bidirectional mode is not "
+                                 "supported yet)")
         return self
 
     @property
     def uses_avcc(self) -> bool:
         """True when the stream needs an AVCC bundle (format 1.1)."""
         return self.audio_coder != "raw" or self.motion_source != "transmitted"
+
+    def refresh_frames(self) -> int:
+        """Frames between two REFRESH units: ``refresh_interval`` in frames rounded up to whole motion
+        packets (at least one packet); 0 when refresh is off."""
+        if not self.refresh_interval:
+            return 0
+        frames = max(1, round(self.refresh_interval * self.fps))
+        return max(self.packet_frames, -(-frames // self.packet_frames) * self.packet_frames)
 
     @classmethod
     def make(cls, config: "EncoderConfig | dict | None" = None, **overrides: object) -> "EncoderConfig":

@@ -3,12 +3,14 @@
 Targets (issue 19, part 3), each fed mutated streams:
 
 * ``parser``: ``avfc.bitstream.parse_stream``, a ``StreamParser`` fed the same bytes in random chunks (its
-  events must equal the one-shot parse's), and ``decode_payload`` of every intact unit;
+  events must equal the one-shot parse's), and ``decode_payload`` of every intact unit; then the same in
+  join mode (format 2.1) on the input cut at a random byte, where nothing may raise;
 * ``info``: ``avfc.codec.info.stream_info`` (what ``avfc info`` prints), and its JSON;
 * ``decode``: ``avfc.decode`` on the bytes, with random concealment modes;
 * ``stream``: the streaming ``avfc.codec.Decoder`` fed random chunk sizes (1 byte to 4 KiB), frames pulled
   between pushes, then ``close()``, ``audio()`` and ``motion_array()``; now and then it pushes on after an
-  error, as a careless caller would (every later call must raise an AvfcError too);
+  error, as a careless caller would (every later call must raise an AvfcError too); for a quarter of the
+  inputs (length divisible by 4) it is a ``Decoder(join=True)`` fed the input from a fifth of its length on;
 * ``cli``: ``python -m avfc info [--json]`` and ``python -m avfc decode -o out.mp4|.wav`` as subprocesses
   (exit status 0 or 2, never a traceback).
 
@@ -311,6 +313,22 @@ def run_parser(data: bytes, rng: random.Random, _ctx: "Context") -> None:
                 bs.decode_payload(u, parsed.version[0])
             except AvfcError:
                 pass
+    # join mode (format 2.1): the input cut at a random byte; it never raises, and its events must not
+    # depend on the chunking either
+    tail = data[rng.randrange(len(data) + 1):]
+    whole = bs.StreamParser(join=True)
+    events = whole.feed(tail) + whole.close()
+    parser = bs.StreamParser(join=True)
+    chunked = []
+    for chunk in _chunks(rng, tail):
+        chunked += parser.feed(chunk)
+    chunked += parser.close()
+    if chunked != events:
+        raise ChunkMismatch(f"join: {len(events)} events in one piece, {len(chunked)} in chunks")
+    try:
+        bs.parse_stream(tail, join=True)
+    except AvfcError:
+        pass
 
 
 def run_info(data: bytes, _rng: random.Random, _ctx: "Context") -> None:
@@ -332,7 +350,10 @@ def run_decode(data: bytes, rng: random.Random, _ctx: "Context") -> None:
 def run_stream(data: bytes, rng: random.Random, _ctx: "Context") -> None:
     from avfc.codec import Decoder
 
-    dec = Decoder()
+    join = len(data) % 4 == 0  # a quarter of the inputs: a receiver that joined late (format 2.1)
+    if join:
+        data = data[len(data) // 5:]
+    dec = Decoder(join=join)
     keep_going = rng.random() < 0.3  # a caller that pushes on after an error: it must get AvfcErrors again
     first: Optional[AvfcError] = None
     for chunk in _chunks(rng, data):

@@ -1,4 +1,4 @@
-"""The .avfc bitstream container (versions 1.0-1.3 and 2.0): units, payload models, writer and incremental reader.
+"""The .avfc bitstream container (versions 1.0-1.3, 2.0 and 2.1): units, payload models, writer and incremental reader.
 
 No torch here: this layer only frames, checks and (de)serialises bytes. The format
 is specified field by field in docs/bitstream.md (container section).
@@ -13,6 +13,7 @@ from avfc.bitstream.payloads import (
     MAX_DIFFUSION_STEPS,
     MAX_FRAME_COUNT,
     MAX_MOTION_STRIDE,
+    MAX_REFRESH_PAYLOAD,
     MOTION_FLAG_INTRA,
     PAYLOAD_TYPES,
     SIDE_INFO_FLAG_BASE_PICTURE,
@@ -34,6 +35,7 @@ from avfc.bitstream.payloads import (
     MotionSource,
     Payload,
     ReferenceMode,
+    Refresh,
     SequenceHeader,
     SideInfo,
     decode_payload,
@@ -49,6 +51,7 @@ from avfc.bitstream.units import (
     VERSION_1_2,
     VERSION_1_3,
     VERSION_2_0,
+    VERSION_2_1,
     Damage,
     DamageReason,
     Event,
@@ -68,6 +71,7 @@ __all__ = [
     "MAX_DIFFUSION_STEPS",
     "MAX_FRAME_COUNT",
     "MAX_MOTION_STRIDE",
+    "MAX_REFRESH_PAYLOAD",
     "MAX_UNIT_PAYLOAD",
     "MOTION_FLAG_INTRA",
     "PAYLOAD_TYPES",
@@ -81,6 +85,7 @@ __all__ = [
     "VERSION_1_2",
     "VERSION_1_3",
     "VERSION_2_0",
+    "VERSION_2_1",
     "Audio",
     "AudioCodecId",
     "AudioCoder",
@@ -99,6 +104,7 @@ __all__ = [
     "ParsedStream",
     "Payload",
     "ReferenceMode",
+    "Refresh",
     "SequenceHeader",
     "SideInfo",
     "StreamParser",

@@ -18,6 +18,12 @@ within ``RESYNC_WORK_FACTOR * (e - o) + RESYNC_WORK_BASE``, so any input costs a
 most ``RESYNC_WORK_FACTOR + sqrt(RESYNC_WORK_BASE)`` CRC bytes per input byte; and
 when ``MAX_PENDING_CANDIDATES`` candidates wait, the half that ends last is dropped.
 See docs/bitstream.md (container section) for the normative description.
+
+Join mode (``StreamParser(join=True)``, format 2.1): input that does not start with a preamble is read
+from any byte: the parser skips to the first intact REFRESH unit (type 0x09, a valid length of at most
+``MAX_REFRESH_PAYLOAD``, the magic ``AVFC`` and major 2 at its payload start, a matching CRC-16), reports
+the skipped bytes as one ``Damage(0, n, "join")``, takes the stream's version from the REFRESH and reads
+on normally (docs/bitstream.md A.14).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from avfc.bitstream.units import (
     SUPPORTED_MAJORS,
     UNIT_TYPES_1_0,
     UNIT_TYPES_1_1,
+    UNIT_TYPES_1_2,
     Damage,
     DamageReason,
     Event,
@@ -63,8 +70,21 @@ _COMPACT_BYTES = 64 * 1024
 # per type set: a regex matching any byte of the set (the resync's fast skip)
 _TYPE_RE = {
     types: re.compile(b"[" + b"".join(re.escape(bytes((t,))) for t in sorted(types)) + b"]")
-    for types in (UNIT_TYPES_1_0, UNIT_TYPES_1_1, KNOWN_UNIT_TYPES)
+    for types in (UNIT_TYPES_1_0, UNIT_TYPES_1_1, UNIT_TYPES_1_2, KNOWN_UNIT_TYPES)
 }
+#: a REFRESH unit's type byte (format 2.1), and the largest payload a joining reader takes as one
+_REFRESH_TYPE = 0x09
+_MAX_REFRESH_PAYLOAD = 1024  # = bitstream.payloads.MAX_REFRESH_PAYLOAD (payloads imports this layer)
+#: the version a REFRESH must state: major 2, minor 1 or more
+_REFRESH_MAJOR, _REFRESH_MIN_MINOR = 2, 1
+
+
+@dataclass
+class _Join:
+    """State of the search for the first intact REFRESH unit of input without a preamble."""
+
+    scan: int = 0  # next offset where the magic inside a REFRESH payload may start
+    cand: Optional[tuple[int, int, int]] = None  # (start, length bytes, end) of the candidate in examination
 
 
 @dataclass
@@ -88,9 +108,14 @@ class StreamParser:
     ``max_unit_payload`` lowers the largest payload accepted (a live receiver that
     knows its units are small sets it so a corrupted length cannot stall it for
     up to 16 MiB).
+
+    ``join=True`` reads input that may start at any byte of a 2.1 stream: input that starts with a
+    valid preamble (the magic and a supported major) is read as usual; any other input never raises:
+    the bytes before the first intact REFRESH unit are one ``Damage(0, n, "join")`` and the version
+    is the REFRESH's (:attr:`version` is None until then).
     """
 
-    def __init__(self, max_unit_payload: int = MAX_UNIT_PAYLOAD) -> None:
+    def __init__(self, max_unit_payload: int = MAX_UNIT_PAYLOAD, *, join: bool = False) -> None:
         """Create a parser; ConfigError if ``max_unit_payload`` is outside 0..MAX_UNIT_PAYLOAD."""
         if isinstance(max_unit_payload, bool) or not isinstance(max_unit_payload, int):
             raise ConfigError(f"max_unit_payload must be an int, not {type(max_unit_payload).__name__}")
@@ -109,6 +134,8 @@ class StreamParser:
         self._resync: Optional[_Resync] = None
         self._closed = False
         self._error: Optional[AvfcError] = None
+        self._join = bool(join)
+        self._joining: Optional[_Join] = None  # searching for a REFRESH (join mode, no preamble)
 
     @property
     def version(self) -> Optional[tuple[int, int]]:
@@ -145,13 +172,22 @@ class StreamParser:
 
     def _run(self, final: bool) -> list[Event]:
         events: list[Event] = []
-        if self._version is None:
+        if self._version is None and self._joining is None:
             try:
-                if not self._read_preamble(final):
+                if self._join and not self._preamble_ahead(final):
+                    self._start_join()
+                elif not self._read_preamble(final):
                     return events
             except AvfcError as exc:
                 self._error = exc
                 raise
+        if self._joining is not None:
+            found = self._step_join(events, final)
+            self._compact()
+            if not found:
+                return events
+        if self._version is None:  # join mode: the input ended without a REFRESH
+            return events
         while True:
             if self._resync is not None:
                 if not self._step_resync(events, final):
@@ -183,6 +219,81 @@ class StreamParser:
         self._min_unit = MIN_UNIT_SIZE - CRC_SIZE + self._crc
         self._pos = PREAMBLE_SIZE
         return True
+
+    # -- join mode: the search for a REFRESH -------------------------------------
+
+    def _preamble_ahead(self, final: bool) -> bool:
+        """Join mode: whether the input starts (or may still start, until 6 bytes have arrived) with a
+        valid preamble, which is then read as usual."""
+        head = bytes(self._buf[:PREAMBLE_SIZE])
+        if head[: len(MAGIC)] != MAGIC[: len(head)]:
+            return False
+        if len(head) > len(MAGIC) and head[len(MAGIC)] not in SUPPORTED_MAJORS:
+            return False
+        return len(head) == PREAMBLE_SIZE or not final
+
+    def _start_join(self) -> None:
+        self._joining = _Join()
+        self._major, self._crc = _REFRESH_MAJOR, crc_size_of(_REFRESH_MAJOR)  # a REFRESH is a 2.x unit
+        self._min_unit = MIN_UNIT_SIZE - CRC_SIZE + self._crc
+
+    def _join_candidate(self, m: int) -> Optional[tuple[int, int, int]]:
+        """The REFRESH candidate whose payload starts with the magic at ``m`` (whose 6 bytes have arrived):
+        a type byte 0x09 and a valid length ending just before ``m``, major 2, minor >= 1; or None."""
+        buf, base = self._buf, self._base
+        if buf[m + 4 - base] != _REFRESH_MAJOR or buf[m + 5 - base] < _REFRESH_MIN_MINOR:
+            return None
+        limit = min(self._max_payload, _MAX_REFRESH_PAYLOAD)
+        for n in (1, 2):  # a length of at most 1024 has 1 or 2 bytes
+            q = m - 1 - n
+            if q < base or buf[q - base] != _REFRESH_TYPE:
+                continue
+            got, length = read_length(buf, q + 1 - base, m - base, limit)
+            if got == n and length >= PREAMBLE_SIZE + 2:  # magic, version, frame varint, >= 1 header byte
+                return q, n, q + 1 + n + length + self._crc
+        return None
+
+    def _step_join(self, events: list[Event], final: bool) -> bool:
+        """Search for the first intact REFRESH; True when found (the stream is read on from its end)."""
+        j = self._joining
+        assert j is not None
+        buf, base = self._buf, self._base
+        end_of_data = base + len(buf)
+        while True:
+            if j.cand is not None:
+                start, n, end = j.cand
+                if end > end_of_data and not final:
+                    return False  # the first candidate must be decided before any later one
+                j.cand = None
+                # no work bound is needed: a candidate costs at most MAX_REFRESH_PAYLOAD + 5 CRC bytes and
+                # there is at most one per occurrence of the 4-byte magic (which cannot overlap itself)
+                if end <= end_of_data:
+                    if self._crc_ok(start, end):
+                        i = start - base + 1 + n
+                        self._version = (buf[i + 4], buf[i + 5])
+                        self._types = unit_types_of(self._version)
+                        if start > 0:
+                            events.append(Damage(0, start, DamageReason.JOIN))
+                        events.append(self._unit(start, n, end))
+                        self._pos = end
+                        self._joining = None
+                        return True
+            k = buf.find(MAGIC, max(j.scan - base, 0))
+            if k < 0 or k + base + PREAMBLE_SIZE > end_of_data:
+                if k >= 0:
+                    j.scan = k + base  # the magic's version bytes have not arrived
+                else:
+                    j.scan = max(j.scan, end_of_data - len(MAGIC) + 1)
+                if not final:
+                    return False
+                if end_of_data:
+                    events.append(Damage(0, end_of_data, DamageReason.JOIN))
+                self._pos = end_of_data
+                self._joining = None
+                return False
+            m = k + base
+            j.scan = m + 1
+            j.cand = self._join_candidate(m)
 
     # -- the normal path --------------------------------------------------------
 
@@ -290,8 +401,10 @@ class StreamParser:
     def _compact(self) -> None:
         """Drop buffered bytes no unit or candidate can still need."""
         keep = self._pos
-        r = self._resync
-        if r is not None:
+        r, j = self._resync, self._joining
+        if j is not None:  # the candidate in examination, or the type and length before the next magic
+            keep = j.cand[0] if j.cand is not None else max(j.scan - 1 - 2, 0)
+        elif r is not None:
             # waiting candidates start after the scan position minus one maximal unit
             keep = max(r.origin, r.scan - self._max_extent) if r.pending else r.scan
         drop = keep - self._base

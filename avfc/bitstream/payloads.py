@@ -29,6 +29,7 @@ from pydantic import ValidationError, model_validator
 
 from avfc.bitstream._fields import Layout, pack_fields, pack_varint, read_bytes, read_varint, translate, unpack_fields
 from avfc.bitstream.units import (
+    MAGIC,
     MAX_UNIT_PAYLOAD,
     VERSION_1_0,
     VERSION_1_1,
@@ -828,15 +829,78 @@ class EndOfStream(Payload):
         return cls(**values)
 
 
+#: the largest REFRESH payload (magic, version, frame index and a sequence header's payload, which is at
+#: most about 250 bytes in 2.1); a joining reader takes no longer REFRESH unit as a sync point, so its
+#: search holds at most one such unit and spends at most this many CRC bytes per candidate (A.14)
+MAX_REFRESH_PAYLOAD = 1024
+#: bytes of a REFRESH payload before the frame index: "AVFC", major, minor
+REFRESH_PREFIX = len(MAGIC) + 2
+
+
+class Refresh(Payload):
+    """A random-access point (REFRESH unit, format 2.1): the stream's version and its sequence header's
+    payload, byte for byte, repeated before the key frame at ``frame_index``, where the decoder's reference
+    buffer is emptied. A receiver that joins the stream late starts here (docs/bitstream.md A.14).
+
+    Layout (major 2 only): ``"AVFC" | major u8 | minor u8 | frame_index varint | header payload``. The
+    header bytes run to the end of the payload; :meth:`sequence_header` parses them.
+    """
+
+    UNIT_TYPE: ClassVar[UnitType] = UnitType.REFRESH
+
+    major: Annotated[StrictInt, Field(ge=2, le=2)] = 2
+    minor: Annotated[StrictInt, Field(ge=1, le=U8)] = 1
+    frame_index: FrameIndex
+    header: Annotated[bytes, BeforeValidator(_as_bytes), Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _check(self) -> "Refresh":
+        if REFRESH_PREFIX + len(pack_varint(self.frame_index)) + len(self.header) > MAX_REFRESH_PAYLOAD:
+            raise LimitError(f"Refresh.header: {len(self.header)} bytes make the payload exceed "
+                             f"MAX_REFRESH_PAYLOAD ({MAX_REFRESH_PAYLOAD})")
+        return self
+
+    @property
+    def version(self) -> tuple[int, int]:
+        """The stream's ``(major, minor)`` as the REFRESH states it."""
+        return (self.major, self.minor)
+
+    def sequence_header(self) -> SequenceHeader:
+        """The repeated SequenceHeader (FormatError / LimitError on a bad field)."""
+        return SequenceHeader.from_bytes(self.header, self.major)
+
+    def to_bytes(self, major: int = 2) -> bytes:
+        """Serialise: magic, major, minor, frame_index, header. FormatError unless ``major`` is 2."""
+        if major != 2:
+            raise FormatError(f"Refresh: a REFRESH unit exists only in format 2.1 and later, not in major {major!r}")
+        return MAGIC + bytes((self.major, self.minor)) + pack_varint(self.frame_index) + self.header
+
+    @classmethod
+    def from_bytes(cls, data: bytes, major: int) -> "Refresh":
+        """Parse a REFRESH payload (only in major 2); FormatError on a bad magic or a major other than 2."""
+        data = _check_bytes(data)
+        if major != 2:
+            raise FormatError(f"Refresh: a REFRESH unit exists only in format 2.1 and later, not in major {major!r}")
+        if len(data) > MAX_REFRESH_PAYLOAD:
+            raise LimitError(f"Refresh: payload of {len(data)} bytes exceeds MAX_REFRESH_PAYLOAD "
+                             f"({MAX_REFRESH_PAYLOAD})")
+        magic, offset = read_bytes("Refresh", "magic", data, 0, len(MAGIC))
+        if magic != MAGIC:
+            raise FormatError(f"Refresh.magic: {magic!r}, expected {MAGIC!r}")
+        version, offset = unpack_fields("Refresh", data, offset, (("major", "B"), ("minor", "B")))
+        frame_index, offset = read_varint("Refresh", "frame_index", data, offset)
+        return cls(frame_index=frame_index, header=data[offset:], **version)
+
+
 #: the payload model of every known unit type.
 PAYLOAD_TYPES: dict[UnitType, type[Payload]] = {
     model.UNIT_TYPE: model
     for model in (SequenceHeader, KeyFrame, Motion, Audio, SideInfo, AudioCtx, MotionPred, MotionSparse,
-                  EndOfStream)
+                  Refresh, EndOfStream)
 }
 
 AnyPayload = Union[SequenceHeader, KeyFrame, Motion, Audio, SideInfo, AudioCtx, MotionPred, MotionSparse,
-                   EndOfStream]
+                   Refresh, EndOfStream]
 
 
 def decode_payload(unit: Unit, major: int) -> Optional[AnyPayload]:

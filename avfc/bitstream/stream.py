@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import BinaryIO, Union
+from typing import BinaryIO, Optional, Union
 
 from avfc.bitstream.parser import StreamParser
-from avfc.bitstream.payloads import AudioCoder, MotionSource, Payload, SequenceHeader
+from avfc.bitstream.payloads import AudioCoder, MotionSource, Payload, Refresh, SequenceHeader
 from avfc.bitstream.units import (
     SUPPORTED_MAJORS,
     VERSION_2_0,
+    VERSION_2_1,
     Damage,
     Event,
     Unit,
@@ -46,15 +47,22 @@ class StreamWriter:
 
     ``major`` picks the layout: 1 writes the oldest 1.x version that holds the stream (what every
     avfc reader reads), 2 writes version 2.0 (the compact layout; readers from avfc 0.2 on).
+    ``refresh=True`` (major 2 only) writes version 2.1 and allows :meth:`write_refresh`: the version is
+    in the preamble, written first, so a writer that may write a REFRESH unit says so up front.
     """
 
-    def __init__(self, fp: BinaryIO, major: int = 1) -> None:
-        """Wrap ``fp``, any object with a ``write(bytes)`` method; FormatError on an unknown ``major``."""
+    def __init__(self, fp: BinaryIO, major: int = 1, *, refresh: bool = False) -> None:
+        """Wrap ``fp``, any object with a ``write(bytes)`` method; FormatError on an unknown ``major`` and on
+        ``refresh`` with major 1 (REFRESH exists from 2.1 on)."""
         if isinstance(major, bool) or major not in SUPPORTED_MAJORS:
             raise FormatError(f"major version {major!r} is not one of {SUPPORTED_MAJORS}")
+        if refresh and major != 2:
+            raise FormatError("REFRESH units (random access) need format 2.1: major 2, not 1")
         self.major = major
+        self.refresh = bool(refresh)
         self._fp = fp
         self._header: SequenceHeader | None = None
+        self._header_bytes = b""  # the header's payload, repeated by every REFRESH
         self._ended = False
         self.bytes_written = 0
 
@@ -63,17 +71,37 @@ class StreamWriter:
 
         Major 1: the preamble's version is ``header.min_version``: 1.3 with DIFFUSION_LIPS, 1.2 when
         the header has the SPARSE_MOTION flag, else 1.1 when it has the AVCC extension, else 1.0 (a
-        stream that uses no 1.1 feature is a 1.0 stream, byte for byte). Major 2: version 2.0.
+        stream that uses no 1.1 feature is a 1.0 stream, byte for byte). Major 2: version 2.1 when the
+        writer was made with ``refresh=True``, else 2.0.
         """
         if not isinstance(header, SequenceHeader):
             raise FormatError(f"write_header expects a SequenceHeader, not {type(header).__name__}")
         if self._header is not None:
             raise FormatError("a stream has exactly one sequence header, already written")
-        version = header.min_version if self.major == 1 else VERSION_2_0
-        data = encode_preamble(version) + encode_unit(UnitType.SEQUENCE_HEADER, header.to_bytes(self.major),
-                                                      self.major)
+        version = self.version_for(header)
+        payload = header.to_bytes(self.major)
+        data = encode_preamble(version) + encode_unit(UnitType.SEQUENCE_HEADER, payload, self.major)
         self._header = header
+        self._header_bytes = payload
         return self._emit(data)
+
+    def version_for(self, header: SequenceHeader) -> tuple[int, int]:
+        """The version this writer writes a stream with ``header`` as."""
+        if self.major == 1:
+            return header.min_version
+        return VERSION_2_1 if self.refresh else VERSION_2_0
+
+    def write_refresh(self, frame_index: int) -> int:
+        """Write a REFRESH unit (format 2.1) for the key frame at ``frame_index``: the stream's version and
+        its header's payload, byte for byte; return bytes written. The caller writes that KEY_FRAME next
+        and codes it with an empty reference buffer (docs/bitstream.md A.14). FormatError in major 1, in a
+        writer made without ``refresh=True``, before the header or after END_OF_STREAM."""
+        if self.major != 2:
+            raise FormatError("REFRESH units (random access) need format 2.1: major 2, not 1")
+        if self._header is None:
+            raise FormatError("REFRESH written before the sequence header")
+        return self.write(Refresh(frame_index=frame_index, header=self._header_bytes,
+                                  minor=self.version_for(self._header)[1]))
 
     def write_unit(self, unit_type: UnitType, payload: bytes) -> int:
         """Write one unit of a known type other than SEQUENCE_HEADER; return bytes written.
@@ -98,6 +126,10 @@ class StreamWriter:
                     f"{unit_type.name} unit in a stream whose header has {field} {_show(actual)} "
                     f"({unit_type.name} needs {_show(needed)})"
                 )
+        if unit_type is UnitType.REFRESH:
+            if self.major != 2:
+                raise FormatError("REFRESH units (random access) need format 2.1: major 2, not 1")
+            self._check_refresh(Refresh.from_bytes(payload, self.major))
         data = encode_unit(unit_type, payload, self.major)
         self._ended = unit_type is UnitType.END_OF_STREAM
         return self._emit(data)
@@ -108,7 +140,22 @@ class StreamWriter:
             raise FormatError(f"write expects a payload model, not {type(payload).__name__}")
         if isinstance(payload, SequenceHeader):
             return self.write_header(payload)
+        if isinstance(payload, Refresh):
+            self._check_refresh(payload)
         return self.write_unit(payload.UNIT_TYPE, payload.to_bytes(self.major))
+
+    def _check_refresh(self, refresh: Refresh) -> None:
+        """A REFRESH must repeat the stream's version and header payload exactly, in a 2.1 writer."""
+        if self.major != 2:
+            raise FormatError("REFRESH units (random access) need format 2.1: major 2, not 1")
+        if not self.refresh:
+            raise FormatError("REFRESH in a 2.0 stream: make the writer with refresh=True (version 2.1), "
+                              "the preamble states the version before any unit")
+        if self._header is None:
+            raise FormatError("REFRESH written before the sequence header")
+        if refresh.version != self.version_for(self._header) or refresh.header != self._header_bytes:
+            raise FormatError("a REFRESH repeats the stream's version and sequence header byte for byte; "
+                              "this one differs (a stream cannot change its header)")
 
     def _emit(self, data: bytes) -> int:
         self._fp.write(data)
@@ -122,45 +169,60 @@ class ParsedStream:
 
     version: tuple[int, int]
     header: SequenceHeader
-    units: list[Unit]  # every intact unit after the sequence header, in file order
+    units: list[Unit]  # every intact unit after the sequence header (or joined REFRESH), in file order
     damages: list[Damage]
+    #: the first frame the stream holds: 0, or, for a stream joined at a REFRESH, that REFRESH's frame
+    first_frame: int = 0
 
 
-def _assemble(version: tuple[int, int], events: list[Event]) -> ParsedStream:
+def _assemble(version: Optional[tuple[int, int]], events: list[Event], join: bool = False) -> ParsedStream:
     units = [e for e in events if isinstance(e, Unit)]
     damages = [e for e in events if isinstance(e, Damage)]
-    if not units:
-        raise FormatError("no intact sequence header: the stream holds no intact unit")
+    if not units or version is None:
+        what = "intact REFRESH unit" if join else "intact unit"
+        raise FormatError(f"no intact sequence header: the stream holds no {what}")
     first = units[0]
-    if first.type != UnitType.SEQUENCE_HEADER:
-        where = f"; damage at offset {damages[0].offset} ({damages[0].reason.value})" if damages else ""
-        raise FormatError(
-            f"no intact sequence header: the first intact unit is type {first.type!r} at offset {first.offset}{where}"
-        )
-    return ParsedStream(version, SequenceHeader.from_bytes(first.payload, version[0]), units[1:], damages)
+    if first.type == UnitType.SEQUENCE_HEADER:
+        return ParsedStream(version, SequenceHeader.from_bytes(first.payload, version[0]), units[1:], damages)
+    if join:  # the header was lost: start at the first intact REFRESH
+        for i, unit in enumerate(units):
+            if unit.type == UnitType.REFRESH:
+                refresh = Refresh.from_bytes(unit.payload, version[0])
+                return ParsedStream(refresh.version, refresh.sequence_header(), units[i + 1:], damages,
+                                    int(refresh.frame_index))
+    where = f"; damage at offset {damages[0].offset} ({damages[0].reason.value})" if damages else ""
+    raise FormatError(
+        f"no intact sequence header: the first intact unit is type {first.type!r} at offset {first.offset}{where}"
+        + ("" if not join else " and no intact REFRESH follows")
+    )
 
 
-def parse_stream(data: Union[bytes, bytearray, memoryview]) -> ParsedStream:
+def parse_stream(data: Union[bytes, bytearray, memoryview], join: bool = False) -> ParsedStream:
     """Parse a complete stream held in memory.
 
     Damaged or truncated units are reported in ``damages``; raises FormatError
     (or a subclass) on a bad preamble or when there is no intact SEQUENCE_HEADER
     as first intact unit, and on an invalid header payload.
+
+    ``join=True`` reads a stream from any byte (format 2.1, docs/bitstream.md A.14): without a preamble the
+    bytes before the first intact REFRESH unit are one ``Damage(0, n, "join")``; the header is then that
+    REFRESH's (also when the stream's own header is damaged), ``first_frame`` its frame, and ``units`` the
+    units after it.
     """
-    parser = StreamParser()
+    parser = StreamParser(join=join)
     events = parser.feed(data)
     events += parser.close()
-    assert parser.version is not None  # close() raised otherwise
-    return _assemble(parser.version, events)
+    return _assemble(parser.version, events, join)
 
 
-def read_file(path: Union[str, "os.PathLike[str]"]) -> ParsedStream:
-    """Parse the .avfc file at ``path`` (read in chunks); MediaError if it cannot be read."""
+def read_file(path: Union[str, "os.PathLike[str]"], join: bool = False) -> ParsedStream:
+    """Parse the .avfc file at ``path`` (read in chunks); MediaError if it cannot be read. ``join``: as for
+    :func:`parse_stream`."""
     try:
         name = os.fspath(path)
     except TypeError:
         raise MediaError(f"read_file expects a path, not {type(path).__name__}") from None
-    parser = StreamParser()
+    parser = StreamParser(join=join)
     events: list[Event] = []
     try:
         with open(name, "rb") as fp:
@@ -169,5 +231,4 @@ def read_file(path: Union[str, "os.PathLike[str]"]) -> ParsedStream:
     except OSError as exc:
         raise MediaError(f"cannot read {name!r}: {exc.strerror or exc}") from None
     events += parser.close()
-    assert parser.version is not None  # close() raised otherwise
-    return _assemble(parser.version, events)
+    return _assemble(parser.version, events, join)

@@ -32,9 +32,12 @@ VERSION_1_3 = (1, 3)
 #: weights named by an 8-byte prefix of their SHA-256, the crop box only when there is one. A
 #: major-1 reader refuses it (UnsupportedVersionError); a major-2 reader reads 1.x and 2.0.
 VERSION_2_0 = (2, 0)
+#: version 2.1: adds the REFRESH unit (the sequence header repeated at a key frame, where the reference
+#: buffer is emptied: a receiver that joins late or lost the start decodes from there); no other change.
+VERSION_2_1 = (2, 1)
 #: (major, minor): the newest version this implementation reads and writes; readers accept
 #: any minor of majors 1 and 2. A major-1 writer writes the oldest 1.x version that holds the stream.
-FORMAT_VERSION = VERSION_2_0
+FORMAT_VERSION = VERSION_2_1
 #: the major versions this implementation reads
 SUPPORTED_MAJORS = (1, 2)
 PREAMBLE_SIZE = len(MAGIC) + 2
@@ -61,7 +64,7 @@ def unit_crc(major: int, data: bytes | bytearray | memoryview) -> int:
 
 
 class UnitType(IntEnum):
-    """The unit types of format versions 1.2, 1.3 and 2.0. Other type bytes are "unknown" and skipped."""
+    """The unit types of format versions 1.2 to 2.1. Other type bytes are "unknown" and skipped."""
 
     SEQUENCE_HEADER = 0x01
     KEY_FRAME = 0x02
@@ -71,22 +74,27 @@ class UnitType(IntEnum):
     AUDIO_CTX = 0x06  # since 1.1
     MOTION_PRED = 0x07  # since 1.1
     MOTION_SPARSE = 0x08  # since 1.2
+    REFRESH = 0x09  # since 2.1 (major 2 only)
     END_OF_STREAM = 0x0F
 
 
-#: every type byte this implementation knows (versions 1.2, 1.3 and 2.0).
+#: every type byte this implementation knows (version 2.1).
 KNOWN_UNIT_TYPES = frozenset(int(t) for t in UnitType)
+#: the type bytes versions 1.2, 1.3 and 2.0 define (all but REFRESH).
+UNIT_TYPES_1_2 = KNOWN_UNIT_TYPES - {UnitType.REFRESH}
 #: the type bytes version 1.1 defines; in a 1.1 stream every other type is unknown.
-UNIT_TYPES_1_1 = KNOWN_UNIT_TYPES - {UnitType.MOTION_SPARSE}
+UNIT_TYPES_1_1 = UNIT_TYPES_1_2 - {UnitType.MOTION_SPARSE}
 #: the type bytes version 1.0 defines; in a 1.0 stream every other type is unknown.
 UNIT_TYPES_1_0 = UNIT_TYPES_1_1 - {UnitType.AUDIO_CTX, UnitType.MOTION_PRED}
 
 
 def unit_types_of(version: tuple[int, int]) -> frozenset[int]:
-    """The type bytes a stream of ``version`` defines: those of 1.0, of 1.1, or all known from 1.2 on
-    (2.0 included)."""
+    """The type bytes a stream of ``version`` defines: those of 1.0, of 1.1, those of 1.2 (every later 1.x
+    and 2.0 too), or from 2.1 on also REFRESH (0x09; a 1.x or 2.0 stream's 0x09 byte is unknown)."""
     if version[0] == 1 and version[1] < 2:
         return (UNIT_TYPES_1_0, UNIT_TYPES_1_1)[version[1]]
+    if version[0] == 1 or version[1] < 1:
+        return UNIT_TYPES_1_2
     return KNOWN_UNIT_TYPES
 
 
@@ -96,6 +104,8 @@ class DamageReason(str, Enum):
     CRC_MISMATCH = "crc_mismatch"
     BAD_LENGTH = "bad_length"
     TRUNCATED = "truncated"
+    #: the bytes a joining reader skipped before the first intact REFRESH unit (section 14)
+    JOIN = "join"
 
     def __str__(self) -> str:
         return self.value

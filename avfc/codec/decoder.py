@@ -68,7 +68,7 @@ _WAIT, _LOST = "wait", "lost"
 class Issue:
     """Something the decoder had to work around (a damaged unit, a lost packet)."""
 
-    kind: str  # "damage", "lost_motion", "undecodable", "ignored", "side_info", "concealed_audio", "limit"
+    kind: str  # "damage", "lost_motion", "undecodable", "ignored", "side_info", "concealed_audio", "limit", "join"
     message: str
     offset: Optional[int] = None  # byte offset in the stream, when known
     frames: Optional[tuple[int, int]] = None  # [first, last) frames affected
@@ -81,10 +81,14 @@ class Decoder:
         device: torch device the model renders on ("cpu" by default).
         model: use this model instead of the one the stream names (for experiments; the
             weights hash is then not checked).
+        join: decode a stream fed from any byte (format 2.1, docs/bitstream.md A.14): without a
+            sequence header (input that does not start with the preamble, or a damaged header) the
+            decoder starts at the first intact REFRESH unit, at its frame (:attr:`first_frame`):
+            frames are output from there, and audio from that frame's time.
     """
 
     def __init__(self, *, device: str | torch.device = "cpu", model: Optional[AnimationModel] = None,
-                 conceal_audio: str = "repeat", conceal_motion: str = "hold") -> None:
+                 conceal_audio: str = "repeat", conceal_motion: str = "hold", join: bool = False) -> None:
         if conceal_audio not in CONCEAL_MODES:
             raise ConfigError(f"conceal_audio must be one of {', '.join(CONCEAL_MODES)}, got {conceal_audio!r}")
         if conceal_motion not in CONCEAL_MOTION_MODES:
@@ -95,7 +99,11 @@ class Decoder:
         self.conceal_audio = conceal_audio
         self.conceal_motion = conceal_motion
         self._key_q: dict[int, np.ndarray] = {}  # quantized keypoints of every key picture, by frame
-        self._parser = bs.StreamParser()
+        self.join = bool(join)
+        self._parser = bs.StreamParser(join=self.join)
+        self._origin = 0  # the first frame output: 0, or the frame of the REFRESH the decoder joined at
+        self._header_bytes: Optional[bytes] = None  # the header's payload, which every REFRESH repeats
+        self._last_refresh: Optional[int] = None  # frame of the last REFRESH read
         self.header: Optional[bs.SequenceHeader] = None
         self.version: Optional[tuple[int, int]] = None
         self.model: Optional[AnimationModel] = None
@@ -147,7 +155,8 @@ class Decoder:
             self._event(ev)
         self._closed = True
         if self.header is None:
-            raise TruncatedError("the stream ended before its sequence header")
+            raise TruncatedError("the stream ended before its sequence header" + (
+                " or an intact REFRESH unit" if self.join else ""))
         self._decode_waiting(final=True)
         total = self._end_frames()
         if self._motion_source is bs.MotionSource.FROM_SPEECH and self.avcc is not None:
@@ -157,6 +166,13 @@ class Decoder:
             self._conceal(self._next_render, total, "the stream ends before these frames' motion"
                           if self._motion_source is not bs.MotionSource.FROM_SPEECH
                           else "they are past the stream's audio and key frames")
+
+    @property
+    def first_frame(self) -> int:
+        """The first frame the decoder outputs: 0, or after joining a stream at a REFRESH (``join=True``)
+        that REFRESH's frame. :meth:`pull_frames` returns frames ``first_frame, first_frame + 1, ...``
+        and :meth:`audio` starts at its time."""
+        return self._origin
 
     def reach(self) -> int:
         """Frames the stream's data reach so far: past the last frame of every motion packet and key frame
@@ -194,6 +210,10 @@ class Decoder:
 
     def _event(self, ev: object) -> None:
         if isinstance(ev, bs.Damage):
+            if ev.reason is bs.DamageReason.JOIN:
+                self.issues.append(Issue("join", f"{ev.length} bytes skipped to join the stream at its first intact "
+                                         "REFRESH unit", ev.offset))
+                return
             self.issues.append(Issue("damage", f"damaged bytes skipped ({ev.reason})", ev.offset))
             return
         assert isinstance(ev, bs.Unit)
@@ -211,12 +231,21 @@ class Decoder:
             if self.header is None:
                 try:
                     self._start(payload)
+                    self._header_bytes = ev.payload
                 except AvfcError as e:  # nothing can be decoded: every later push() and close() says so
                     self._failed = e
                     raise
             return
+        if isinstance(payload, bs.Refresh) and (self.header is not None or self.join):
+            self._refresh(payload, ev.offset)
+            return
         if self.header is None:
             self.issues.append(Issue("ignored", f"{name} unit before the sequence header", ev.offset))
+            return
+        before = self._before_origin(payload)
+        if before is not None:
+            self.issues.append(Issue("ignored", f"{name} unit at byte {ev.offset} is for frame {before}, before "
+                                     f"frame {self._origin} where the decoder joined the stream", ev.offset))
             return
         try:
             if isinstance(payload, bs.KeyFrame):
@@ -231,6 +260,53 @@ class Decoder:
                 self.end = payload
         except AvfcError as e:
             self.issues.append(Issue("undecodable", f"{name} unit at byte {ev.offset}: {e}", ev.offset))
+
+    def _before_origin(self, payload: object) -> Optional[int]:
+        """The frame of a key frame or motion packet that starts before :attr:`first_frame` (such units
+        are ignored after a join), else None. Audio units are trimmed instead (:meth:`_audio`)."""
+        if not self._origin:
+            return None
+        if isinstance(payload, bs.KeyFrame) and int(payload.frame_index) < self._origin:
+            return int(payload.frame_index)
+        if isinstance(payload, (bs.Motion, bs.MotionPred, bs.MotionSparse)) and int(payload.first_frame) < self._origin:
+            return int(payload.first_frame)
+        return None
+
+    def _refresh(self, r: bs.Refresh, offset: int) -> None:
+        """A REFRESH unit (format 2.1, docs/bitstream.md E.8): start from it (join, no header yet), or check
+        it repeats the stream's header and empty the reference buffer for the key frame at its frame."""
+        f = int(r.frame_index)
+        if self.header is None:  # join: the stream starts here
+            try:
+                if self._parser.version is not None and r.version != self._parser.version:
+                    raise FormatError(f"REFRESH unit at byte {offset} says version {r.major}.{r.minor}, the "
+                                      f"stream's preamble {self._parser.version[0]}.{self._parser.version[1]}")
+                header = r.sequence_header()
+                self._origin = self._next_render = self._next_out = self._reach = f
+                self._start(header)
+                self.version = r.version
+                self._header_bytes = r.header
+            except AvfcError as e:
+                self._failed = e
+                raise
+            self._last_refresh = f
+            return
+        if r.version != self.version or r.header != self._header_bytes:
+            self._failed = FormatError(
+                f"REFRESH unit at byte {offset} repeats a different sequence header or version than the stream's: "
+                "a stream cannot change its header mid-stream")
+            raise self._failed
+        if f < self._next_render:
+            self.issues.append(Issue("undecodable", f"REFRESH unit at byte {offset} is for frame {f}, which is "
+                                     "already decoded: ignored", offset))
+            return
+        if f >= self._max_frame():
+            self.issues.append(Issue("undecodable", f"REFRESH unit at byte {offset} is for frame {f}, beyond the "
+                                     f"stream's frames (or more than {MAX_GAP_SECONDS} s past its data): ignored",
+                                     offset))
+            return
+        self._refs = []  # the key frame at f, which follows, is the only reference (E.8)
+        self._last_refresh = f
 
     def _start(self, header: bs.SequenceHeader) -> None:
         self.header = header
@@ -370,6 +446,10 @@ class Decoder:
             self._conceal(self._next_render, first, "their motion packet is missing or damaged")
         intra = bool(int(m.flags) & bs.MOTION_FLAG_INTRA)
         prev = None
+        if not intra and first == self._last_refresh:
+            self._conceal(first, first + n, f"a predicted motion packet starts at the REFRESH of frame {first} "
+                          "(motion restarts there: the packet must be INTRA)")
+            return
         if not intra:
             prev = self.motion.get(first - 1)
             if prev is None:
@@ -506,7 +586,10 @@ class Decoder:
             tokens = self.avcc.audio.decode(a.data, int(a.num_frames))
         else:
             tokens = self.audio_codec.unpack(a.data, int(a.num_frames))
+        start = self.audio_start_frame
         for i, t in enumerate(tokens):
+            if int(a.first_frame) + i < start:
+                continue  # before the time of the frame the decoder joined at: trimmed
             self.audio_tokens[int(a.first_frame) + i] = t
             if self._needs_fields:
                 self._fields[int(a.first_frame) + i] = tuple(split_700c(int(t)))
@@ -514,6 +597,19 @@ class Decoder:
         if self._motion_source is bs.MotionSource.FROM_SPEECH:
             self._render_from_speech(final=False)
         self._decode_waiting(final=False)
+
+    def _origin_sample(self) -> int:
+        """The audio sample at the time of :attr:`first_frame` (rounded down)."""
+        assert self.header is not None and self.audio_codec is not None
+        return (self._origin * int(self.header.fps_den) * self.audio_codec.sample_rate
+                // int(self.header.fps_num))
+
+    @property
+    def audio_start_frame(self) -> int:
+        """The first audio frame decoded: 0, or after a join the one holding the time of :attr:`first_frame`."""
+        if not self._origin or self.header is None or self.audio_codec is None:
+            return 0
+        return self._origin_sample() // self.audio_codec.frame_samples
 
     def _video_frames_of(self, audio_frames: int) -> int:
         """The video frames (rounded up) that the time of ``audio_frames`` audio frames spans."""
@@ -648,15 +744,19 @@ class Decoder:
         return self._diff_offsets.pop(idx)
 
     def audio(self) -> Optional[np.ndarray]:
-        """The decoded audio (float32 mono), after :meth:`close`; lost frames are concealed."""
+        """The decoded audio (float32 mono), after :meth:`close`; lost frames are concealed. After a join
+        (:attr:`first_frame` > 0) it starts at the time of that frame."""
         if self.audio_codec is None or self.header is None:
             return None
         tokens, n_samples = self.audio_frames()
-        return self.audio_codec.decode(tokens, n_samples)
+        pcm = self.audio_codec.decode(tokens, n_samples)
+        skip = self._origin_sample() - self.audio_start_frame * self.audio_codec.frame_samples if self._origin else 0
+        return pcm[skip:]
 
     def audio_frames(self) -> tuple[list, int]:
         """The audio codec's tokens the audio is decoded from (lost ones concealed as
-        ``conceal_audio`` says; None where still lost) and the PCM length, after :meth:`close`."""
+        ``conceal_audio`` says; None where still lost) and the PCM length, after :meth:`close`; after a
+        join, from audio frame :attr:`audio_start_frame` on (the PCM length counted from there)."""
         if self.audio_codec is None or self.header is None:
             return [], 0
         ac = self.audio_codec
@@ -668,15 +768,17 @@ class Decoder:
             n_samples = n_frames * ac.frame_samples
         n_frames = min(n_frames, max(self.audio_tokens, default=-1) + 1 + 10 * ac.sample_rate // ac.frame_samples)
         n_samples = min(n_samples, n_frames * ac.frame_samples)
-        tokens = [self.audio_tokens.get(i) for i in range(n_frames)]
+        start = min(self.audio_start_frame, n_frames)
+        n_samples = max(n_samples - start * ac.frame_samples, 0)
+        tokens = [self.audio_tokens.get(i) for i in range(start, n_frames)]
         if (self.conceal_audio != "none" and any(t is None for t in tokens)
                 and int(self.header.audio_codec) == int(bs.AudioCodecId.CODEC2)):  # Opus conceals by itself
             if self.conceal_audio == "joint":
-                tokens = self._conceal_audio(tokens)
+                tokens = self._conceal_audio(tokens, start)
             tokens = repeat_lost(tokens, REPEAT_MAX_SECONDS * ac.sample_rate // ac.frame_samples)
         return tokens, n_samples
 
-    def _conceal_audio(self, tokens: list) -> list:
+    def _conceal_audio(self, tokens: list, start: int = 0) -> list:
         """Lost Codec2 700C frames rebuilt from the motion and the audio around them by the joint
         model (:mod:`avfc.avcc.conceal`), when one is shipped for the stream's animation model and
         the stream pairs one 700C frame with each video frame; otherwise they stay lost (silence)."""
@@ -687,7 +789,7 @@ class Decoder:
         for i, t in enumerate(tokens):
             if t is not None:
                 fields[i] = split_700c(int(t))
-        offsets, known = self.lips_offsets(len(tokens), concealer.net.meta.channels)
+        offsets, known = self.lips_offsets(len(tokens), concealer.net.meta.channels, start)
         filled = concealer.conceal(fields, offsets, known, CONCEAL_STEPS)
         lost = [i for i, t in enumerate(tokens) if t is None]
         out = list(tokens)
@@ -700,19 +802,20 @@ class Decoder:
                                  "and the audio around them", None))
         return out
 
-    def lips_offsets(self, n: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
-        """Integer lips offsets ``(n, channels)`` of frames ``0 .. n-1`` (decoded keypoints minus those
-        of the last key picture at or before the frame, each axis' mean removed, as the AVCC models
+    def lips_offsets(self, n: int, channels: int, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Integer lips offsets ``(n, channels)`` of frames ``start .. start+n-1`` (decoded keypoints minus
+        those of the last key picture at or before the frame, each axis' mean removed, as the AVCC models
         see them) and a ``(n,)`` mask of the frames whose keypoints the decoder has."""
         offsets, known = np.zeros((n, channels), np.int64), np.zeros(n, bool)
         keys = sorted(self._key_q)
-        for t in range(n):
+        for j in range(n):
+            t = start + j
             past = [k for k in keys if k <= t]
             q = self._key_q[t] if t in self._key_q else self.motion.get(t)
             if not past or q is None or len(q) != channels:
                 continue
-            offsets[t] = grid_offsets(np.asarray(q)[None], self._key_q[past[-1]])[0]
-            known[t] = True
+            offsets[j] = grid_offsets(np.asarray(q)[None], self._key_q[past[-1]])[0]
+            known[j] = True
         return offsets, known
 
     # ------------------------------------------------------------------ output

@@ -173,7 +173,9 @@ class Encoder:
             **avcc_fields,
         )
         self._buf = io.BytesIO()
-        self._writer = bs.StreamWriter(self._buf, config.format_major)
+        #: frames between two REFRESH units (format 2.1; 0: none, a 2.0 stream)
+        self.refresh_frames = config.refresh_frames()
+        self._writer = bs.StreamWriter(self._buf, config.format_major, refresh=self.refresh_frames > 0)
         self.stats = EncoderStats()
         self._spend("header", self._writer.write_header(self.header))
         self._pending_q: list[np.ndarray] = []
@@ -288,6 +290,18 @@ class Encoder:
             return False
         return dist >= cfg.key_min_distance and psnr < self._base_psnr - cfg.key_drop_db
 
+    def _refresh(self, index: int) -> None:
+        """Random access (format 2.1) at frame ``index``: end the motion packet, write the REFRESH unit,
+        and empty the reference buffer and the motion prediction, as the decoder does there; the caller
+        then codes frame ``index`` as a key frame (docs/bitstream.md A.14, E.8)."""
+        self._release()
+        self._flush_motion()
+        self._emit_motion(final=True)
+        self.stats.add("refresh", self._writer.write_refresh(index))
+        self._ref_indices = []
+        self._refs = []
+        self._prev_q = None  # the next motion packet is INTRA
+
     @torch.no_grad()
     def _render_psnr(self, index: int, frame: np.ndarray, q: np.ndarray) -> float:
         kp = torch.from_numpy(dequantize(q[None], self.config.kp_precision)).to(self.device)
@@ -359,7 +373,10 @@ class Encoder:
         for frame, q in zip(frames, keypoints):
             index, q = self._frame, np.asarray(q, dtype=np.int32)
             self._frame += 1
-            key = self._want_key(index, frame, q)
+            refresh = self.refresh_frames > 0 and index > 0 and index % self.refresh_frames == 0
+            if refresh:
+                self._refresh(index)
+            key = refresh or self._want_key(index, frame, q)
             if key:
                 self._code_key(index, frame)
             self._waiting.append(q)

@@ -48,6 +48,31 @@ def test_encode_info_decode(clip, tmp_path, capsys):
     assert sr == 16000 and len(audio) == 30 * 16000 // 25
 
 
+def test_encode_with_refresh_interval_and_decode_with_join(clip, tmp_path, capsys):
+    out = tmp_path / "live.avfc"
+    assert main(["encode", str(clip), "-o", str(out), "--size", "64", "--model", "tiny-test", "--effort", "live",
+                 "--key-qp", "50", "--packet-frames", "5", "--refresh-interval", "0.4", "-q"]) == 0
+    assert main(["info", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["version"] == "2.1" and info["units"]["refresh"]["count"] == 2  # frames 10 and 20
+    data = out.read_bytes()
+    cut = tmp_path / "cut.avfc"
+    cut.write_bytes(data[len(data) // 2:])  # a receiver that joined in the middle
+    wav = tmp_path / "cut.wav"
+    assert main(["decode", str(cut), "-o", str(wav), "-q"]) == 2  # without --join: not an .avfc file
+    assert "not an .avfc file" in capsys.readouterr().err
+    assert main(["decode", str(cut), "-o", str(tmp_path / "cut.mp4"), "--join"]) == 0
+    printed = capsys.readouterr().out
+    assert "10 frames" in printed and "from frame 20" in printed
+    assert main(["decode", str(cut), "-o", str(wav), "--join", "-q"]) == 0
+    import soundfile as sf
+    audio, sr = sf.read(str(wav))
+    assert len(audio) == 10 * 16000 // 25
+    assert main(["encode", str(clip), "-o", str(tmp_path / "x.avfc"), "--size", "64", "--model", "tiny-test",
+                 "--refresh-interval", "2", "--format", "1", "-q"]) == 2
+    assert "format_major 2" in capsys.readouterr().err
+
+
 def test_refuses_to_overwrite_without_force(clip, tmp_path, capsys):
     out = tmp_path / "x.avfc"
     out.write_bytes(b"keep me")

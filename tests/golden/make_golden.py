@@ -62,6 +62,11 @@ STREAMS = {
                                    key_codec="av1", key_qp=35, packet_frames=25, audio_coder="context",
                                    motion_source="predicted", avcc="avcc-mrdac-cpu-v3", kp_precision=5,
                                    kp_hysteresis=0.3, motion_hold=False),
+    # format 2.1: random access, a REFRESH (and a key frame, the reference buffer emptied) every 0.4 s = 10
+    # frames: at frames 10, 20 and 30
+    "v2_1-refresh": dict(n=40, size=64, model="tiny-test", audio="codec2", codec2_mode="700C", key_codec="av1",
+                         key_qp=40, packet_frames=5, kp_precision=5, kp_hysteresis=0.3, motion_hold=False,
+                         effort="live", refresh_interval=0.4),
 }
 
 

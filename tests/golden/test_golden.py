@@ -2,7 +2,8 @@
 
 The files were written once by make_golden.py (``v1_0-*``: avfc 0.1.0, format 1.0; ``v1_1-*``:
 format 1.1 with the AVCC bundle ``avcc-mrdac-cpu-v1``; ``v1_2-*``: format 1.2, sparse motion; ``v1_3-*``: format
-1.3, diffusion lips with ``avcc-mrdac-cpu-v3``; ``v2_0-*``: format 2.0, the compact layout) and are never
+1.3, diffusion lips with ``avcc-mrdac-cpu-v3``; ``v2_0-*``: format 2.0, the compact layout; ``v2_1-*``: format
+2.1, REFRESH units for random access) and are never
 regenerated. Decoded motion, audio tokens and key-frame pictures must hash exactly the same;
 rendered frames (a float network) must match per-frame means within a small tolerance. (The
 keypoints of ``v1_3-*`` come from the float64 diffusion sampler: exact on the machine that wrote them,
@@ -70,6 +71,35 @@ def test_there_are_golden_files_for_format_2_0():
     assert headers["v2_0-cropped-sparse-keys"].cropped and headers["v2_0-cropped-sparse-keys"].sparse_motion
     assert headers["v2_0-context-predicted"].avcc_name == "avcc-mrdac-cpu-v3"
     assert len(headers["v2_0-codec2-av1"].weights_sha256) == 16  # the 8-byte prefix
+
+
+def test_there_are_golden_files_for_format_2_1():
+    """A 2.1 file with REFRESH units at frames 10, 20, 30; joined at each, it decodes to the recorded stream's
+    integers from that frame on (and its rendered frames within the tolerance)."""
+    assert "v2_1-refresh" in GOLDEN
+    from avfc import bitstream as bs
+    from avfc.codec import Decoder
+
+    data = (HERE / "v2_1-refresh.avfc").read_bytes()
+    assert data[4:6] == bytes((2, 1))
+    parsed = bs.parse_stream(data)
+    refreshes = [u for u in parsed.units if u.type == bs.UnitType.REFRESH]
+    assert [bs.decode_payload(u, 2).frame_index for u in refreshes] == [10, 20, 30]
+    expected = json.loads((HERE / "v2_1-refresh.json").read_text())
+    full = Decoder()
+    full.push(data)
+    full.close()
+    for unit, first in zip(refreshes, (10, 20, 30)):
+        dec = Decoder(join=True)
+        dec.push(data[unit.offset - 3:])  # from the middle of the unit before
+        dec.close()
+        frames = dec.pull_frames()
+        assert dec.first_frame == first and len(frames) == expected["frames"] - first
+        assert all(np.array_equal(dec.motion[i], full.motion[i]) for i in range(first, expected["frames"]))
+        assert {k: hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest() for k, v in dec._keys.items()} == {
+            int(k): v for k, v in expected["key_frames_sha256"].items() if int(k) >= first}
+        means = frames.reshape(len(frames), -1, 3).mean(axis=1)
+        np.testing.assert_allclose(means, np.array(expected["frame_means"][first:]), atol=1.0)
 
 
 @pytest.mark.parametrize("name", GOLDEN)

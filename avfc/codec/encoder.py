@@ -109,7 +109,8 @@ class Encoder:
         key_bytes: byte budget of each key frame's intra picture (overrides ``config.key_qp``).
             Without it, a ``config.bitrate_kbps`` and no ``config.key_qp`` make the encoder control its
             rate in one pass (:class:`~avfc.codec.rate.StreamRate`; a key frame every
-            :data:`~avfc.codec.rate.STREAM_KEY_SECONDS` when ``config.key_interval`` is 0): the target
+            :data:`~avfc.codec.rate.STREAM_KEY_SECONDS` when neither ``config.key_interval`` nor
+            ``config.refresh_interval`` is set; refreshes are key frames): the target
             may change while encoding (:meth:`set_bitrate`).
         model: an already loaded model (default: ``config.model`` from the zoo).
         search: the motion search to use when ``config.effort`` searches (default: a new one); the
@@ -135,6 +136,8 @@ class Encoder:
         self.audio_codec: Optional[AudioCodec] = audio_codec_for_config(config)
         self.key_bytes = key_bytes
         self.key_qp = config.key_qp if config.key_qp is not None else DEFAULT_QP[config.key_codec]
+        #: frames between REFRESH units (format 2.1), 0: none
+        self.refresh_frames = config.refresh_frames()
         #: one-pass rate control: with a bitrate and neither key_bytes nor key_qp given
         self.rate: Optional[StreamRate] = None
         #: the key interval in frames the policy uses (config.key_interval; with one-pass rate control and
@@ -174,7 +177,6 @@ class Encoder:
         )
         self._buf = io.BytesIO()
         #: frames between two REFRESH units (format 2.1; 0: none, a 2.0 stream)
-        self.refresh_frames = config.refresh_frames()
         self._writer = bs.StreamWriter(self._buf, config.format_major, refresh=self.refresh_frames > 0)
         self.stats = EncoderStats()
         self._spend("header", self._writer.write_header(self.header))
@@ -225,7 +227,7 @@ class Encoder:
     # ------------------------------------------------------------------ video
     def _start_rate(self, kbps: float) -> None:
         self.rate = StreamRate(kbps, self.config.fps)
-        if self.key_interval == 0:
+        if self.key_interval == 0 and self.refresh_frames == 0:  # refreshes code key frames already
             self.key_interval = max(1, round(STREAM_KEY_SECONDS * self.config.fps))
 
     def set_bitrate(self, kbps: float) -> None:
@@ -254,10 +256,17 @@ class Encoder:
     def _next_key_distance(self, index: int) -> int:
         """Frames from key frame ``index`` to the next one the policy will code (at most, for the adaptive
         policy), or to the end of the stream when it is known and nearer."""
-        dist = self.key_interval - index % self.key_interval if self.config.key_policy == "fixed" else self.key_interval
+        dists = []
+        if self.refresh_frames:
+            dists.append(self.refresh_frames - index % self.refresh_frames)
+        if self.key_interval:
+            fixed = self.config.key_policy == "fixed"
+            dists.append(self.key_interval - index % self.key_interval if fixed else self.key_interval)
         if self._frame_count:
-            dist = min(dist, max(self._frame_count - index, 1))
-        return max(dist, 1)
+            dists.append(max(self._frame_count - index, 1))
+        if not dists:  # no key frame ahead that the encoder knows of, and no end
+            dists.append(max(1, round(STREAM_KEY_SECONDS * self.config.fps)))
+        return max(min(dists), 1)
 
     def _rate_prior(self, keypoints: np.ndarray) -> None:
         """Before the first key picture: the expected bytes per frame of motion (these frames' keypoints as
@@ -297,7 +306,7 @@ class Encoder:
         self._release()
         self._flush_motion()
         self._emit_motion(final=True)
-        self.stats.add("refresh", self._writer.write_refresh(index))
+        self._spend("refresh", self._writer.write_refresh(index))
         self._ref_indices = []
         self._refs = []
         self._prev_q = None  # the next motion packet is INTRA

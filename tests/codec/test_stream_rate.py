@@ -207,3 +207,12 @@ def test_a_long_file_at_a_bitrate_is_coded_in_one_pass_and_written_as_it_goes(tm
     assert (tmp_path / "l.avfc").read_bytes() == res.data
     assert len(res.stats.key_qps) == 3  # frames 0, 250 and 500: a key frame every 10 s
     assert abs(res.kbps - 3.0) < 0.3
+
+
+def test_with_refreshes_the_key_pictures_come_at_the_refreshes_and_the_rate_holds():
+    enc, data = _stream(60, 3.0, refresh_interval=4.0)
+    assert enc.key_interval == 0 and enc.refresh_frames == 100  # no extra key frames besides the refreshes
+    assert len(enc.stats.key_qps) == 15
+    rates = _kbps_per_stretch(data, 60, 30)
+    assert np.all(np.abs(rates - 3.0) <= 0.3), rates
+    assert bs.parse_stream(data).version == (2, 1)

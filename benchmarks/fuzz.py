@@ -44,7 +44,6 @@ decode=10000,stream=5000,cli=100``. With ``--default-model`` a decode of the 60-
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import random
@@ -60,7 +59,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-import numpy as np
 
 from avfc import bitstream as bs
 from avfc.bitstream._fields import pack_varint

@@ -17,14 +17,22 @@ def test_streaming_example_runs(capsys):
 
 
 def test_readme_main_job_runs(tmp_path):
-    """The README's encode/decode command line, on the sample it makes."""
+    """The README's encode/decode command line, on the GRID sample clip it names."""
     run = lambda *a: subprocess.run([sys.executable, *a], cwd=tmp_path, check=True,  # noqa: E731
                                     capture_output=True, text=True)
-    run(str(ROOT / "examples" / "make_sample.py"), "talking.mp4", "--seconds", "2")
-    enc = run("-m", "avfc.cli", "encode", "talking.mp4", "-o", "talking.avfc", "--bitrate", "5")
+    sample = ROOT / "examples" / "grid_sample.mp4"
+    enc = run("-m", "avfc.cli", "encode", str(sample), "-o", "out.avfc", "--bitrate", "5")
     assert "kbps" in enc.stdout
-    run("-m", "avfc.cli", "decode", "talking.avfc", "-o", "talking.decoded.mp4")
+    run("-m", "avfc.cli", "decode", "out.avfc", "-o", "out.mp4")
     import av
 
-    with av.open(str(tmp_path / "talking.decoded.mp4")) as c:
-        assert c.streams.video[0].frames == 50 and c.streams.video[0].width == 256
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        assert c.streams.video[0].frames == 75 and c.streams.video[0].width == 256
+        assert c.streams.audio  # the speech comes back too
+
+
+def test_readme_first_command_is_the_one_tested():
+    readme = (ROOT / "README.md").read_text()
+    assert ("avfc encode examples/grid_sample.mp4 -o out.avfc --bitrate 5 && avfc decode out.avfc -o out.mp4"
+            in readme)
+    assert (ROOT / "examples" / "grid_sample.mp4").stat().st_size < 300_000

@@ -22,7 +22,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from enum import IntEnum
 from fractions import Fraction
-from typing import Annotated, Any, ClassVar, Optional, Self, Union
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Optional, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr
 from pydantic import ValidationError, model_validator
@@ -39,6 +39,9 @@ from avfc.bitstream.units import (
     UnitType,
 )
 from avfc.errors import FormatError, LimitError
+
+if TYPE_CHECKING:  # typing.Self is Python 3.11+, and the package supports 3.10
+    from typing_extensions import Self
 
 #: bound on frame counts and frame indices (about 4.6 days at 25 fps).
 MAX_FRAME_COUNT = 10_000_000
@@ -909,4 +912,4 @@ def decode_payload(unit: Unit, major: int) -> Optional[AnyPayload]:
     pass ``parsed.version[0]`` or ``StreamParser.version[0]``); None for an unknown type."""
     if not unit.known:
         return None
-    return PAYLOAD_TYPES[unit.type].from_bytes(unit.payload, major)  # type: ignore[return-value]
+    return PAYLOAD_TYPES[unit.type].from_bytes(unit.payload, major)  # type: ignore[index,return-value]

@@ -7,7 +7,6 @@ import io
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 

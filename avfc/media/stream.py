@@ -27,13 +27,17 @@ the container declares no duration), a second pass decodes up to the last pick a
 exactly those. The box and the face warnings are therefore those of :func:`find_crop` and
 :func:`~avfc.media.crop.face_warnings` on the whole clip, for any length, and the frame count
 is known before the first block (``frame_count``). The cost is one extra decode of the video
-(about a third of the time of the stream pass itself on 1080p H.264). Square sources and the
-other crop methods need no first pass.
+(5 of the 18 s the 1-minute 1080p input below took). Square sources and the other crop
+methods need no first pass.
 
 Memory. The reader holds the decoder's state, one source frame as RGB, one frame of
 look-ahead, the block being filled and at most one decoded audio frame beyond the block's
 speech: bounded whatever the length (``MAX_DECODED_BYTES`` does not apply). Measured on a
-1-minute 1920x1080 30 fps H.264 + AAC input: see docs/architecture.md (media).
+1-minute 1920x1080 30 fps H.264 + AAC (44.1 kHz stereo) talking head, read at 25 fps and 256 px
+with ``crop="face"`` on 2 shared cores: :func:`read_media` refuses it at once (1500 frames would
+be 8.7 GiB); ``open_media`` peaks at 164 MiB RSS (63 MiB after the imports) and reads it in 18 s
+at a load average of 7.5 (converting each 1080p frame to RGB dominates; the time moves with
+the load, the memory does not).
 
 The source is a path or the file's bytes, as for :func:`read_media`; it is opened two or three
 times (video, audio, the face pass), so it must be a file or bytes, not a pipe.
@@ -88,8 +92,8 @@ class MediaStream:
         expected_frames: the output frame count the container's duration announces (at most
             ``max_frames``), or None.
         frame_count: the exact number of output frames once known: from the open on when the
-            face pass ran (``crop="face"`` on a source that is not square), else once the last
-            block is out; None until then.
+            face pass ran (``crop="face"`` on a source that is not square) or ``count_frames``
+            was asked, else once the last block is out; None until then.
         frames_read: output frames handed out so far.
     """
 
@@ -151,13 +155,12 @@ class MediaStream:
 
     def _blocks(self, frames: int) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
         while self._next is not None:
-            out = np.empty((frames, self.size, self.size, 3), dtype=np.uint8)
-            n = 0
-            while n < frames and self._next is not None:
-                out[n] = self._cropped(self._next)
-                n += 1
+            picked: list[np.ndarray] = []  # (a repeated frame is one array until stacked)
+            while len(picked) < frames and self._next is not None:
+                picked.append(self._cropped(self._next))
                 self._next = next(self._frames, None)
-            self.frames_read += n
+            out = np.stack(picked)
+            self.frames_read += len(picked)
             pcm = None
             if self.has_audio:
                 if self._next is None:
@@ -168,7 +171,7 @@ class MediaStream:
             if self._next is None:
                 self.frame_count = self.frames_read
                 self.close()
-            yield out[:n] if n < frames else out, pcm
+            yield out, pcm
 
     def read(self) -> Media:
         """The rest of the stream as one :class:`Media` (coded-size frames): for short input.
@@ -305,9 +308,10 @@ def open_media(
     fps: int = 25,
     sample_rate: int = 16000,
     size: int = 256,
-    crop: CropMethod = "face",
+    crop: CropMethod | CropBox = "face",
     start: float = 0.0,
     max_frames: int | None = None,
+    count_frames: bool = False,
     progress: Progress | None = None,
 ) -> MediaStream:
     """Open a video (with its audio, if any) to read it cropped, resized and resampled, in blocks.
@@ -317,11 +321,17 @@ def open_media(
         fps: output frame rate (frames picked by timestamp as :func:`read_media` does).
         sample_rate: output audio sample rate (mono float32).
         size: side of the square output frames.
-        crop: ``"face"``, ``"center"`` or ``"none"``, as :func:`~avfc.media.crop.find_crop`.
+        crop: ``"face"``, ``"center"`` or ``"none"``, as :func:`~avfc.media.crop.find_crop`; or
+            a :class:`~avfc.media.crop.CropBox` (square, inside the displayed frame) to use as it
+            is, e.g. ``first.crop`` to read the input again without a second face pass.
         start: seconds to skip from the first video frame.
         max_frames: stop after this many output frames.
+        count_frames: decode the video once before the stream (without RGB) to know
+            ``frame_count`` from the start also when no face pass runs (a square source,
+            ``"center"``, ``"none"``, a given box). The face pass counts anyway.
         progress: called as ``progress("scan", frames_done, frames_expected_or_0)`` every 25
-            frames of the face pass (the only work done before the first block).
+            frames of the first pass (the face pass or the count; the only work done before the
+            first block).
 
     Returns:
         A :class:`MediaStream`; read it with ``for frames, pcm in stream.blocks(n)``. Example::
@@ -344,8 +354,8 @@ def open_media(
         _check_int("max_frames", max_frames, (1, 2**31), ConfigError)
     if not isinstance(start, (int, float)) or isinstance(start, bool) or not math.isfinite(start) or start < 0:
         raise ConfigError(f"start must be a finite number of seconds >= 0, got {start!r}")
-    if crop not in ("face", "center", "none"):
-        raise ConfigError(f"unknown crop method {crop!r}; expected 'face', 'center' or 'none'")
+    if not isinstance(crop, CropBox) and crop not in ("face", "center", "none"):
+        raise ConfigError(f"unknown crop method {crop!r}; expected 'face', 'center', 'none' or a CropBox")
     if isinstance(src, (bytearray, memoryview)):
         src = bytes(src)  # one copy, shared by the two or three readers
     fps, sample_rate, size = int(fps), int(sample_rate), int(size)
@@ -370,7 +380,13 @@ def open_media(
         if audio.present:
             stream._audio, stream.has_audio, stream._chunks = audio, True, audio.chunks()
 
-        if width == height:
+        if isinstance(crop, CropBox):
+            box = crop
+            inside = box.x >= 0 and box.y >= 0 and box.x + box.w <= width and box.y + box.h <= height
+            if box.w != box.h or box.w < 1 or not inside:
+                raise ConfigError(f"crop box {box} is not a square inside the {width}x{height} frame")
+            stream.crop = box
+        elif width == height:
             stream.crop = CropBox(0, 0, width, height)
         elif crop == "none":
             raise ConfigError(f"crop method 'none' needs square frames, got {width}x{height}")
@@ -380,6 +396,8 @@ def open_media(
             stream.crop, stream.warnings, stream.frame_count = _face_crop(
                 src, fps, start_q, limit, width, height, stream.expected_frames, progress
             )
+        if count_frames and stream.frame_count is None:
+            stream.frame_count = _scan_faces(src, fps, start_q, limit, set(), progress, stream.expected_frames)[0]
     except BaseException:
         stream.close()
         raise

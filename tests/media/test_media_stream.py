@@ -108,11 +108,21 @@ def test_square_and_crop_methods(tmp_path: Path, clip_writer) -> None:
     with open_media(square, size=96, crop="none") as stream:  # a square source is coded whole: no face pass
         assert stream.crop == crop.CropBox(0, 0, 96, 96) and stream.frame_count is None
         np.testing.assert_array_equal(stream.read().frames, read_media(square).frames)
+    with open_media(square, size=96, crop="none", count_frames=True) as stream:
+        assert stream.frame_count == read_media(square).num_frames == 9  # 10 frames at 30 fps read at 25
     wide = clip_writer(tmp_path / "wide.mp4", frames=4, audio_rate=None)
     with pytest.raises(ConfigError, match="square"):
         open_media(wide, crop="none")
     with open_media(wide, size=60, crop="center") as stream:
         assert stream.crop == crop.center_square(320, 240) == crop.CropBox(40, 0, 240, 240)
+    # a given box (to read the input again without a face pass)
+    box = crop.CropBox(10, 20, 100, 100)
+    with open_media(wide, size=50, crop=box) as stream:
+        assert stream.crop == box and stream.warnings == [] and stream.frame_count is None
+        np.testing.assert_array_equal(stream.read().frames, apply_crop(read_media(wide).frames, box, 50))
+    for bad in (crop.CropBox(0, 0, 100, 90), crop.CropBox(300, 0, 100, 100), crop.CropBox(-1, 0, 10, 10)):
+        with pytest.raises(ConfigError, match="inside"):
+            open_media(wide, crop=bad)
 
 
 def fake_faces(rgb: np.ndarray) -> list[tuple[float, float, float]]:

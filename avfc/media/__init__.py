@@ -8,7 +8,7 @@
 """
 
 from avfc.media.crop import CropBox, CropMethod, apply_crop, find_crop
-from avfc.media.io import Media, load_audio, read_media, write_media, write_wav
+from avfc.media.io import Media, VideoWriter, load_audio, read_media, write_media, write_wav
 from avfc.media.keyframe import (
     CODECS,
     DEFAULT_QP,
@@ -26,6 +26,7 @@ __all__ = [
     "CropBox",
     "CropMethod",
     "Media",
+    "VideoWriter",
     "apply_crop",
     "decode_intra",
     "encode_intra",

@@ -332,7 +332,7 @@ def run_decode(data: bytes, rng: random.Random, _ctx: "Context") -> None:
 def run_stream(data: bytes, rng: random.Random, _ctx: "Context") -> None:
     from avfc.codec import Decoder
 
-    dec = Decoder()
+    dec = Decoder(keep_motion=True)
     keep_going = rng.random() < 0.3  # a caller that pushes on after an error: it must get AvfcErrors again
     first: Optional[AvfcError] = None
     for chunk in _chunks(rng, data):

@@ -12,7 +12,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, Optional, Union
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from avfc.codec.rate import fit_file_rate, uses_file_rate
 from avfc.config import EncoderConfig
 from avfc.errors import ConfigError, FileAccessError, FormatError, MediaError
 from avfc.paths import check_writable
-from avfc.media import CropBox, Media, apply_crop, find_crop, write_media
+from avfc.media import CropBox, Media, VideoWriter, apply_crop, find_crop, write_media
 from avfc.media.stream import MediaStream, open_media
 from avfc.media.crop import face_warnings
 from avfc.models.zoo import load_model
@@ -66,17 +66,25 @@ class EncodeResult:
 
 @dataclass
 class DecodeResult:
-    """What :func:`decode` produced."""
+    """What :func:`decode` produced.
 
-    frames: np.ndarray  # (T, H, W, 3) uint8 RGB at the coded size
-    audio: Optional[np.ndarray]  # float32 mono, or None
+    ``frames``, ``audio`` and ``motion`` hold the whole clip; :func:`decode` fills them only when
+    asked (``keep_frames``, ``keep_audio``: by default when it writes no file; ``keep_motion``), so
+    that decoding into a file keeps memory flat. ``frame_count`` and ``audio_samples`` are there
+    either way.
+    """
+
+    frames: Optional[np.ndarray]  # (T, H, W, 3) uint8 RGB at the coded size; None unless kept
+    audio: Optional[np.ndarray]  # float32 mono; None for a stream without audio, or unless kept
     sample_rate: int
     fps: float
     header: bs.SequenceHeader
-    motion: np.ndarray  # decoded integer motion (T, C)
+    motion: Optional[np.ndarray]  # decoded integer motion (T, C) with keep_motion=True, else None
     issues: list[Issue]
     #: the frame ``frames[0]`` is: 0, or after a join (``decode(..., join=True)``) the REFRESH's frame
     first_frame: int = 0
+    frame_count: int = 0  # frames decoded (written)
+    audio_samples: int = 0  # audio samples decoded (written); 0 for a stream without audio
 
 
 def _as_array(x: Any, what: str) -> Any:
@@ -332,75 +340,179 @@ def _encode_held(frames: np.ndarray, pcm: Optional[np.ndarray], box: CropBox, so
                         effort=enc.config.effort, packets_by_choice=enc.packets_by_choice())
 
 
-def _read_stream(src: Union[PathLike, bytes, BinaryIO]) -> bytes:
+#: bytes read from an .avfc file at a time, and pushed into the decoder at a time (frames are pulled
+#: and written between pushes: at 5 kbps 512 bytes are about 0.8 s of video)
+READ_CHUNK, PUSH_CHUNK = 1 << 16, 512
+#: frames pulled from the decoder and written at a time
+WRITE_FRAMES = 25
+
+
+def _stream_chunks(src: Union[PathLike, bytes, BinaryIO]) -> Iterator[bytes]:
+    """The stream's bytes in pieces, read from a path or file object as they are needed."""
     if isinstance(src, (bytes, bytearray, memoryview)):
-        return bytes(src)
+        data = memoryview(bytes(src) if not isinstance(src, bytes) else src)
+        yield from (bytes(data[i:i + READ_CHUNK]) for i in range(0, len(data), READ_CHUNK))
+        return
     if isinstance(src, (str, os.PathLike)):
         try:
-            return Path(src).read_bytes()
+            f = open(src, "rb")  # noqa: SIM115 - closed below, after the generator's last chunk
         except OSError as e:  # missing, a directory, permission refused
             raise FileAccessError(f"cannot read {src}: {e.strerror or e}") from None
+        with f:
+            while True:
+                try:
+                    chunk = f.read(READ_CHUNK)
+                except OSError as e:
+                    raise FileAccessError(f"cannot read {src}: {e.strerror or e}") from None
+                if not chunk:
+                    return
+                yield chunk
     if hasattr(src, "read"):
-        try:
-            data = src.read()
-        except OSError as e:  # io.UnsupportedOperation (opened for writing) included
-            raise FileAccessError(f"cannot read {getattr(src, 'name', 'the file object')}: {e.strerror or e}") from None
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise FormatError(f"the file object gave {type(data).__name__}, not bytes: open the file in binary mode")
-        return bytes(data)
+        while True:
+            try:
+                chunk = src.read(READ_CHUNK)
+            except OSError as e:  # io.UnsupportedOperation (opened for writing) included
+                raise FileAccessError(f"cannot read {getattr(src, 'name', 'the file object')}: "
+                                      f"{e.strerror or e}") from None
+            if not isinstance(chunk, (bytes, bytearray, memoryview)):
+                raise FormatError(f"the file object gave {type(chunk).__name__}, not bytes: open the file in binary mode")
+            if not chunk:
+                return
+            yield bytes(chunk)
     raise FormatError(f"cannot decode a {type(src).__name__}: give a path, bytes or a binary file")
 
 
 def decode(src: Union[PathLike, bytes, BinaryIO], dst: Optional[PathLike] = None, *,
            device: str = "cpu", progress: Optional[Callable[[str, int, int], None]] = None,
-           conceal_audio: str = "repeat", conceal_motion: str = "hold", join: bool = False) -> DecodeResult:
+           conceal_audio: str = "repeat", conceal_motion: str = "hold", join: bool = False,
+           keep_frames: Optional[bool] = None, keep_audio: Optional[bool] = None,
+           keep_motion: bool = False) -> DecodeResult:
     """Decode an .avfc stream to frames (at the coded size) and audio.
 
     Args:
-        src: a path, the bytes, or a binary file object of an .avfc stream.
-        dst: optionally write the result: ``.mp4`` (video + audio) or ``.wav`` (audio only).
+        src: a path, the bytes, or a binary file object of an .avfc stream (read in pieces as
+            decoding goes).
+        dst: optionally write the result: ``.mp4`` (video + audio) or ``.wav`` (audio only). Frames
+            and audio are written as they are decoded, so memory stays flat however long the stream.
         device: torch device for the generator.
         conceal_audio: how lost Codec2 frames are filled: ``"repeat"`` the last received one (up to
             one second), ``"joint"`` rebuilt from the motion and the audio around them by the joint
             audio-video model of :mod:`avfc.avcc.conceal` (700C streams of a model it was trained for;
-            measured worse than repeating, docs/results.md), ``"none"`` silence. Opus streams use
-            Opus' own concealment.
+            measured worse than repeating, docs/results.md; it reads the whole stream, so the decoder
+            holds its motion and audio and writes the audio at the end), ``"none"`` silence. Opus
+            streams use Opus' own concealment.
         conceal_motion: how frames whose motion packet is lost are drawn: ``"hold"`` the last output
             frame, ``"joint"`` from keypoints the same joint model samples from the audio of those
             frames and the motion before them (measured in docs/results.md).
         join: the stream may start at any byte (format 2.1, docs/bitstream.md A.14): decoding starts at
             the first intact REFRESH unit when there is no intact sequence header first; the result's
             ``first_frame`` says which frame ``frames[0]`` is, and the audio starts at its time.
+        progress: called as ``progress("decode", frames drawn, frames in all)`` as each frame is drawn
+            (when the stream's header declares its frame count).
+        keep_frames: return every frame in ``result.frames`` (the whole clip in memory, about 0.6 GB a
+            minute at 256x256). Default: when ``dst`` is None; otherwise ``result.frames`` is None.
+        keep_audio: likewise for ``result.audio`` (default: when ``dst`` is None).
+        keep_motion: return the whole stream's decoded motion integers in ``result.motion`` (else None).
 
     Damaged units are skipped and reported in ``result.issues``; raises
     :class:`~avfc.errors.AvfcError` only when nothing can be decoded (no intact header,
-    unknown model).
+    unknown model). A file being written when decoding fails is removed.
     """
     if dst is not None:  # before any work: the suffix and the path (checked again when writing)
-        _check_output_suffix(dst)
+        suffix = _check_output_suffix(dst)
         check_writable(dst)
-    data = _read_stream(src)
-    dec = Decoder(device=device, conceal_audio=conceal_audio, conceal_motion=conceal_motion, join=join)
-    chunk = 1 << 14
-    for i in range(0, max(len(data), 1), chunk):
-        dec.push(data[i:i + chunk])
-        if progress and dec.header is not None and dec.header.frame_count:
-            progress("decode", dec._next_render, int(dec.header.frame_count))
-    dec.close()
-    assert dec.header is not None
-    # pulled once, at the end: concealed frames are one held picture until then, so the output is the only
-    # copy of them (pulling as they come and joining the pieces held two)
-    video = dec.pull_frames()
-    audio = dec.audio()
+    keep_frames = dst is None if keep_frames is None else bool(keep_frames)
+    keep_audio = dst is None if keep_audio is None else bool(keep_audio)
+
+    def on_frame(idx: int) -> None:
+        total = int(dec.header.frame_count) if dec.header is not None else 0
+        if progress is not None and total:
+            progress("decode", idx + 1, total)
+
+    dec = Decoder(device=device, conceal_audio=conceal_audio, conceal_motion=conceal_motion, join=join,
+                  keep_motion=keep_motion, on_frame=on_frame)
+    writer: Optional[VideoWriter] = None
+    frames: list[np.ndarray] = []
+    audio: list[np.ndarray] = []
+    count = [0, 0]  # frames, audio samples
+
+    def drain(final: bool) -> None:
+        nonlocal writer
+        assert dec.header is not None
+        if dst is not None and writer is None:
+            writer = _open_writer(dst, suffix, dec)
+        if dst is not None or not keep_frames or final:  # (the array result: pulled once, at the end)
+            while True:
+                got = dec.pull_frames(WRITE_FRAMES if dst is not None else None)
+                if not len(got):
+                    break
+                count[0] += len(got)
+                if writer is not None and suffix != ".wav":
+                    writer.write(got)
+                if keep_frames:
+                    frames.append(got)
+        # (the array result: audio() at the end, which holds the tokens until then)
+        pcm = dec.pull_audio() if dst is not None or not keep_audio else None
+        if pcm is not None and len(pcm):
+            count[1] += len(pcm)
+            if writer is not None:
+                writer.write_audio(pcm)
+            if keep_audio:
+                audio.append(pcm)
+
+    try:
+        for data in _stream_chunks(src):
+            for i in range(0, len(data), PUSH_CHUNK):
+                dec.push(data[i:i + PUSH_CHUNK])
+                if dec.header is not None:
+                    drain(final=False)
+        if dec.header is None:
+            dec.push(b"")
+        dec.close()
+        assert dec.header is not None
+        drain(final=True)
+        if writer is not None:
+            writer.close()
+    except BaseException:
+        if writer is not None:
+            writer._abort()
+            Path(dst).unlink(missing_ok=True)  # type: ignore[arg-type]
+        raise
+    # concealed frames are one held picture until pulled: the array result is pulled once, at the end
+    # (pulling as they come and joining the pieces held two copies), unless it is also written
+    video = None
+    if keep_frames:
+        video = frames[0] if len(frames) == 1 else (np.concatenate(frames) if frames else dec.pull_frames())
     fps = dec.header.fps_num / dec.header.fps_den
     # the rate the audio was decoded at (the codec's, part C of docs/bitstream.md), not the header's field
     sample_rate = dec.audio_codec.sample_rate if dec.audio_codec is not None else 16000
-    result = DecodeResult(frames=video, audio=audio, sample_rate=sample_rate,
-                          fps=fps, header=dec.header, motion=dec.motion_array(), issues=dec.issues,
-                          first_frame=dec.first_frame)
-    if dst is not None:
-        write_decoded(result, dst)
-    return result
+    pcm = None
+    if keep_audio and dec.audio_codec is not None:
+        if dst is None:
+            pcm = dec.audio()
+            count[1] = len(pcm) if pcm is not None else 0
+        else:
+            pcm = audio[0] if len(audio) == 1 else (np.concatenate(audio) if audio else np.zeros(0, np.float32))
+    return DecodeResult(frames=video, audio=pcm, sample_rate=sample_rate, fps=fps, header=dec.header,
+                        motion=dec.motion_array() if keep_motion else None, issues=dec.issues,
+                        frame_count=count[0], audio_samples=count[1], first_frame=dec.first_frame)
+
+
+def _open_writer(dst: PathLike, suffix: str, dec: Decoder) -> VideoWriter:
+    """The streaming writer of ``dst`` for the stream ``dec`` has the header of."""
+    assert dec.header is not None
+    rate = dec.audio_codec.sample_rate if dec.audio_codec is not None else None
+    if suffix == ".wav" and rate is None:
+        raise MediaError("the stream has no audio to write to a .wav file")
+    check_writable(dst)
+    try:
+        fps = int(round(dec.header.fps_num / dec.header.fps_den))
+        return VideoWriter(dst, fps, int(dec.header.width), int(dec.header.height), rate)
+    except MediaError as e:  # a failing file system is a FileAccessError
+        cause = e.__cause__
+        if isinstance(cause, OSError):
+            raise FileAccessError(f"cannot write {dst}: {cause.strerror or cause}") from None
+        raise
 
 
 #: what :func:`write_decoded` writes, by suffix
@@ -425,6 +537,9 @@ def write_decoded(result: DecodeResult, dst: PathLike) -> None:
     suffix = _check_output_suffix(dst)
     if suffix == ".wav" and result.audio is None:
         raise MediaError("the stream has no audio to write to a .wav file")
+    if suffix != ".wav" and result.frames is None:
+        raise ConfigError("the result holds no frames: decode(..., keep_frames=True), or decode(src, dst) "
+                          "straight into the file")
     check_writable(dst)
     try:
         if suffix == ".wav":

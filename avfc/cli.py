@@ -135,9 +135,10 @@ def cmd_decode(args: argparse.Namespace) -> int:
     for issue in res.issues:
         print(f"warning: {issue.message}", file=sys.stderr)
     if not args.quiet:
-        audio = f", {len(res.audio) / res.sample_rate:.2f} s of audio" if res.audio is not None else ""
+        # (the frames and audio went straight into the file: the result counts them)
+        audio = f", {res.audio_samples / res.sample_rate:.2f} s of audio" if res.header.audio_codec else ""
         joined = f" from frame {res.first_frame} (joined at a REFRESH)" if res.first_frame else ""
-        print(f"{dst}: {len(res.frames)} frames {res.frames.shape[2]}x{res.frames.shape[1]} "
+        print(f"{dst}: {res.frame_count} frames {res.header.width}x{res.header.height} "
               f"at {res.fps:g} fps{joined}{audio}")
     return 0
 

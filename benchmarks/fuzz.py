@@ -351,7 +351,7 @@ def run_stream(data: bytes, rng: random.Random, _ctx: "Context") -> None:
     join = len(data) % 4 == 0  # a quarter of the inputs: a receiver that joined late (format 2.1)
     if join:
         data = data[len(data) // 5:]
-    dec = Decoder(join=join)
+    dec = Decoder(join=join, keep_motion=True)
     keep_going = rng.random() < 0.3  # a caller that pushes on after an error: it must get AvfcErrors again
     first: Optional[AvfcError] = None
     for chunk in _chunks(rng, data):

@@ -156,7 +156,7 @@ def measure(stream_dir: Path, threads: int, runs: int, warmup: int, model_name: 
     data = {name: (stream_dir / f"{i}.avfc").read_bytes() for i, name in enumerate(STREAMS)}
     decoded = None
     for name, blob in data.items():
-        decoded = avfc.decode(blob)
+        decoded = avfc.decode(blob, keep_motion=True)
         if len(decoded.frames) != frames_n or decoded.issues:
             raise RuntimeError(f"stream {name!r} decoded badly: {decoded.frames.shape}, {decoded.issues}")
     out["rss_decode_mib"] = peak_rss_mib()  # imports, model and one decode of each stream

@@ -36,3 +36,18 @@ def test_readme_first_command_is_the_one_tested():
     assert ("avfc encode examples/grid_sample.mp4 -o out.avfc --bitrate 5 && avfc decode out.avfc -o out.mp4"
             in readme)
     assert (ROOT / "examples" / "grid_sample.mp4").stat().st_size < 300_000
+
+
+def test_live_call_example_joins_late_and_resumes_after_a_dropped_connection():
+    """examples/live_call.py --smoke: a TCP call of 3 s; the late receiver starts at a REFRESH, the first
+    one starts at frame 0 and, after its connection drops, resumes at a later REFRESH (what is timed is
+    reported, not asserted: latency is a benchmark figure)."""
+    mod = runpy.run_path(str(ROOT / "examples" / "live_call.py"))
+    report = mod["main"](["--smoke"])
+    first, late = report["first"], report["late"]
+    refresh = 36  # --smoke: a REFRESH every 1 s, rounded up to whole packets of 12 frames
+    assert first["started_at"][0] == 0 and len(first["started_at"]) == 2
+    assert first["started_at"][1] % refresh == 0 and first["started_at"][1] > 0
+    assert late["started_at"] and late["started_at"][0] % refresh == 0 and late["started_at"][0] > 0
+    assert late["frames"] == 75 - late["started_at"][0] and late["audio_s"] > 0
+    assert report["kbps"] > 0 and first["median_latency_ms"] is not None

@@ -92,7 +92,7 @@ def test_speed_and_drift_read_a_default_2_0_stream() -> None:
     assert res.data[4:6] == b"\x02\x00"  # the default format
     drift, speed = _load("drift"), _load("speed")
     assert drift.key_indices(res.data) == [0, 8, 16]
-    dec = Decoder()
+    dec = Decoder(keep_motion=True)
     dec.push(res.data)
     dec.close()
     assert dec.issues == []

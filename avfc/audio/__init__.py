@@ -6,6 +6,7 @@ See docs/bitstream.md (part C) for the token definitions, the packing and the de
 from avfc.audio.base import (
     SAMPLE_RATE,
     AudioCodec,
+    AudioDecoder,
     AudioEncoder,
     CodecId,
     Token,
@@ -19,6 +20,7 @@ from avfc.audio.registry import make_audio_codec, make_audio_codec_by_name
 __all__ = [
     "SAMPLE_RATE",
     "AudioCodec",
+    "AudioDecoder",
     "AudioEncoder",
     "Codec2Codec",
     "CodecId",

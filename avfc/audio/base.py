@@ -87,6 +87,54 @@ class AudioEncoder(ABC):
         """Codec part of :meth:`flush`: return exactly ``remaining`` tokens."""
 
 
+class AudioDecoder(ABC):
+    """A streaming decoder: push tokens in pieces of any size, then flush once.
+
+    The PCM handed out over all calls is identical to ``codec.decode(tokens, num_samples)`` of
+    the whole token list (the same integer filters, the same codec state), whatever the
+    chunking. Only :meth:`flush` knows ``num_samples``, which may end inside the last frame, so
+    :meth:`push` hands out no sample of the last frame pushed (nor those whose resampling filter
+    still lacks input): at most ``(frames pushed - 1) * frame_samples`` samples before the flush.
+    """
+
+    def __init__(self, frame_samples: int) -> None:
+        self._frame_samples = frame_samples
+        self._frames_in = 0
+        self._samples_out = 0
+        self._held = np.zeros(0, dtype=np.int64)  # values decoded but not handed out yet
+        self._closed = False
+
+    def push(self, tokens: Sequence[Token | None]) -> np.ndarray:
+        """Tokens of the next frames (``None``: lost) -> the float32 PCM now final."""
+        if self._closed:
+            raise ConfigError("push() after flush(): this audio decoder is finished")
+        self._frames_in += len(tokens)
+        self._held = np.concatenate([self._held, self._push(list(tokens))])
+        limit = max(self._frames_in - 1, 0) * self._frame_samples - self._samples_out
+        return self._out(max(min(limit, len(self._held)), 0))
+
+    def flush(self, num_samples: int) -> np.ndarray:
+        """The remaining PCM: the stream's total cut to ``num_samples`` samples."""
+        if self._closed:
+            raise ConfigError("flush() called twice on one audio decoder")
+        self._closed = True
+        self._held = np.concatenate([self._held, self._flush()])
+        return self._out(max(min(int(num_samples) - self._samples_out, len(self._held)), 0))
+
+    def _out(self, n: int) -> np.ndarray:
+        values, self._held = self._held[:n], self._held[n:]
+        self._samples_out += n
+        return (values / 32768.0).astype(np.float32)
+
+    @abstractmethod
+    def _push(self, tokens: list[Token | None]) -> np.ndarray:
+        """Codec part of :meth:`push`: int16 values of 16 kHz PCM now complete."""
+
+    @abstractmethod
+    def _flush(self) -> np.ndarray:
+        """Codec part of :meth:`flush`: the int16 values left (not yet cut)."""
+
+
 class AudioCodec(ABC):
     """One audio codec configuration (codec id + parameter), stateless and reusable."""
 
@@ -121,6 +169,10 @@ class AudioCodec(ABC):
     @abstractmethod
     def stream_encoder(self) -> AudioEncoder:
         """A fresh streaming encoder (see :class:`AudioEncoder`)."""
+
+    def stream_decoder(self) -> AudioDecoder:
+        """A fresh streaming decoder (see :class:`AudioDecoder`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no streaming decoder")
 
     @abstractmethod
     def decode(self, tokens: Sequence[Token | None], num_samples: int) -> np.ndarray:

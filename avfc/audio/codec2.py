@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 import pycodec2
 
-from avfc.audio.base import AudioCodec, AudioEncoder, CodecId, Token
+from avfc.audio.base import AudioCodec, AudioDecoder, AudioEncoder, CodecId, Token
 from avfc.audio.resample import HALFBAND_16K, INTERP2_16K, StreamDecimator, interpolate, to_int16
 from avfc.errors import ConfigError, EntropyError, FormatError
 
@@ -101,6 +101,9 @@ class Codec2Codec(AudioCodec):
     def stream_encoder(self) -> AudioEncoder:
         return _Codec2Encoder(self)
 
+    def stream_decoder(self) -> AudioDecoder:
+        return _Codec2Decoder(self)
+
     # ---------------------------------------------------------------- tokens <-> bytes
     def _frame_bytes(self) -> int:
         return (self._mode.bits + 7) // 8
@@ -164,6 +167,30 @@ class Codec2Codec(AudioCodec):
             pcm8[k * s8:(k + 1) * s8] = state.decode(self._frame_from_token(token))
         pcm16 = interpolate(pcm8, INTERP2_16K, 2)
         return (pcm16[:num_samples] / 32768.0).astype(np.float32)
+
+
+class _Codec2Decoder(AudioDecoder):
+    """Streaming Codec2 decoder: one libcodec2 state, the 8 -> 16 kHz filter of :meth:`Codec2Codec.decode`
+    run as a :class:`StreamDecimator` over the zero-stuffed samples (identical output)."""
+
+    def __init__(self, codec: Codec2Codec) -> None:
+        super().__init__(codec.frame_samples)
+        self._codec = codec
+        self._state = _new_state(codec.param, encoder=False)
+        self._interp = StreamDecimator(INTERP2_16K, 1)
+
+    def _push(self, tokens: list[Token | None]) -> np.ndarray:
+        s8 = self._codec._mode.samples_8k
+        pcm8 = np.zeros(len(tokens) * s8, dtype=np.int64)
+        for k, token in enumerate(tokens):
+            if token is not None:  # a lost frame is silence
+                pcm8[k * s8:(k + 1) * s8] = self._state.decode(self._codec._frame_from_token(token))
+        up = np.zeros(2 * len(pcm8), dtype=np.int64)
+        up[::2] = pcm8
+        return self._interp.push(up)
+
+    def _flush(self) -> np.ndarray:
+        return self._interp.flush()
 
 
 class _Codec2Encoder(AudioEncoder):

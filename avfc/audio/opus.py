@@ -24,9 +24,9 @@ from typing import Sequence
 import av
 import numpy as np
 
-from avfc.audio.base import SAMPLE_RATE, AudioCodec, AudioEncoder, CodecId, Token
+from avfc.audio.base import SAMPLE_RATE, AudioCodec, AudioDecoder, AudioEncoder, CodecId, Token
 from avfc.audio.opus_packet import concealment_packet, packet_samples_48k
-from avfc.audio.resample import THIRDBAND_48K, decimate
+from avfc.audio.resample import THIRDBAND_48K, StreamDecimator, decimate
 from avfc.bitstream.units import encode_varint, read_length
 from avfc.errors import ConfigError, EntropyError, FormatError
 
@@ -96,6 +96,9 @@ class OpusCodec(AudioCodec):
 
     def stream_encoder(self) -> AudioEncoder:
         return _OpusEncoder(self)
+
+    def stream_decoder(self) -> AudioDecoder:
+        return _OpusDecoder(self)
 
     # ---------------------------------------------------------------- tokens <-> bytes
     def _check_packet(self, token: object) -> bytes:
@@ -187,6 +190,50 @@ class OpusCodec(AudioCodec):
             pcm48[k * per_packet:(k + 1) * per_packet] = samples
         pcm16 = decimate(pcm48, THIRDBAND_48K, 3)
         return (pcm16[:num_samples] / 32768.0).astype(np.float32)
+
+
+class _OpusDecoder(AudioDecoder):
+    """Streaming Opus decoder: one libopus context and concealment state, the 48 -> 16 kHz filter of
+    :meth:`OpusCodec.decode` run as a :class:`StreamDecimator` (identical output)."""
+
+    def __init__(self, codec: OpusCodec) -> None:
+        super().__init__(codec.frame_samples)
+        self._codec = codec
+        self._per_packet = FRAME_SAMPLES * DECODER_RATE // codec.sample_rate
+        self._ctx = av.CodecContext.create("libopus", "r")
+        self._ctx.sample_rate = DECODER_RATE
+        self._ctx.layout = "mono"
+        self._last_good: bytes | None = None
+        self._down = StreamDecimator(THIRDBAND_48K, 3)
+        self._k = 0  # audio frames decoded
+
+    def _push(self, tokens: list[Token | None]) -> np.ndarray:
+        per_packet = self._per_packet
+        pcm48 = np.zeros(len(tokens) * per_packet, dtype=np.int64)
+        for i, token in enumerate(tokens):
+            k = self._k + i
+            if token is None:
+                if self._last_good is None:
+                    continue  # nothing to conceal from yet: silence
+                packet = concealment_packet(self._last_good, per_packet)
+            else:
+                packet = self._last_good = self._codec._check_packet(token)
+            try:
+                out = [f.to_ndarray() for f in self._ctx.decode(av.Packet(packet))]
+            except av.error.FFmpegError as e:
+                raise EntropyError(f"libopus rejected audio frame {k}: {e}") from e
+            if not out:
+                raise EntropyError(f"libopus returned nothing for audio frame {k}")
+            samples = np.concatenate([o.reshape(-1) for o in out])
+            if out[0].dtype != np.int16 or len(samples) != per_packet:
+                raise EntropyError(f"libopus decoded audio frame {k} to {len(samples)} "
+                                   f"{out[0].dtype} samples, expected {per_packet} int16")
+            pcm48[i * per_packet:(i + 1) * per_packet] = samples
+        self._k += len(tokens)
+        return self._down.push(pcm48)
+
+    def _flush(self) -> np.ndarray:
+        return self._down.flush()
 
 
 class _OpusEncoder(AudioEncoder):

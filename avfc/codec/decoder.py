@@ -1,7 +1,11 @@
 """The streaming decoder: .avfc bytes in, frames and audio out.
 
 Push bytes as they arrive (:meth:`Decoder.push`), pull frames in display order
-(:meth:`Decoder.pull_frames`). Damaged units are reported in
+(:meth:`Decoder.pull_frames`) and audio as it comes (:meth:`Decoder.pull_audio`). The decoder's
+memory does not grow with the stream's length: it keeps the reference buffer, the units in flight,
+what has not been pulled yet and a short history the AVCC modes read (:data:`KEEP_BEHIND` frames);
+only what a caller asks for holds the whole stream (``keep_motion=True``, :meth:`audio` without
+:meth:`pull_audio`, ``conceal_audio="joint"``). Damaged units are reported in
 :attr:`Decoder.issues` and never stop decoding: every intact unit before and
 after a damaged one is used, and frames that cannot be drawn (their motion
 packet was lost) are concealed by holding the last frame.
@@ -9,8 +13,9 @@ packet was lost) are concealed by holding the last frame.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -61,6 +66,17 @@ MAX_GAP_SECONDS = 60
 MAX_PENDING_KEYS = 64
 #: predicted-motion streams: most motion packets held while waiting for their audio
 MAX_WAITING_PACKETS = 64
+#: most key pictures held ahead of the frames drawn: a motion packet's frames (at most 1024) can all be
+#: key frames sent before it, plus the pending keys of motion from speech
+MAX_KEYS_AHEAD = 1024 + MAX_PENDING_KEYS
+#: frames (and 700C audio frames) of history kept behind the oldest frame still to be drawn: what the
+#: AVCC paths read back (the motion predictor and the lips regressor at most 16 frames, MAX_HISTORY; the
+#: diffusion lips and the joint concealment model a context of at most 64) and the two motion rows a
+#: packet is predicted from, with a margin. Older motion rows, key picture keypoints and 700C fields are
+#: dropped (unless the caller keeps them: ``keep_motion``, ``conceal_audio="joint"``)
+KEEP_BEHIND = 80
+#: SIDE_INFO units kept in :attr:`Decoder.side_info` (the most recent)
+MAX_SIDE_INFO = 16
 _WAIT, _LOST = "wait", "lost"
 
 
@@ -85,10 +101,24 @@ class Decoder:
             sequence header (input that does not start with the preamble, or a damaged header) the
             decoder starts at the first intact REFRESH unit, at its frame (:attr:`first_frame`):
             frames are output from there, and audio from that frame's time.
+        conceal_audio, conceal_motion: how lost audio and lost motion are concealed (see
+            :func:`avfc.decode`). ``conceal_audio="joint"`` reads the whole stream's audio and
+            motion at :meth:`close`: the decoder then holds them (and :meth:`pull_audio` hands
+            the audio out only after :meth:`close`).
+        keep_motion: keep every decoded motion row (:attr:`motion`, :meth:`motion_array`);
+            otherwise rows are dropped once their frames are drawn (memory stays flat).
+        on_frame: called with the frame's index each time a frame is drawn or concealed
+            (progress; frames are drawn while :meth:`push` and :meth:`close` run).
+
+    Memory: every table is bounded by the reference buffer, the units in flight (motion packets,
+    key pictures ahead), what has not been pulled yet (:meth:`pull_frames`, :meth:`pull_audio`) and
+    :data:`KEEP_BEHIND` frames of history; a caller that never pulls (frames, or audio until
+    :meth:`audio` at the end) holds what it has not pulled.
     """
 
     def __init__(self, *, device: str | torch.device = "cpu", model: Optional[AnimationModel] = None,
-                 conceal_audio: str = "repeat", conceal_motion: str = "hold", join: bool = False) -> None:
+                 conceal_audio: str = "repeat", conceal_motion: str = "hold", join: bool = False,
+                 keep_motion: bool = False, on_frame: Optional[Callable[[int], None]] = None) -> None:
         if conceal_audio not in CONCEAL_MODES:
             raise ConfigError(f"conceal_audio must be one of {', '.join(CONCEAL_MODES)}, got {conceal_audio!r}")
         if conceal_motion not in CONCEAL_MOTION_MODES:
@@ -98,7 +128,11 @@ class Decoder:
         self._override_model = model
         self.conceal_audio = conceal_audio
         self.conceal_motion = conceal_motion
-        self._key_q: dict[int, np.ndarray] = {}  # quantized keypoints of every key picture, by frame
+        self.keep_motion = bool(keep_motion)
+        self._on_frame = on_frame
+        # the whole stream's motion, key keypoints and audio tokens: kept when asked, and for joint audio
+        self._keep_all = self.keep_motion or conceal_audio == "joint"
+        self._key_q: dict[int, np.ndarray] = {}  # quantized keypoints of key pictures (recent ones), by frame
         self.join = bool(join)
         self._parser = bs.StreamParser(join=self.join)
         self._origin = 0  # the first frame output: 0, or the frame of the REFRESH the decoder joined at
@@ -112,15 +146,15 @@ class Decoder:
         self.issues: list[Issue] = []
         self.bytes_by_type: dict[str, int] = {}
         self._refs: list[Reference] = []
-        self._keys: dict[int, np.ndarray] = {}
+        self._keys: dict[int, np.ndarray] = {}  # pictures of key frames not drawn yet
         self._ready: dict[int, np.ndarray] = {}
         self._next_render = 0  # next frame index not yet produced
         self._next_out = 0  # next frame index to hand out
         self._reach = 0  # frames the stream's data reach: motion packets, key frames, audio (see reach())
         self._last_frame: Optional[np.ndarray] = None
-        self.motion: dict[int, np.ndarray] = {}  # decoded integer motion by frame
-        self.audio_tokens: dict[int, object] = {}
-        self.side_info: list[bs.SideInfo] = []
+        self.motion: dict[int, np.ndarray] = {}  # decoded integer motion by frame (all with keep_motion)
+        self.audio_tokens: dict[int, object] = {}  # audio tokens by audio frame, from the first not pulled
+        self.side_info: deque[bs.SideInfo] = deque(maxlen=MAX_SIDE_INFO)  # the most recent
         self._bidirectional = False
         self._closed = False
         self._failed: Optional[AvfcError] = None  # why the stream cannot be decoded (its header was refused)
@@ -134,6 +168,16 @@ class Decoder:
         self._diff_block = 0  # next diffusion block to sample
         self._diff_context: Optional[np.ndarray] = None  # the last block's last frames (its context)
         self._diff_offsets: dict[int, np.ndarray] = {}  # sampled offsets of frames not yet drawn
+        self._audio_end_frame = 0  # audio frames received: past the last one
+        self._audio_next = 0  # next audio frame pull_audio() hands out
+        self._audio_pulled = False  # pull_audio() has handed audio out (audio() can no longer)
+        self._audio_skip = 0  # samples still to drop at the start of pull_audio's output (after a join)
+        self._audio_dec = None  # the streaming audio decoder of pull_audio()
+        self._audio_flushed = False
+        self._repeat: tuple[object, int] = (None, 0)  # pull_audio's repetition: last token received, run
+        self._trimmed_video = 0  # motion rows before this frame were dropped
+        self._trimmed_fields = 0  # 700C fields before this audio frame were dropped
+        self._trimmed_tokens = 0  # audio tokens before this audio frame were dropped
 
     # ------------------------------------------------------------------ input
     def push(self, data: bytes) -> None:
@@ -144,6 +188,7 @@ class Decoder:
             raise FormatError("decoder is closed")
         for ev in self._parser.feed(bytes(data)):
             self._event(ev)
+            self._trim()
 
     def close(self) -> None:
         """End of input: flush, conceal missing frames, check the stream was complete."""
@@ -153,6 +198,7 @@ class Decoder:
             return
         for ev in self._parser.close():
             self._event(ev)
+            self._trim()
         self._closed = True
         if self.header is None:
             raise TruncatedError("the stream ended before its sequence header" + (
@@ -166,6 +212,34 @@ class Decoder:
             self._conceal(self._next_render, total, "the stream ends before these frames' motion"
                           if self._motion_source is not bs.MotionSource.FROM_SPEECH
                           else "they are past the stream's audio and key frames")
+        self._keys.clear()  # nothing more is drawn
+        self._trim()
+
+    def _trim(self) -> None:
+        """Drop what no later frame or audio output can read (see :data:`KEEP_BEHIND`)."""
+        low = self._next_render  # the oldest frame still to be drawn
+        if self._waiting_motion:
+            low = min(low, int(self._waiting_motion[0].first_frame))
+        if self._diffusion is not None:  # blocks are sampled in order, from the first not sampled yet
+            low = min(low, self._diff_block * self._diffusion.meta.block)
+        low -= KEEP_BEHIND
+        if not self._keep_all and low > self._trimmed_video:
+            for i in range(self._trimmed_video, low):
+                self.motion.pop(i, None)
+            old = sorted(k for k in self._key_q if k <= low)  # the last key picture at or before low stays
+            for k in old[:-1]:
+                del self._key_q[k]
+            self._trimmed_video = low
+        if low > self._trimmed_fields:
+            for i in range(self._trimmed_fields, low):
+                self._fields.pop(i, None)
+            self._trimmed_fields = low
+        # audio tokens: those pull_audio() has not handed out, and the joint motion concealment's context
+        tokens = self._audio_next if self.conceal_motion != "joint" else min(self._audio_next, low)
+        if not self._keep_all and tokens > self._trimmed_tokens:
+            for i in range(self._trimmed_tokens, tokens):
+                self.audio_tokens.pop(i, None)
+            self._trimmed_tokens = tokens
 
     @property
     def first_frame(self) -> int:
@@ -367,7 +441,10 @@ class Decoder:
         codec = KEY_CODEC_NAMES[int(self.header.key_codec)]
         pic = decode_intra(kf.data, codec, self.header.width, self.header.height)
         ref = make_reference(self.model, pic, kf.frame_index, self.header.kp_precision, self.device)
-        self._keys[kf.frame_index] = self._key_output(ref, pic)
+        if kf.frame_index >= self._next_render:  # (a key of a frame already output is only a reference)
+            if len(self._keys) >= MAX_KEYS_AHEAD and kf.frame_index not in self._keys:
+                raise LimitError(f"more than {MAX_KEYS_AHEAD} key pictures ahead of the frames drawn")
+            self._keys[kf.frame_index] = self._key_output(ref, pic)
         self._reach = max(self._reach, int(kf.frame_index) + 1)
         if self._motion_source is bs.MotionSource.FROM_SPEECH and kf.frame_index > self._next_render:
             # the frames before it are drawn when their audio arrives: hold it until then
@@ -503,6 +580,9 @@ class Decoder:
         self._ready[idx] = frame
         self._last_frame = frame
         self._next_render = idx + 1
+        self._keys.pop(idx, None)  # drawn: its picture is in _ready until pulled (the reference stays)
+        if self._on_frame is not None:
+            self._on_frame(idx)
 
     def _conceal(self, first: int, last: int, why: str) -> None:
         if last <= first:
@@ -543,15 +623,16 @@ class Decoder:
             return False
         net = concealer.net
         m = net.meta
-        rows_all = {i: split_700c(int(t)) for i, t in self.audio_tokens.items() if first - m.context <= i
-                    < last + m.block + m.lookahead and t is not None}
+        rows_all = {i: split_700c(int(t)) for i in range(max(first - m.context, 0), last + m.block + m.lookahead)
+                    if (t := self.audio_tokens.get(i)) is not None}
         for s in range(first, last, m.block):
             rows = np.full((m.tokens, 4), -1, np.int64)
             for j in range(m.tokens):
                 if s - m.context + j in rows_all:
                     rows[j] = rows_all[s - m.context + j]
-            offsets, known = self.lips_offsets(s, m.channels) if s else (np.zeros((0, m.channels)), np.zeros(0, bool))
-            ctx = offsets[s - m.context:] if m.context and s >= m.context and known[s - m.context:].all() else None
+            # the context: the offsets of the m.context frames before s (all known, else none)
+            offsets, known = self.lips_offsets(s, m.channels, start=s - m.context)
+            ctx = offsets if m.context and s >= m.context and known.all() else None
             off = net.sample_block(s, rows, ctx, CONCEAL_MOTION_SEED, CONCEAL_MOTION_STEPS)
             for i in range(min(m.block, last - s)):
                 idx = s + i
@@ -588,11 +669,15 @@ class Decoder:
             tokens = self.audio_codec.unpack(a.data, int(a.num_frames))
         start = self.audio_start_frame
         for i, t in enumerate(tokens):
-            if int(a.first_frame) + i < start:
+            k = int(a.first_frame) + i
+            if k < start:
                 continue  # before the time of the frame the decoder joined at: trimmed
-            self.audio_tokens[int(a.first_frame) + i] = t
-            if self._needs_fields:
-                self._fields[int(a.first_frame) + i] = tuple(split_700c(int(t)))
+            if k >= self._trimmed_tokens:  # (before it: handed out already, or read by nothing)
+                self.audio_tokens[k] = t
+            if self._needs_fields and k >= self._trimmed_fields:
+                self._fields[k] = tuple(split_700c(int(t)))
+        if tokens:
+            self._audio_end_frame = max(self._audio_end_frame, int(a.first_frame) + len(tokens))
         self._reach = max(self._reach, self._video_frames_of(end_frame))
         if self._motion_source is bs.MotionSource.FROM_SPEECH:
             self._render_from_speech(final=False)
@@ -619,7 +704,7 @@ class Decoder:
 
     def _audio_end(self) -> int:
         """Audio frames received so far: past the last one."""
-        return max(self._fields, default=-1) + 1
+        return self._audio_end_frame
 
     def _known_rows(self, start: int, end: int) -> np.ndarray:
         """700C fields of audio frames ``start..end-1``, -1 for every frame not received."""
@@ -639,7 +724,7 @@ class Decoder:
         needs them, so this happens only after a loss or at the end of the stream).
         """
         out = np.full((max(end - start, 0), 4), -1, dtype=np.int64)
-        received_end = max(self._fields, default=-1) + 1
+        received_end = self._audio_end_frame
         total = int(self.end.audio_frame_count) if self.end is not None else None
         for i in range(max(start, 0), end):
             row = self._fields.get(i)
@@ -744,8 +829,10 @@ class Decoder:
         return self._diff_offsets.pop(idx)
 
     def audio(self) -> Optional[np.ndarray]:
-        """The decoded audio (float32 mono), after :meth:`close`; lost frames are concealed. After a join
-        (:attr:`first_frame` > 0) it starts at the time of that frame."""
+        """The whole stream's decoded audio (float32 mono), after :meth:`close`; lost frames are
+        concealed. After a join (:attr:`first_frame` > 0) it starts at the time of that frame. The decoder
+        holds every audio token until then (a few KiB a minute); a live receiver uses :meth:`pull_audio`
+        instead, after which this raises ConfigError."""
         if self.audio_codec is None or self.header is None:
             return None
         tokens, n_samples = self.audio_frames()
@@ -753,21 +840,32 @@ class Decoder:
         skip = self._origin_sample() - self.audio_start_frame * self.audio_codec.frame_samples if self._origin else 0
         return pcm[skip:]
 
+    def _audio_length(self) -> tuple[int, int]:
+        """Audio frames and PCM samples output in all (END_OF_STREAM's, else what was received; at
+        most 10 s past the audio received)."""
+        assert self.audio_codec is not None
+        ac = self.audio_codec
+        if self.end is not None:
+            n_frames = int(self.end.audio_frame_count)
+            n_samples = int(self.end.audio_samples)
+        else:
+            n_frames = self._audio_end_frame
+            n_samples = n_frames * ac.frame_samples
+        n_frames = min(n_frames, self._audio_end_frame + 10 * ac.sample_rate // ac.frame_samples)
+        n_samples = min(n_samples, n_frames * ac.frame_samples)
+        return n_frames, n_samples
+
     def audio_frames(self) -> tuple[list, int]:
         """The audio codec's tokens the audio is decoded from (lost ones concealed as
         ``conceal_audio`` says; None where still lost) and the PCM length, after :meth:`close`; after a
         join, from audio frame :attr:`audio_start_frame` on (the PCM length counted from there)."""
         if self.audio_codec is None or self.header is None:
             return [], 0
+        if self._audio_pulled:
+            raise ConfigError("the audio was handed out by pull_audio(): audio() and audio_frames() need "
+                              "the whole stream's tokens, which the decoder no longer holds")
         ac = self.audio_codec
-        if self.end is not None:
-            n_frames = int(self.end.audio_frame_count)
-            n_samples = int(self.end.audio_samples)
-        else:
-            n_frames = max(self.audio_tokens) + 1 if self.audio_tokens else 0
-            n_samples = n_frames * ac.frame_samples
-        n_frames = min(n_frames, max(self.audio_tokens, default=-1) + 1 + 10 * ac.sample_rate // ac.frame_samples)
-        n_samples = min(n_samples, n_frames * ac.frame_samples)
+        n_frames, n_samples = self._audio_length()
         start = min(self.audio_start_frame, n_frames)
         n_samples = max(n_samples - start * ac.frame_samples, 0)
         tokens = [self.audio_tokens.get(i) for i in range(start, n_frames)]
@@ -777,6 +875,59 @@ class Decoder:
                 tokens = self._conceal_audio(tokens, start)
             tokens = repeat_lost(tokens, REPEAT_MAX_SECONDS * ac.sample_rate // ac.frame_samples)
         return tokens, n_samples
+
+    def pull_audio(self) -> Optional[np.ndarray]:
+        """The decoded audio (float32 mono) since the last call, in order: a live receiver plays it while
+        the stream runs. Lost frames are concealed as :meth:`audio` does (repeating the last frame
+        received looks only back, so audio is handed out up to the last audio frame received, less the
+        last frame, whose length only the end of the stream tells); after :meth:`close`, the rest. The
+        pieces joined are :meth:`audio`'s samples (an audio unit arriving after later ones is too late
+        for the frames already handed out). With ``conceal_audio="joint"``, which reads the whole
+        stream, everything comes after :meth:`close`. None when the stream has no audio (or its header
+        has not arrived). Once called, :meth:`audio` is no longer available."""
+        if self.audio_codec is None or self.header is None:
+            return None
+        ac = self.audio_codec
+        if self.conceal_audio == "joint" and int(self.header.audio_codec) == int(bs.AudioCodecId.CODEC2):
+            if not self._closed or self._audio_pulled:
+                return np.zeros(0, np.float32)
+            out = self.audio()
+            self._audio_pulled = True
+            return out
+        self._audio_pulled = True
+        if self._audio_dec is None:
+            self._audio_dec = ac.stream_decoder()
+        if self._audio_flushed:
+            return np.zeros(0, np.float32)
+        n_frames, n_samples = self._audio_length() if self._closed else (self._audio_end_frame, None)
+        start = self.audio_start_frame  # 0, or after a join the audio frame holding the origin's time
+        if self._audio_next < start:
+            self._audio_next = start
+            self._audio_skip = self._origin_sample() - start * ac.frame_samples  # dropped once, as audio() does
+        if n_samples is not None:
+            n_samples = max(n_samples - start * ac.frame_samples, 0)
+        repeat = (self.conceal_audio != "none" and int(self.header.audio_codec) == int(bs.AudioCodecId.CODEC2))
+        limit = REPEAT_MAX_SECONDS * ac.sample_rate // ac.frame_samples
+        tokens = []
+        last, run = self._repeat
+        for i in range(self._audio_next, n_frames):
+            t = self.audio_tokens.get(i)
+            if t is not None:
+                last, run = t, 0
+            elif repeat and last is not None and run < limit:  # as repeat_lost()
+                t, run = last, run + 1
+            tokens.append(t)
+        self._repeat = (last, run)
+        self._audio_next = max(self._audio_next, n_frames)
+        pcm = self._audio_dec.push(tokens)
+        if n_samples is not None:
+            pcm = np.concatenate([pcm, self._audio_dec.flush(n_samples)])
+            self._audio_flushed = True
+        if self._audio_skip and len(pcm):
+            cut = min(self._audio_skip, len(pcm))
+            pcm, self._audio_skip = pcm[cut:], self._audio_skip - cut
+        self._trim()
+        return pcm
 
     def _conceal_audio(self, tokens: list, start: int = 0) -> list:
         """Lost Codec2 700C frames rebuilt from the motion and the audio around them by the joint
@@ -789,7 +940,7 @@ class Decoder:
         for i, t in enumerate(tokens):
             if t is not None:
                 fields[i] = split_700c(int(t))
-        offsets, known = self.lips_offsets(len(tokens), concealer.net.meta.channels, start)
+        offsets, known = self.lips_offsets(start + len(tokens), concealer.net.meta.channels, start)
         filled = concealer.conceal(fields, offsets, known, CONCEAL_STEPS)
         lost = [i for i, t in enumerate(tokens) if t is None]
         out = list(tokens)
@@ -803,26 +954,30 @@ class Decoder:
         return out
 
     def lips_offsets(self, n: int, channels: int, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """Integer lips offsets ``(n, channels)`` of frames ``start .. start+n-1`` (decoded keypoints minus
-        those of the last key picture at or before the frame, each axis' mean removed, as the AVCC models
-        see them) and a ``(n,)`` mask of the frames whose keypoints the decoder has."""
-        offsets, known = np.zeros((n, channels), np.int64), np.zeros(n, bool)
+        """Integer lips offsets ``(n - start, channels)`` of frames ``start .. n-1`` (decoded keypoints
+        minus those of the last key picture at or before the frame, each axis' mean removed, as the AVCC
+        models see them) and a mask of the frames whose keypoints the decoder has. Frames before the
+        last :data:`KEEP_BEHIND` are known only with ``keep_motion`` (or ``conceal_audio="joint"``)."""
+        start = max(int(start), 0)
+        offsets, known = np.zeros((max(n - start, 0), channels), np.int64), np.zeros(max(n - start, 0), bool)
         keys = sorted(self._key_q)
-        for j in range(n):
-            t = start + j
-            past = [k for k in keys if k <= t]
+        j = 0  # keys[:j] are at or before t
+        for t in range(start, n):
+            while j < len(keys) and keys[j] <= t:
+                j += 1
             q = self._key_q[t] if t in self._key_q else self.motion.get(t)
-            if not past or q is None or len(q) != channels:
+            if not j or q is None or len(q) != channels:
                 continue
-            offsets[j] = grid_offsets(np.asarray(q)[None], self._key_q[past[-1]])[0]
-            known[j] = True
+            offsets[t - start] = grid_offsets(np.asarray(q)[None], self._key_q[keys[j - 1]])[0]
+            known[t - start] = True
         return offsets, known
 
     # ------------------------------------------------------------------ output
-    def pull_frames(self) -> np.ndarray:
-        """Frames decoded since the last call, in display order, uint8 ``(N, H, W, 3)``."""
+    def pull_frames(self, max_frames: Optional[int] = None) -> np.ndarray:
+        """Frames decoded since the last call, in display order, uint8 ``(N, H, W, 3)``; at most
+        ``max_frames`` of them when given (the rest stay for the next call)."""
         out = []
-        while self._next_out in self._ready:
+        while self._next_out in self._ready and (max_frames is None or len(out) < max_frames):
             out.append(self._ready.pop(self._next_out))
             self._next_out += 1
         if not out:
@@ -832,7 +987,11 @@ class Decoder:
         return np.stack(out)
 
     def motion_array(self) -> np.ndarray:
-        """All decoded motion integers ``(T, C)``; rows of lost frames are absent (see issues)."""
+        """All decoded motion integers ``(T, C)``; rows of lost frames are absent (see issues). Needs
+        ``Decoder(keep_motion=True)`` (else ConfigError: the rows of drawn frames are dropped)."""
+        if not self._keep_all:
+            raise ConfigError("motion_array() needs Decoder(keep_motion=True): without it the decoder drops "
+                              "the motion of the frames it has drawn")
         if not self.motion:
             c = self.model.motion_channels if self.model else 0
             return np.zeros((0, c), np.int32)

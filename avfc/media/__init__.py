@@ -9,7 +9,7 @@
 """
 
 from avfc.media.crop import CropBox, CropMethod, apply_crop, find_crop
-from avfc.media.io import Media, load_audio, read_media, write_media, write_wav
+from avfc.media.io import Media, VideoWriter, load_audio, read_media, write_media, write_wav
 from avfc.media.keyframe import (
     CODECS,
     DEFAULT_QP,
@@ -29,6 +29,7 @@ __all__ = [
     "CropMethod",
     "Media",
     "MediaStream",
+    "VideoWriter",
     "apply_crop",
     "decode_intra",
     "encode_intra",

@@ -532,6 +532,155 @@ def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = 160
         raise MediaError(f"cannot write {path}: {exc}") from exc
 
 
+class VideoWriter:
+    """Frames (and audio) written as they come, to a file whose suffix picks the format: memory stays
+    flat however long the clip.
+
+    ``.mp4``/``.mov``/``.mkv``: H.264 (libx264, yuv420p, BT.601 limited range, crf 18) plus AAC mono
+    at ``sample_rate`` when it is given; frame sides must be even. ``.wav``: 16-bit PCM audio only
+    (:meth:`write` is then not allowed). :meth:`write` takes uint8 ``(N, H, W, 3)`` RGB frames,
+    :meth:`write_audio` mono float PCM in [-1, 1], each in pieces of any size and in any
+    interleaving; :meth:`close` flushes the encoders (also on leaving a ``with`` block). The file is
+    the one :func:`write_media` writes from the whole arrays.
+
+    Raises:
+        MediaError: unknown suffix, a bad size, rate, array or sample, or a write failure (its
+            ``__cause__`` is the OSError when the file system failed).
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: int, width: int, height: int,
+                 sample_rate: int | None = None) -> None:
+        self.path = path
+        suffix = Path(os.fspath(path)).suffix.lower()
+        self._wav = suffix == ".wav"
+        self._container = self._video = self._sound = self._soundfile = None
+        self._frames = 0
+        self._samples = 0
+        self._pending = np.zeros(0, np.float32)  # AAC: samples not yet in a 1024-sample frame
+        self.sample_rate = sample_rate
+        if sample_rate is not None:
+            _check_int("sample_rate", sample_rate, SAMPLE_RATE_RANGE, MediaError)
+        if self._wav:
+            if sample_rate is None:
+                raise MediaError(f"{path}: writing a .wav needs audio")
+            try:
+                self._soundfile = sf.SoundFile(os.fspath(path), mode="w", samplerate=int(sample_rate), channels=1,
+                                               subtype="PCM_16", format="WAV")
+            except (sf.LibsndfileError, OSError, RuntimeError, TypeError) as exc:
+                raise MediaError(f"cannot write {path}: {exc}") from exc
+            return
+        if suffix not in VIDEO_SUFFIXES:
+            raise MediaError(f"{path}: cannot write {suffix or 'a file without suffix'}; use .wav or {VIDEO_SUFFIXES}")
+        _check_int("fps", fps, FPS_RANGE, MediaError)
+        if not (isinstance(width, (int, np.integer)) and isinstance(height, (int, np.integer))
+                and 0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
+            raise MediaError(f"frame size {width}x{height} is outside 1..{MAX_SIDE} a side")
+        if width % 2 or height % 2:
+            raise MediaError(f"H.264 yuv420p needs even frame sides, got {width}x{height}")
+        self.width, self.height, self.fps = int(width), int(height), int(fps)
+        try:
+            self._container = av.open(os.fspath(path), mode="w")
+            video = self._container.add_stream("libx264", rate=int(fps))
+            video.width, video.height = self.width, self.height
+            video.pix_fmt = "yuv420p"
+            video.options = {"crf": "18", "preset": "medium"}
+            video.codec_context.colorspace = av.video.reformatter.Colorspace.ITU601
+            video.codec_context.color_range = av.video.reformatter.ColorRange.MPEG
+            self._video = video
+            if sample_rate is not None:
+                self._sound = self._container.add_stream("aac", rate=int(sample_rate), layout="mono")
+                self._sound.bit_rate = 64000
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            self._abort()
+            raise MediaError(f"cannot write {path}: {exc}") from exc
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self.close()
+        else:
+            self._abort()
+
+    def write(self, frames: np.ndarray) -> None:
+        """Append uint8 RGB frames ``(N, H, W, 3)`` (N may be 0)."""
+        if self._wav:
+            raise MediaError(f"{self.path}: a .wav file takes no frames")
+        if self._video is None:
+            raise MediaError(f"{self.path}: the writer is closed")
+        if not (isinstance(frames, np.ndarray) and frames.dtype == np.uint8 and frames.ndim == 4
+                and frames.shape[1:] == (self.height, self.width, 3)):
+            raise MediaError(f"frames must be a uint8 array (N, {self.height}, {self.width}, 3), got {_describe(frames)}")
+        try:
+            for rgb in frames:
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+                frame = frame.reformat(format="yuv420p", dst_colorspace="ITU601", dst_color_range="MPEG")
+                frame.pts = self._frames
+                self._frames += 1
+                self._container.mux(self._video.encode(frame))
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            raise MediaError(f"cannot write {self.path}: {exc}") from exc
+
+    def write_audio(self, pcm: np.ndarray) -> None:
+        """Append mono float PCM in [-1, 1] (any length)."""
+        if self.sample_rate is None:
+            raise MediaError(f"{self.path}: the writer was opened without audio (no sample_rate)")
+        samples = _check_audio(pcm)
+        if self._wav:
+            if self._soundfile is None:
+                raise MediaError(f"{self.path}: the writer is closed")
+            try:
+                self._soundfile.write(samples)
+            except (sf.LibsndfileError, OSError, RuntimeError, TypeError) as exc:
+                raise MediaError(f"cannot write {self.path}: {exc}") from exc
+            return
+        if self._sound is None:
+            raise MediaError(f"{self.path}: the writer is closed")
+        self._pending = np.concatenate([self._pending, samples])
+        self._encode_audio(final=False)
+
+    def _encode_audio(self, final: bool) -> None:
+        step = 1024  # AAC's frame: whole frames until the last (as write_media did)
+        try:
+            while len(self._pending) >= step or (final and len(self._pending)):
+                chunk, self._pending = self._pending[:step], self._pending[step:]
+                aframe = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="flt", layout="mono")
+                aframe.sample_rate = int(self.sample_rate)
+                aframe.pts = self._samples
+                self._samples += len(chunk)
+                self._container.mux(self._sound.encode(aframe))
+            if final:
+                self._container.mux(self._sound.encode(None))
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            raise MediaError(f"cannot write {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        """Flush the encoders and close the file (a second call does nothing)."""
+        try:
+            if self._soundfile is not None:
+                self._soundfile.close()
+            if self._container is not None:
+                self._container.mux(self._video.encode(None))
+                if self._sound is not None:
+                    self._encode_audio(final=True)
+                self._container.close()
+        except (av.FFmpegError, sf.LibsndfileError, OSError, RuntimeError, ValueError) as exc:
+            raise MediaError(f"cannot write {self.path}: {exc}") from exc
+        finally:
+            self._soundfile = self._container = self._video = self._sound = None
+
+    def _abort(self) -> None:
+        """Close without flushing (after a failure)."""
+        for f in (self._soundfile, self._container):
+            try:
+                if f is not None:
+                    f.close()
+            except Exception:  # noqa: BLE001 - already failing: the first error is the one reported
+                pass
+        self._soundfile = self._container = self._video = self._sound = None
+
+
 def write_media(
     path: str | os.PathLike,
     frames: np.ndarray,
@@ -543,7 +692,7 @@ def write_media(
 
     ``.mp4``/``.mov``/``.mkv``: H.264 (libx264, yuv420p, BT.601 limited range, crf 18) plus
     AAC mono when ``audio`` is given; frame sides must be even. ``.wav``: the audio only
-    (``frames`` is ignored and may be None).
+    (``frames`` is ignored and may be None). :class:`VideoWriter` writes the same piece by piece.
 
     Raises:
         MediaError: unknown suffix, bad arrays, odd frame size, or a write failure.
@@ -558,37 +707,10 @@ def write_media(
         raise MediaError(f"{path}: cannot write {suffix or 'a file without suffix'}; use .wav or {VIDEO_SUFFIXES}")
     media = Media.from_arrays(frames, fps, audio, sample_rate)
     _, height, width, _ = media.frames.shape
-    if width % 2 or height % 2:
-        raise MediaError(f"H.264 yuv420p needs even frame sides, got {width}x{height}")
-    try:
-        with av.open(os.fspath(path), mode="w") as container:
-            video = container.add_stream("libx264", rate=media.fps)
-            video.width, video.height = width, height
-            video.pix_fmt = "yuv420p"
-            video.options = {"crf": "18", "preset": "medium"}
-            video.codec_context.colorspace = av.video.reformatter.Colorspace.ITU601
-            video.codec_context.color_range = av.video.reformatter.ColorRange.MPEG
-            sound = None
-            if media.audio is not None:
-                sound = container.add_stream("aac", rate=media.sample_rate, layout="mono")
-                sound.bit_rate = 64000
-            for i, rgb in enumerate(media.frames):
-                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-                frame = frame.reformat(format="yuv420p", dst_colorspace="ITU601", dst_color_range="MPEG")
-                frame.pts = i
-                container.mux(video.encode(frame))
-            container.mux(video.encode(None))
-            if sound is not None:
-                step = 1024
-                for pos in range(0, media.audio.size, step):
-                    chunk = media.audio[pos : pos + step].reshape(1, -1)
-                    aframe = av.AudioFrame.from_ndarray(chunk, format="flt", layout="mono")
-                    aframe.sample_rate = media.sample_rate
-                    aframe.pts = pos
-                    container.mux(sound.encode(aframe))
-                container.mux(sound.encode(None))
-    except (av.FFmpegError, OSError, ValueError) as exc:
-        raise MediaError(f"cannot write {path}: {exc}") from exc
+    with VideoWriter(path, media.fps, width, height, None if media.audio is None else media.sample_rate) as writer:
+        writer.write(media.frames)
+        if media.audio is not None:
+            writer.write_audio(media.audio)
 
 
 __all__ = [
@@ -599,6 +721,7 @@ __all__ = [
     "Media",
     "SAMPLE_RATE_RANGE",
     "VIDEO_SUFFIXES",
+    "VideoWriter",
     "load_audio",
     "read_media",
     "write_media",

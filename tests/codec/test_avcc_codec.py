@@ -82,7 +82,8 @@ def test_context_audio_decodes_to_the_same_tokens_in_fewer_bytes(streams):
 
 
 def test_predicted_motion_decodes_to_exactly_the_transmitted_keypoints(streams):
-    plain, pred = avfc.decode(streams["plain"].data), avfc.decode(streams["predicted"].data)
+    plain = avfc.decode(streams["plain"].data, keep_motion=True)
+    pred = avfc.decode(streams["predicted"].data, keep_motion=True)
     assert pred.issues == []
     np.testing.assert_array_equal(pred.motion, plain.motion)
     assert pred.frames.shape == (N, SIZE, SIZE, 3)
@@ -99,7 +100,7 @@ def test_predicted_motion_packet_follows_the_audio_it_depends_on(streams):
 
 
 def test_lips_from_speech_sends_no_motion_and_draws_every_frame(streams):
-    res = avfc.decode(streams["speech"].data)
+    res = avfc.decode(streams["speech"].data, keep_motion=True)
     assert res.issues == [] and res.frames.shape == (N, SIZE, SIZE, 3)
     assert res.motion.shape == (N - 1, 20)  # frame 0 is the key picture itself
     assert streams["speech"].stats.bytes_by_type.get("motion", 0) == 0
@@ -109,12 +110,12 @@ def test_lips_from_speech_sends_no_motion_and_draws_every_frame(streams):
 def test_decoding_in_another_process_gives_the_same_integers(streams, tmp_path):
     path = tmp_path / "s.avfc"
     path.write_bytes(streams["both"].data)
-    code = ("import json,sys,avfc;from avfc.codec import Decoder;d=Decoder();"
+    code = ("import json,sys,avfc;from avfc.codec import Decoder;d=Decoder(keep_motion=True);"
             f"d.push(open({str(path)!r},'rb').read());d.close();"
             "print(json.dumps([d.motion_array().tolist(),[d.audio_tokens[i] for i in sorted(d.audio_tokens)]]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     motion, tokens = json.loads(out.stdout)
-    dec = Decoder()
+    dec = Decoder(keep_motion=True)
     dec.push(streams["both"].data)
     dec.close()
     assert motion == dec.motion_array().tolist()
@@ -134,12 +135,12 @@ def test_lost_audio_packet_conceals_only_the_motion_that_needs_it(streams):
             dropped = True
             continue
         w.write_unit(u.type, u.payload)
-    res = avfc.decode(b"".join(writer_out))
+    res = avfc.decode(b"".join(writer_out), keep_motion=True)
     assert dropped and len(res.frames) == N
     concealed = [i for i in res.issues if i.kind == "lost_motion"]
     assert concealed and concealed[0].frames[0] == 0
     # the later packets still decode to the true keypoints
-    full = avfc.decode(data)
+    full = avfc.decode(data, keep_motion=True)
     dec_rows = {i: r for i, r in enumerate(full.motion)}
     assert len(res.motion) < len(full.motion)
     np.testing.assert_array_equal(res.motion[-10:], np.stack([dec_rows[len(full.motion) - 10 + i]

@@ -47,7 +47,7 @@ def streams(media):
 
 
 def _decode(data: bytes, chunks=None) -> Decoder:
-    dec = Decoder()
+    dec = Decoder(keep_motion=True)
     if chunks is None:
         dec.push(data)
     else:
@@ -135,7 +135,7 @@ def test_frames_come_out_block_by_block_as_the_audio_arrives(streams):
 def test_decoding_in_another_process_gives_the_same_keypoints_and_frames(streams, tmp_path):
     path = tmp_path / "s.avfc"
     path.write_bytes(streams["diffusion"].data)
-    code = ("import json,hashlib,avfc;from avfc.codec import Decoder;d=Decoder();"
+    code = ("import json,hashlib,avfc;from avfc.codec import Decoder;d=Decoder(keep_motion=True);"
             f"d.push(open({str(path)!r},'rb').read());d.close();f=d.pull_frames();"
             "print(json.dumps([d.motion_array().tolist(),hashlib.sha256(f.tobytes()).hexdigest()]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

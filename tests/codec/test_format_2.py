@@ -33,7 +33,7 @@ def media():
 
 
 def _decode(data: bytes) -> Decoder:
-    dec = Decoder()
+    dec = Decoder(keep_motion=True)
     dec.push(data)
     dec.close()
     return dec

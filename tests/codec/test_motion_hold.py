@@ -22,7 +22,7 @@ def _encode(frames, **kw):
 
 
 def _decode(data):
-    dec = Decoder()
+    dec = Decoder(keep_motion=True)
     dec.push(data)
     dec.close()
     return dec, dec.pull_frames()

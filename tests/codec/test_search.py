@@ -30,7 +30,7 @@ SIZE = 64
 
 
 def _decode(data: bytes):
-    dec = Decoder()
+    dec = Decoder(keep_motion=True)
     dec.push(data)
     dec.close()
     return dec, dec.pull_frames()

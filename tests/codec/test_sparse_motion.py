@@ -139,7 +139,7 @@ def test_sparse_stream_decodes_to_the_interpolated_keypoints(stride):
     assert [(p.first_frame, p.num_frames, p.stride) for p in packets] == [(0, 10, stride), (10, 10, stride),
                                                                           (20, 3, stride)]
     assert not any(u.type == bs.UnitType.MOTION for u in parsed.units)
-    dec = Decoder()
+    dec = Decoder(keep_motion=True)
     dec.push(data)
     dec.close()
     assert dec.issues == [] and dec.pull_frames().shape == (23, SIZE, SIZE, 3)

@@ -84,13 +84,19 @@ def token_digest(tokens: dict) -> str:
 
 def describe(data: bytes) -> dict:
     """Everything a decode of ``data`` must reproduce (integers exactly, pixels by summary)."""
+    from avfc import bitstream as bs
     from avfc.codec import Decoder
 
-    dec = Decoder()
+    dec = Decoder(keep_motion=True)
     dec.push(data)
     dec.close()
     frames = dec.pull_frames()
-    keys = {str(i): hashlib.sha256(np.ascontiguousarray(k).tobytes()).hexdigest() for i, k in sorted(dec._keys.items())}
+    # what each key frame shows: the decoder outputs its key picture itself at its index
+    parsed = bs.parse_stream(data)
+    key_indices = sorted({int(bs.decode_payload(u, parsed.version[0]).frame_index) for u in parsed.units
+                          if u.type == bs.UnitType.KEY_FRAME})
+    keys = {str(i): hashlib.sha256(np.ascontiguousarray(frames[i]).tobytes()).hexdigest() for i in key_indices
+            if i < len(frames)}
     audio = dec.audio()
     return {
         "file_sha256": hashlib.sha256(data).hexdigest(),

@@ -93,6 +93,8 @@ def serve(server: socket.socket, clients: list[socket.socket], lock: threading.L
             conn, _ = server.accept()
         except socket.timeout:
             continue
+        except OSError:  # the server was closed
+            return
         with lock:
             clients.append(conn)  # a new receiver gets the stream from now on: it joins at the next refresh
 
@@ -173,7 +175,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     with lock:
         for c in clients:
             c.close()
-    for t in threads[1:]:
+    for t in threads:
         t.join(timeout=30)
     server.close()
 

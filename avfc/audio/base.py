@@ -170,19 +170,21 @@ class AudioCodec(ABC):
     def stream_encoder(self) -> AudioEncoder:
         """A fresh streaming encoder (see :class:`AudioEncoder`)."""
 
+    @abstractmethod
     def stream_decoder(self) -> AudioDecoder:
         """A fresh streaming decoder (see :class:`AudioDecoder`)."""
-        raise NotImplementedError(f"{type(self).__name__} has no streaming decoder")
 
-    @abstractmethod
     def decode(self, tokens: Sequence[Token | None], num_samples: int) -> np.ndarray:
         """Tokens of frames ``0, 1, ...`` -> float32 PCM of exactly ``num_samples`` samples.
 
         ``None`` marks a lost frame, concealed as the codec's documentation says.
         Needs ``num_samples <= len(tokens) * frame_samples`` (else :class:`ConfigError`);
         frames past ``num_samples`` are ignored. A malformed token raises
-        :class:`EntropyError`.
+        :class:`EntropyError`. The stream decoder's output, in one piece.
         """
+        n = self._frames_to_decode(tokens, num_samples)
+        dec = self.stream_decoder()
+        return np.concatenate([dec.push(list(tokens[:n])), dec.flush(num_samples)])
 
     @abstractmethod
     def pack(self, tokens: Sequence[Token]) -> bytes:

@@ -29,7 +29,7 @@ import numpy as np
 import pycodec2
 
 from avfc.audio.base import AudioCodec, AudioDecoder, AudioEncoder, CodecId, Token
-from avfc.audio.resample import HALFBAND_16K, INTERP2_16K, StreamDecimator, interpolate, to_int16
+from avfc.audio.resample import HALFBAND_16K, INTERP2_16K, StreamDecimator, to_int16
 from avfc.errors import ConfigError, EntropyError, FormatError
 
 @dataclass(frozen=True)
@@ -153,20 +153,6 @@ class Codec2Codec(AudioCodec):
         shifts = np.arange(b - 1, -1, -1, dtype=np.uint64)
         values = (bits[:num_frames * b].reshape(num_frames, b).astype(np.uint64) << shifts).sum(axis=1)
         return [int(v) for v in values]
-
-    # ---------------------------------------------------------------- decode
-    def decode(self, tokens: Sequence[Token | None], num_samples: int) -> np.ndarray:
-        n = self._frames_to_decode(tokens, num_samples)
-        s8 = self._mode.samples_8k
-        state = _new_state(self._param, encoder=False)
-        pcm8 = np.zeros(n * s8, dtype=np.int64)
-        for k in range(n):
-            token = tokens[k]
-            if token is None:
-                continue  # lost frame: silence
-            pcm8[k * s8:(k + 1) * s8] = state.decode(self._frame_from_token(token))
-        pcm16 = interpolate(pcm8, INTERP2_16K, 2)
-        return (pcm16[:num_samples] / 32768.0).astype(np.float32)
 
 
 class _Codec2Decoder(AudioDecoder):

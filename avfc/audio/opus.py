@@ -26,7 +26,7 @@ import numpy as np
 
 from avfc.audio.base import SAMPLE_RATE, AudioCodec, AudioDecoder, AudioEncoder, CodecId, Token
 from avfc.audio.opus_packet import concealment_packet, packet_samples_48k
-from avfc.audio.resample import THIRDBAND_48K, StreamDecimator, decimate
+from avfc.audio.resample import THIRDBAND_48K, StreamDecimator
 from avfc.bitstream.units import encode_varint, read_length
 from avfc.errors import ConfigError, EntropyError, FormatError
 
@@ -159,37 +159,6 @@ class OpusCodec(AudioCodec):
             if len({len(p) for p in packets}) == 1:
                 raise FormatError("Opus packets of one length must use the common-length layout")
         return [self._check_packet(p) for p in packets]
-
-    # ---------------------------------------------------------------- decode
-    def decode(self, tokens: Sequence[Token | None], num_samples: int) -> np.ndarray:
-        n = self._frames_to_decode(tokens, num_samples)
-        per_packet = FRAME_SAMPLES * DECODER_RATE // self.sample_rate
-        packets = [None if t is None else self._check_packet(t) for t in tokens[:n]]
-        ctx = av.CodecContext.create("libopus", "r")
-        ctx.sample_rate = DECODER_RATE
-        ctx.layout = "mono"
-        pcm48 = np.zeros(n * per_packet, dtype=np.int64)
-        last_good: bytes | None = None
-        for k, packet in enumerate(packets):
-            if packet is None:
-                if last_good is None:
-                    continue  # nothing to conceal from yet: silence
-                packet = concealment_packet(last_good, per_packet)
-            else:
-                last_good = packet
-            try:
-                out = [f.to_ndarray() for f in ctx.decode(av.Packet(packet))]
-            except av.error.FFmpegError as e:
-                raise EntropyError(f"libopus rejected audio frame {k}: {e}") from e
-            if not out:
-                raise EntropyError(f"libopus returned nothing for audio frame {k}")
-            samples = np.concatenate([o.reshape(-1) for o in out])
-            if out[0].dtype != np.int16 or len(samples) != per_packet:
-                raise EntropyError(f"libopus decoded audio frame {k} to {len(samples)} "
-                                   f"{out[0].dtype} samples, expected {per_packet} int16")
-            pcm48[k * per_packet:(k + 1) * per_packet] = samples
-        pcm16 = decimate(pcm48, THIRDBAND_48K, 3)
-        return (pcm16[:num_samples] / 32768.0).astype(np.float32)
 
 
 class _OpusDecoder(AudioDecoder):

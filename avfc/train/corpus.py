@@ -42,9 +42,9 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from avfc.errors import ConfigError, MediaError
-from avfc.media import decode_intra, encode_intra, find_crop
+from avfc.media import find_crop
 from avfc.media.crop import DETECT_SIDE, CropBox, _detect_faces, box_around_face, center_square
-from avfc.train.data import VIDEO_SUFFIXES, ClipSampler, augment, coded_positions
+from avfc.train.data import VIDEO_SUFFIXES, ClipSampler, augment, code_references, coded_positions
 from avfc.train.motion import MotionRange, photo_pair
 from avfc.train.people import load_people, persons, split_files
 
@@ -280,13 +280,7 @@ def prepare_item(root: str | os.PathLike[str], rel: str, kind: str, out: str | o
                 continue
             t0 = time.perf_counter()
             clip = np.load(d / f"frames-{s}.npy", mmap_mode="r", allow_pickle=False)
-            pos = coded_positions(clip.shape[0], stride)
-            coded = np.empty((len(qps), len(pos), s, s, 3), dtype=np.uint8)
-            for a, qp in enumerate(qps):
-                for b, t in enumerate(pos):
-                    data = encode_intra(np.ascontiguousarray(clip[t]), codec, int(qp))  # type: ignore[arg-type]
-                    coded[a, b] = decode_intra(data, codec, s, s)  # type: ignore[arg-type]
-            _save(path, coded)
+            _save(path, code_references(clip, codec, qps, stride))
             item.seconds[f"code-{s}"] = round(time.perf_counter() - t0, 3)
             worked = True
     if worked:

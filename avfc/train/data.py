@@ -124,6 +124,19 @@ def coded_positions(length: int, stride: int) -> np.ndarray:
     return np.arange(0, length, stride, dtype=np.int64)
 
 
+def code_references(clip: np.ndarray, codec: str, qps: Sequence[int], stride: int) -> np.ndarray:
+    """Every ``stride``-th frame of ``clip`` ``(T, S, S, 3)`` coded and decoded with the key-frame ``codec``
+    at each of ``qps``: ``(len(qps), N, S, S, 3)`` uint8, the pictures the decoder gets."""
+    size = int(clip.shape[1])
+    pos = coded_positions(clip.shape[0], stride)
+    coded = np.empty((len(qps), len(pos), size, size, 3), dtype=np.uint8)
+    for a, qp in enumerate(qps):
+        for b, t in enumerate(pos):
+            data = encode_intra(np.ascontiguousarray(clip[t]), codec, int(qp))  # type: ignore[arg-type]
+            coded[a, b] = decode_intra(data, codec, size, size)  # type: ignore[arg-type]
+    return coded
+
+
 def prepare_coded(clip_path: str | os.PathLike[str], size: int, codec: str, qps: Sequence[int],
                   stride: int) -> Path:
     """Code and decode every ``stride``-th frame of a cached clip with the key-frame ``codec`` at
@@ -139,13 +152,7 @@ def prepare_coded(clip_path: str | os.PathLike[str], size: int, codec: str, qps:
     out = src.with_name(f"{src.stem}-coded-{hashlib.sha256(key.encode()).hexdigest()[:12]}.npy")
     if out.is_file():
         return out
-    clip = load_clip(src, size)
-    pos = coded_positions(clip.shape[0], stride)
-    coded = np.empty((len(qps), len(pos), size, size, 3), dtype=np.uint8)
-    for a, qp in enumerate(qps):
-        for b, t in enumerate(pos):
-            data = encode_intra(np.ascontiguousarray(clip[t]), codec, int(qp))  # type: ignore[arg-type]
-            coded[a, b] = decode_intra(data, codec, size, size)  # type: ignore[arg-type]
+    coded = code_references(load_clip(src, size), codec, qps, stride)
     tmp = out.with_suffix(f".tmp{os.getpid()}.npy")
     np.save(tmp, coded, allow_pickle=False)
     os.replace(tmp, out)

@@ -141,7 +141,7 @@ def test_corpus_is_built_once_then_resumed_without_recomputation(root, tmp_path,
 
     monkeypatch.setattr(corpus_mod, "read_video_crops", boom)
     monkeypatch.setattr(corpus_mod, "read_photo_crops", boom)
-    monkeypatch.setattr(corpus_mod, "encode_intra", boom)
+    monkeypatch.setattr(corpus_mod, "code_references", boom)
     again = _prepare(root, tmp_path, sizes=[32, 48], codec="av1", qps=[50, 60], stride=4)
     assert again.prepared == 0 and [i.rel for i in again.items] == [i.rel for i in corpus.items]
     assert {p: p.stat().st_mtime_ns for p in corpus.dir.rglob("*.npy")} == stamps

@@ -220,9 +220,9 @@ def _no_audio(cfg: EncoderConfig, has_audio: bool, warnings: list[str]) -> Encod
     return cfg
 
 
-def _write_output(dst: PathLike, chunks: list[bytes]) -> None:
+def _write_output(dst: PathLike, data: bytes) -> None:
     try:
-        Path(dst).write_bytes(b"".join(chunks))
+        Path(dst).write_bytes(data)
     except OSError as e:
         raise FileAccessError(f"cannot write {dst}: {e.strerror or e}") from None
 
@@ -334,7 +334,7 @@ def _encode_held(frames: np.ndarray, pcm: Optional[np.ndarray], box: CropBox, so
         enc = run(cfg)
     data = enc.read()
     if dst is not None:
-        _write_output(dst, [data])
+        _write_output(dst, data)
     return EncodeResult(data=data, header=enc.header, stats=enc.stats, frames=len(frames),
                         duration=duration, crop=box, warnings=warnings, motion_stride=enc.motion_stride,
                         effort=enc.config.effort, packets_by_choice=enc.packets_by_choice())

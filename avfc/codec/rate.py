@@ -24,6 +24,7 @@ from collections import deque
 from typing import Callable, Optional
 
 from avfc.config import EncoderConfig
+from avfc.errors import ConfigError
 from avfc.media import QP_RANGE
 
 #: ``rate_control="auto"`` codes inputs up to this long with the whole-file passes, longer ones in one pass:
@@ -64,8 +65,6 @@ class StreamRate:
     def set_kbps(self, kbps: float) -> None:
         """A new target from the next frame pushed on (a live call's congestion control calls this)."""
         if not kbps > 0:
-            from avfc.errors import ConfigError
-
             raise ConfigError(f"the target rate must be positive, got {kbps} kbps")
         self.kbps = float(kbps)
 

@@ -29,7 +29,7 @@ import torch
 
 from avfc.avcc.tokens import fields_array
 from avfc.errors import ConfigError, MediaError
-from avfc.train.data import VIDEO_SUFFIXES, default_cache_dir
+from avfc.train.data import VIDEO_SUFFIXES, default_cache_dir, source_identity
 
 #: bump when the preparation changes, so old caches are not reused
 PREP_VERSION = 1
@@ -73,8 +73,7 @@ def find_clips(folder: str | Path) -> list[Path]:
 
 def _cache_path(path: Path, model: str, max_frames: Optional[int], cache_dir: Path, precision: int,
                 hysteresis: float) -> Path:
-    st = path.stat()
-    key = f"{PREP_VERSION}|{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{model}|{SIZE}|{FPS}|{precision}|{max_frames}"
+    key = f"{PREP_VERSION}|{path.resolve()}|{source_identity(path)}|{model}|{SIZE}|{FPS}|{precision}|{max_frames}"
     if hysteresis:  # keys of the plain quantizer stay as they were: existing caches remain valid
         key += f"|h{hysteresis!r}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]

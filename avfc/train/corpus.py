@@ -44,7 +44,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from avfc.errors import ConfigError, MediaError
 from avfc.media import find_crop
 from avfc.media.crop import DETECT_SIDE, CropBox, _detect_faces, box_around_face, center_square
-from avfc.train.data import VIDEO_SUFFIXES, ClipSampler, augment, code_references, coded_positions
+from avfc.train.data import VIDEO_SUFFIXES, ClipSampler, augment, code_references, coded_positions, source_identity
 from avfc.train.motion import MotionRange, photo_pair
 from avfc.train.people import load_people, persons, split_files
 
@@ -229,9 +229,8 @@ def _save(path: Path, array: np.ndarray) -> None:
 
 
 def item_folder(root: Path, rel: str, fps: int, max_frames: int) -> str:
-    """The item's folder name: the source's path plus a key of its bytes' identity and the reading settings."""
-    st = (root / rel).stat()
-    key = f"{rel}|{st.st_size}|{st.st_mtime_ns}|{fps}|{max_frames}|v{CORPUS_VERSION}"
+    """The item's folder name: the source's path plus a key of its bytes (size, sha256) and the reading settings."""
+    key = f"{rel}|{source_identity(root / rel)}|{fps}|{max_frames}|v{CORPUS_VERSION}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     stem = rel.replace("/", "__").rsplit(".", 1)[0]
     return f"items/{stem}-{digest}"

@@ -4,6 +4,7 @@ person, the mixed loader, and training on the corpus (tiny synthetic media only)
 from __future__ import annotations
 
 import json
+import os
 import pickle
 
 import cv2
@@ -145,6 +146,21 @@ def test_corpus_is_built_once_then_resumed_without_recomputation(root, tmp_path,
     again = _prepare(root, tmp_path, sizes=[32, 48], codec="av1", qps=[50, 60], stride=4)
     assert again.prepared == 0 and [i.rel for i in again.items] == [i.rel for i in corpus.items]
     assert {p: p.stat().st_mtime_ns for p in corpus.dir.rglob("*.npy")} == stamps
+
+
+def test_cache_keys_follow_the_bytes_not_the_file_times(root, tmp_path) -> None:
+    """A data folder copied or mounted again keeps its bytes but not its times: nothing is redone;
+    a source whose bytes change is."""
+    corpus = _prepare(root, tmp_path)
+    for p in root.rglob("*"):
+        if p.is_file():
+            os.utime(p, ns=(1, 1))
+    assert _prepare(root, tmp_path).prepared == 0
+    write_clip(root / "av" / "a1.mp4", n=16, width=48, height=40, audio=False)  # new bytes
+    again = _prepare(root, tmp_path)
+    assert again.prepared == 1
+    folder = {i.rel: i.folder for i in again.items}
+    assert folder["av/a1.mp4"] != {i.rel: i.folder for i in corpus.items}["av/a1.mp4"]
 
 
 def test_an_interrupted_item_is_redone(root, tmp_path) -> None:

@@ -152,7 +152,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         data = src.read_bytes()
     except OSError as e:
         raise FileAccessError(f"cannot read {src}: {e.strerror or e}") from None
-    info = stream_info(data)
+    info = stream_info(data, join=args.join)
     if args.json:
         print(json.dumps(info, indent=2))
     else:
@@ -177,6 +177,8 @@ def _format_info(info: dict[str, Any]) -> str:
                    f"{info['avcc']['diffusion_seed']})" if info['avcc'].get('diffusion_steps') else "")]
                if info.get("avcc") else []),
              f"  total        {info['bytes']} bytes, {info['kbps']:.3f} kbps",
+             *([f"  joined       at the REFRESH of frame {info['first_frame']} ({info['skipped_bytes']} bytes "
+                "skipped before it): frames and rates count from there"] if info.get("skipped_bytes") else []),
              "",
              f"  {'unit type':<16}{'units':>7}{'bytes':>10}{'kbps':>9}{'bits/frame':>12}"]
     for name, u in info["units"].items():
@@ -333,6 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Print an .avfc file's header and its rate per unit type.")
     i.add_argument("input", help="input .avfc file")
     i.add_argument("--json", action="store_true", help="machine-readable output")
+    i.add_argument("--join", action="store_true",
+                   help="the file may start anywhere in a stream (a late joiner's bytes): describe it from its "
+                        "first intact REFRESH unit when it has no intact sequence header first (format 2.1)")
     i.set_defaults(func=cmd_info)
 
     m = sub.add_parser("models", help="list the shipped models")

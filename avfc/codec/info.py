@@ -19,11 +19,18 @@ def _unit_name(t: int) -> str:
         return f"unknown_{t:#04x}"
 
 
-def stream_info(data: bytes) -> dict[str, Any]:
-    """Header fields, unit counts and bytes, rates per unit type, damages (JSON-ready)."""
-    parsed = bs.parse_stream(data)
+def stream_info(data: bytes, join: bool = False) -> dict[str, Any]:
+    """Header fields, unit counts and bytes, rates per unit type, damages (JSON-ready).
+
+    ``join``: the bytes may start anywhere in a 2.1 stream (what a receiver that joined late holds): without
+    an intact sequence header first, the stream is described from its first intact REFRESH unit, as
+    ``Decoder(join=True)`` decodes it: ``first_frame`` is that REFRESH's frame, ``skipped_bytes`` what came
+    before it, and the frames, duration, bytes and rates count from there on.
+    """
+    parsed = bs.parse_stream(data, join=join)
     h = parsed.header
     fps = h.fps_num / h.fps_den
+    first = int(parsed.first_frame)
     frames = int(h.frame_count)
     for u in parsed.units:
         if u.type == bs.UnitType.END_OF_STREAM:
@@ -33,13 +40,18 @@ def stream_info(data: bytes) -> dict[str, Any]:
                 continue
             if p is not None:
                 frames = int(p.frame_count)
+    # a joined stream (no intact sequence header first) is described from its first intact REFRESH unit,
+    # where the decoder starts: the bytes before it are skipped
+    units_read = [e for e in _events(data, join) if isinstance(e, bs.Unit)]
+    joined = join and bool(units_read) and units_read[0].type != bs.UnitType.SEQUENCE_HEADER
+    start = next(u.offset for u in units_read if u.type == bs.UnitType.REFRESH) if joined else 0
+    frames = max(frames - first, 0)
     duration = frames / fps if fps > 0 else 0.0
     units: dict[str, dict[str, Any]] = {}
     # every byte counts: the preamble and each unit's type, length and CRC fields go to its type
-    units["preamble"] = {"count": 1, "bytes": len(bs.MAGIC) + 2}
-    parser = bs.StreamParser()
-    events = parser.feed(data) + parser.close()
-    for u in (e for e in events if isinstance(e, bs.Unit)):
+    if start == 0:
+        units["preamble"] = {"count": 1, "bytes": len(bs.MAGIC) + 2}
+    for u in (e for e in units_read if e.offset >= start):
         size = u.size
         name = _unit_name(u.type)
         entry = units.setdefault(name, {"count": 0, "bytes": 0})
@@ -70,8 +82,16 @@ def stream_info(data: bytes) -> dict[str, Any]:
         "duration": duration,
         "key_codec": KEY_CODEC_NAMES.get(int(h.key_codec), f"id {int(h.key_codec)}"),
         "audio": audio,
-        "bytes": len(data),
-        "kbps": len(data) * 8 / 1000 / duration if duration else 0.0,
+        "first_frame": first,
+        "skipped_bytes": start,
+        "bytes": len(data) - start,
+        "kbps": (len(data) - start) * 8 / 1000 / duration if duration else 0.0,
         "units": units,
-        "damages": [{"offset": d.offset, "length": d.length, "reason": str(d.reason)} for d in parsed.damages],
+        "damages": [{"offset": d.offset, "length": d.length, "reason": str(d.reason)} for d in parsed.damages
+                    if d.offset >= start and d.reason is not bs.DamageReason.JOIN],
     }
+
+
+def _events(data: bytes, join: bool) -> list[bs.Event]:
+    parser = bs.StreamParser(join=join)
+    return parser.feed(data) + parser.close()

@@ -298,3 +298,35 @@ def test_pull_audio_after_a_join_hands_out_what_audio_gives(audio) -> None:
         np.testing.assert_array_equal(got, whole)
     else:  # Codec2 700C's decoder draws random phases: the same frames, not the same samples
         assert np.corrcoef(got, whole)[0, 1] > 0.99 or np.allclose(got, whole, atol=1e-3)
+
+
+def test_info_join_describes_a_late_joiners_bytes_from_the_first_refresh(stream, tmp_path, capsys) -> None:
+    """``avfc info --join`` on bytes that start mid-way: described from the first intact REFRESH, as the
+    decoder joins there; frames, duration, bytes and rates count from its frame on."""
+    import json
+
+    from avfc.cli import main
+    from avfc.codec.info import stream_info
+
+    whole = stream_info(stream)
+    assert whole["first_frame"] == 0 and whole["skipped_bytes"] == 0 and whole["frames"] == N
+    assert stream_info(stream, join=True) == whole  # a stream that starts with its header: nothing changes
+    r = refreshes(stream)[0]
+    cut = stream[r.offset - 3:]  # three bytes of the unit before it, then the REFRESH of frame 10
+    with pytest.raises(FormatError):
+        stream_info(cut)  # without --join: no sequence header
+    info = stream_info(cut, join=True)
+    assert info["first_frame"] == 10 and info["skipped_bytes"] == 3 and info["frames"] == N - 10
+    assert info["header"] == whole["header"] and info["version"] == "2.1"
+    assert info["bytes"] == len(cut) - 3 == sum(u["bytes"] for u in info["units"].values())
+    assert "preamble" not in info["units"] and info["units"]["refresh"]["count"] == 2 and not info["damages"]
+    after = [u for u in bs.parse_stream(stream).units if u.offset >= r.offset]
+    assert {k: v["count"] for k, v in info["units"].items()} == {
+        k: sum(1 for u in after if bs.UnitType(u.type).name.lower() == k) for k in info["units"]}
+    assert info["duration"] == pytest.approx((N - 10) / 25)
+    path = tmp_path / "late.avfc"
+    path.write_bytes(cut)
+    assert main(["info", str(path), "--join", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(info))
+    assert main(["info", str(path), "--join"]) == 0
+    assert "joined       at the REFRESH of frame 10 (3 bytes skipped" in capsys.readouterr().out

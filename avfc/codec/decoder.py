@@ -84,7 +84,8 @@ _WAIT, _LOST = "wait", "lost"
 class Issue:
     """Something the decoder had to work around (a damaged unit, a lost packet)."""
 
-    kind: str  # "damage", "lost_motion", "undecodable", "ignored", "side_info", "concealed_audio", "limit", "join"
+    kind: str  # "damage", "lost_motion", "lost_key", "undecodable", "ignored", "side_info", "concealed_audio",
+    # "limit", "join"
     message: str
     offset: Optional[int] = None  # byte offset in the stream, when known
     frames: Optional[tuple[int, int]] = None  # [first, last) frames affected
@@ -138,6 +139,10 @@ class Decoder:
         self._origin = 0  # the first frame output: 0, or the frame of the REFRESH the decoder joined at
         self._header_bytes: Optional[bytes] = None  # the header's payload, which every REFRESH repeats
         self._last_refresh: Optional[int] = None  # frame of the last REFRESH read
+        # the reference buffer empties when the key frame of the last REFRESH arrives (at or after this frame;
+        # None: no reset pending): until then, were that key frame lost, frames are drawn from the old ones
+        self._reset_at: Optional[int] = None
+        self._lost_key_reported: Optional[int] = None  # the REFRESH whose lost key frame was reported
         self.header: Optional[bs.SequenceHeader] = None
         self.version: Optional[tuple[int, int]] = None
         self.model: Optional[AnimationModel] = None
@@ -379,7 +384,10 @@ class Decoder:
                                      f"stream's frames (or more than {MAX_GAP_SECONDS} s past its data): ignored",
                                      offset))
             return
-        self._refs = []  # the key frame at f, which follows, is the only reference (E.8)
+        # the key frame at f, which follows, is the only reference (E.8): the buffer empties when it comes
+        # (_add_reference), so that, were it lost, its frames are drawn from the references before the REFRESH
+        # (concealment, reported) rather than held on the last frame until the next one
+        self._reset_at = f
         self._last_refresh = f
 
     def _start(self, header: bs.SequenceHeader) -> None:
@@ -465,6 +473,9 @@ class Decoder:
 
     def _add_reference(self, ref: Reference) -> None:
         assert self.header is not None
+        if self._reset_at is not None and ref.frame_index >= self._reset_at:
+            self._refs = []  # the REFRESH's key frame (or, that one lost, a later one): the buffer restarts
+            self._reset_at = None
         self._key_q[ref.frame_index] = quantize(ref.keypoints[0].cpu().numpy().astype(np.float64).reshape(-1),
                                                 int(self.header.kp_precision))
         self._refs.append(ref)
@@ -570,11 +581,23 @@ class Decoder:
                 self._conceal(idx, idx + 1, "no reference frame precedes it")
                 i += 1
                 continue
+            if self._reset_at is not None and idx >= self._reset_at:
+                self._lost_refresh_key(idx)
             # one frame per call: on a 2-core CPU, batches of 8 frames cost 3x more per frame
             # (benchmarks/speed.py), and each frame gets its own temporal reference weights
             out = self.model.render(refs, kp[i:i + 1], idx)
             self._emit(idx, tensor_to_frames(out.cpu())[0])
             i += 1
+
+    def _lost_refresh_key(self, idx: int) -> None:
+        """Frame ``idx`` is past the last REFRESH but its key frame has not come (lost): it is drawn from the
+        references before the REFRESH; reported once per REFRESH."""
+        f = self._reset_at
+        if self._lost_key_reported != f:
+            self._lost_key_reported = f
+            self.issues.append(Issue("lost_key", f"the key frame of the REFRESH at frame {f} is missing: frames "
+                                     f"from {idx} on are drawn from the references before it until a key frame "
+                                     "comes", frames=(f, f + 1)))
 
     def _emit(self, idx: int, frame: np.ndarray) -> None:
         self._ready[idx] = frame

@@ -330,3 +330,22 @@ def test_info_join_describes_a_late_joiners_bytes_from_the_first_refresh(stream,
     assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(info))
     assert main(["info", str(path), "--join"]) == 0
     assert "joined       at the REFRESH of frame 10 (3 bytes skipped" in capsys.readouterr().out
+
+
+def test_a_lost_refresh_key_frame_is_concealed_from_the_references_before_it(stream, full) -> None:
+    """The key frame of a REFRESH lost: the buffer keeps the references before it until a key frame comes,
+    so frames from the REFRESH on are drawn (from the old references, reported ``lost_key``) instead of
+    the last frame being held up to the next REFRESH; the next REFRESH restarts as coded."""
+    units = bs.parse_stream(stream).units
+    i = next(k for k, u in enumerate(units) if u.type == bs.UnitType.REFRESH)
+    key = units[i + 1]
+    assert key.type == bs.UnitType.KEY_FRAME and bs.decode_payload(key, 2).frame_index == 10
+    lossy = stream[:key.offset] + stream[key.offset + key.size:]
+    dec = decode(lossy)
+    frames = dec.pull_frames()
+    whole = full[1]
+    assert [x.kind for x in dec.issues] == ["lost_key"] and dec.issues[0].frames == (10, 11)
+    assert np.array_equal(frames[:10], whole[:10]) and np.array_equal(frames[20:], whole[20:])
+    drawn = frames[10:20]
+    assert len({d.tobytes() for d in drawn}) > 1  # drawn as the motion goes, not one frame held
+    assert np.array_equal(dec.motion[15], full[0].motion[15])  # the motion itself is intact

@@ -25,6 +25,8 @@ from typing import Optional
 import numpy as np
 
 import avfc
+from avfc.api import prepare
+from avfc.media import read_media, write_media
 from avfc.media.synthetic import speech_like, talking_face
 
 
@@ -114,8 +116,8 @@ def source(path: Optional[str], seconds: float, size: int, fps: int) -> tuple[np
     if path is None:
         n = int(seconds * fps)
         return talking_face(n, size, size), speech_like(n / fps)
-    media = avfc.read_media(path, fps=fps, sample_rate=16000, max_frames=int(seconds * fps))
-    frames, _ = avfc.api.prepare(media, avfc.EncoderConfig(size=size, fps=fps))
+    media = read_media(path, fps=fps, sample_rate=16000, max_frames=int(seconds * fps))
+    frames, _ = prepare(media, avfc.EncoderConfig(size=size, fps=fps))
     pcm = media.audio if media.audio is not None else np.zeros(int(len(frames) / fps * 16000), np.float32)
     return frames, pcm
 
@@ -194,7 +196,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
               f"{report[r.name]['p90_latency_ms'] or float('nan'):.0f} ms, {r.audio_samples / 16000:.2f} s of speech")
     print(f"sent {sent} bytes in {duration:.1f} s: {report['kbps']:.2f} kbps; packets of {packet / fps:.2f} s")
     if args.out and receivers[0].frames:
-        avfc.media.write_media(args.out, np.stack(receivers[0].frames), fps)
+        write_media(args.out, np.stack(receivers[0].frames), fps)
     return report
 
 

@@ -35,6 +35,8 @@ import numpy as np
 
 import avfc
 from avfc import bitstream as bs
+from avfc.api import prepare
+from avfc.media import read_media, write_media
 from avfc.media.synthetic import speech_like, talking_face
 
 
@@ -109,8 +111,8 @@ def source(path: Optional[str], seconds: float, size: int, fps: int) -> tuple[np
     if path is None:
         n = int(seconds * fps)
         return talking_face(n, size, size), speech_like(n / fps)
-    media = avfc.read_media(path, fps=fps, sample_rate=16000, max_frames=int(seconds * fps))
-    frames, _ = avfc.api.prepare(media, avfc.EncoderConfig(size=size, fps=fps))
+    media = read_media(path, fps=fps, sample_rate=16000, max_frames=int(seconds * fps))
+    frames, _ = prepare(media, avfc.EncoderConfig(size=size, fps=fps))
     pcm = media.audio if media.audio is not None else np.zeros(int(len(frames) / fps * 16000), np.float32)
     return frames, pcm
 
@@ -239,7 +241,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     print(f"latency median {lat if lat is not None else float('nan'):.0f} ms, p90 "
           f"{report['p90_latency_ms'] or float('nan'):.0f} ms (packets of {packet / fps:.2f} s)")
     if args.out and len(shown):
-        avfc.media.write_media(args.out, shown, fps)
+        write_media(args.out, shown, fps)
     return report
 
 

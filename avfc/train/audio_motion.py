@@ -104,8 +104,8 @@ def train_conditioned(base: AudioContextModel, token_seqs: Sequence[Sequence[int
         b = base_arrays["audio." + name].astype(np.int64)
         per_group: dict[str, np.ndarray] = {}
         for g, e in zip(groups, events):
-            per_group[g] = per_group.get(g, 0) + e[kind]
-        total = sum(per_group.values())
+            per_group[g] = per_group[g] + e[kind] if g in per_group else e[kind].copy()
+        total = np.sum(list(per_group.values()), axis=0)
         best, best_bits = ALPHAS[-1], None
         if len(per_group) >= 2:
             for alpha in ALPHAS:

@@ -21,10 +21,12 @@ Run: ``python benchmarks/avcc_audio.py [--model FILE] [--data DIR ...] [--packet
 ``--motion FILE [FILE ...]``: motion-conditioned models (``python -m avfc.train.audio_motion``, issue
 21) against today's context coder on the av-eval clips (``--data``, default ``av-eval/``): the tokens
 and keypoints the encoder has (:func:`avfc.train.avcc_data.load_clip` with ``--kp-model``, default
-``mrdac-cpu-v3``, grid 5, dead zone 0.3), every 25-frame packet coded with the base model (the
-bundle ``--base``, default ``avcc-mrdac-cpu-v2``, the encoder's for that model) and with each
-conditioned model at the levels of :mod:`avfc.avcc.motion_ctx`; every packet must decode to the
-same tokens (asserted). Prints bit/s per clip and in total.
+``mrdac-cpu-v3``, ``--kp-precision`` 5 and ``--kp-hysteresis`` 0.3 as the encoder), every 25-frame
+packet coded with the base model (the bundle ``--base``, default ``avcc-mrdac-cpu-v2``, the
+encoder's for that model) and with each conditioned model at the levels of
+:mod:`avfc.avcc.motion_ctx`; every packet must decode to the same tokens (asserted). Prints bit/s
+per clip and in total, and the ideal code length per table kind.
+
 ``--smoke``: the shipped bundle's audio model (``avcc-mrdac-cpu-v1``) on one 2-s synthetic speech-like
 signal written to a temporary folder; a check that the script runs.
 """
@@ -89,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--motion", nargs="+", type=Path, help="motion-conditioned models to compare")
     parser.add_argument("--base", default="avcc-mrdac-cpu-v2", help="--motion: bundle of today's coder")
     parser.add_argument("--kp-model", default="mrdac-cpu-v3", help="--motion: model whose keypoints are sent")
+    parser.add_argument("--kp-precision", type=int, default=5, help="--motion: keypoint grid (encoder default 5)")
+    parser.add_argument("--kp-hysteresis", type=float, default=0.3, help="--motion: dead zone (encoder default 0.3)")
     parser.add_argument("--smoke", action="store_true",
                         help="the shipped bundle's model on one synthetic signal: a check that the script runs")
     args = parser.parse_args(argv)
@@ -181,7 +185,7 @@ def run_motion(args: argparse.Namespace) -> int:
     ideal = np.zeros((1 + len(models), len(KINDS)))
     for folder in args.data:
         for path in find_clips(folder):
-            clip = load_clip(path, args.kp_model, precision=5, hysteresis=0.3)
+            clip = load_clip(path, args.kp_model, precision=args.kp_precision, hysteresis=args.kp_hysteresis)
             tokens = [join_700c(tuple(int(v) for v in row)) for row in clip.fields]  # type: ignore[arg-type]
             n_bytes = np.zeros(1 + len(models))
             for start in range(0, len(tokens), args.packet_frames):

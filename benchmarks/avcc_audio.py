@@ -17,6 +17,16 @@ default is to train one in process on the shared ``speech/`` and ``av/`` folders
 evaluation folders). Exits cleanly when the data folder is absent.
 
 Run: ``python benchmarks/avcc_audio.py [--model FILE] [--data DIR ...] [--packet-frames 25]``
+
+``--motion FILE [FILE ...]``: motion-conditioned models (``python -m avfc.train.audio_motion``, issue
+21) against today's context coder on the av-eval clips (``--data``, default ``av-eval/``): the tokens
+and keypoints the encoder has (:func:`avfc.train.avcc_data.load_clip` with ``--kp-model``, default
+``mrdac-cpu-v3``, ``--kp-precision`` 5 and ``--kp-hysteresis`` 0.3 as the encoder), every 25-frame
+packet coded with the base model (the bundle ``--base``, default ``avcc-mrdac-cpu-v2``, the
+encoder's for that model) and with each conditioned model at the levels of
+:mod:`avfc.avcc.motion_ctx`; every packet must decode to the same tokens (asserted). Prints bit/s
+per clip and in total, and the ideal code length per table kind.
+
 ``--smoke``: the shipped bundle's audio model (``avcc-mrdac-cpu-v1``) on one 2-s synthetic speech-like
 signal written to a temporary folder; a check that the script runs.
 """
@@ -50,8 +60,10 @@ def load_model(path: Optional[Path]) -> AudioContextModel:
     return train_model(seqs)[0]
 
 
-def field_bits(model: AudioContextModel, tokens: list[int], packet_frames: int) -> np.ndarray:
-    """Ideal code length (bits) of each table kind over the packets of ``tokens``."""
+def field_bits(model: AudioContextModel, tokens: list[int], packet_frames: int,
+               levels: Optional[list[int]] = None) -> np.ndarray:
+    """Ideal code length (bits) of each table kind over the packets of ``tokens`` (``levels``: the
+    motion level of every token, for a conditioned model)."""
     arrays = model.to_arrays()
     tables = [arrays["audio." + name].astype(np.float64) for name, _, _ in KINDS]
     out = np.zeros(len(KINDS))
@@ -64,7 +76,8 @@ def field_bits(model: AudioContextModel, tokens: list[int], packet_frames: int) 
     fields = [split_700c(t) for t in tokens]
     for start in range(0, len(fields), packet_frames):
         chunk = fields[start:start + packet_frames]
-        walk_packet(len(chunk), step, chunk)
+        motion = None if levels is None else levels[start:start + packet_frames]
+        walk_packet(len(chunk), step, chunk, motion, model.motion_levels)
     return out
 
 
@@ -75,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", nargs="+", type=Path,
                         default=[SHARED / "speech-eval", SHARED / "av-eval"])
     parser.add_argument("--packet-frames", type=int, default=25)
+    parser.add_argument("--motion", nargs="+", type=Path, help="motion-conditioned models to compare")
+    parser.add_argument("--base", default="avcc-mrdac-cpu-v2", help="--motion: bundle of today's coder")
+    parser.add_argument("--kp-model", default="mrdac-cpu-v3", help="--motion: model whose keypoints are sent")
+    parser.add_argument("--kp-precision", type=int, default=5, help="--motion: keypoint grid (encoder default 5)")
+    parser.add_argument("--kp-hysteresis", type=float, default=0.3, help="--motion: dead zone (encoder default 0.3)")
     parser.add_argument("--smoke", action="store_true",
                         help="the shipped bundle's model on one synthetic signal: a check that the script runs")
     args = parser.parse_args(argv)
@@ -87,6 +105,13 @@ def main(argv: list[str] | None = None) -> int:
             args.data = [Path(tmp)]
             write_wav(Path(tmp) / "synthetic.wav", speech_like(2.0), 16000)
             return run(args, load_avcc("avcc-mrdac-cpu-v1").audio)
+    if args.motion:
+        if args.data == [SHARED / "speech-eval", SHARED / "av-eval"]:
+            args.data = [SHARED / "av-eval"]
+        if not all(d.is_dir() for d in args.data):
+            print(f"skipped: data folders {[str(d) for d in args.data]} not all present")
+            return 0
+        return run_motion(args)
     if not all(d.is_dir() for d in args.data):
         print(f"skipped: data folders {[str(d) for d in args.data]} not all present")
         return 0
@@ -140,6 +165,57 @@ def run(args: argparse.Namespace, model: AudioContextModel) -> int:
     print()
     print(f"{tot_frames} frames ({seconds:.1f} s); every packet decoded to the original tokens; "
           f"encode {tot_frames / enc_s:.0f} frames/s, decode {tot_frames / dec_s:.0f} frames/s")
+    return 0
+
+
+def run_motion(args: argparse.Namespace) -> int:
+    """Today's context coder against motion-conditioned ones on aligned clips; print the tables."""
+    from avfc.avcc.motion_ctx import packet_levels
+    from avfc.avcc.tokens import join_700c
+    from avfc.avcc.zoo import load_avcc
+    from avfc.train.audio_motion import load as load_motion
+    from avfc.train.avcc_data import find_clips, load_clip
+
+    base = load_avcc(args.base).audio
+    models = [load_motion(p) for p in args.motion]
+    names = [p.stem for p in args.motion]
+    print("| clip | frames | " + " | ".join(["today bps"] + [f"{n} bps" for n in names]) + " |")
+    print("| --- | --- | " + " | ".join(["---"] * (1 + len(names))) + " |")
+    tot_frames, tot = 0, np.zeros(1 + len(models))
+    ideal = np.zeros((1 + len(models), len(KINDS)))
+    for folder in args.data:
+        for path in find_clips(folder):
+            clip = load_clip(path, args.kp_model, precision=args.kp_precision, hysteresis=args.kp_hysteresis)
+            tokens = [join_700c(tuple(int(v) for v in row)) for row in clip.fields]  # type: ignore[arg-type]
+            n_bytes = np.zeros(1 + len(models))
+            for start in range(0, len(tokens), args.packet_frames):
+                packet = tokens[start:start + args.packet_frames]
+                data = base.encode(packet)
+                assert base.decode(data, len(packet)) == packet
+                n_bytes[0] += len(data)
+                for i, (model, thresholds) in enumerate(models):
+                    levels = packet_levels(clip.q, start, len(packet), thresholds)
+                    data = model.encode(packet, levels)
+                    assert model.decode(data, len(packet), levels) == packet, f"{path.name}: packet {start}"
+                    n_bytes[1 + i] += len(data)
+            ideal[0] += field_bits(base, tokens, args.packet_frames)
+            for i, (model, thresholds) in enumerate(models):
+                levels = [m for s in range(0, len(tokens), args.packet_frames)
+                          for m in packet_levels(clip.q, s, len(tokens[s:s + args.packet_frames]), thresholds)]
+                ideal[1 + i] += field_bits(model, tokens, args.packet_frames, levels)
+            bps = 8 * n_bytes / (len(tokens) * FRAME_SECONDS)
+            print(f"| {path.name} | {len(tokens)} | " + " | ".join(f"{b:.1f}" for b in bps) + " |")
+            tot_frames += len(tokens)
+            tot += n_bytes
+    bps = 8 * tot / (tot_frames * FRAME_SECONDS)
+    cells = [f"**{bps[0]:.1f}**"] + [f"**{b:.1f}** ({100 * (b / bps[0] - 1):+.2f} %)" for b in bps[1:]]
+    print(f"| **total** | {tot_frames} | " + " | ".join(cells) + " |")
+    print()
+    print("| ideal bits/frame | " + " | ".join(name for name, _, _ in KINDS) + " | all |")
+    print("| --- | " + " | ".join(["---"] * (len(KINDS) + 1)) + " |")
+    for name, row in zip(["today"] + names, ideal / tot_frames):
+        print(f"| {name} | " + " | ".join(f"{b:.3f}" for b in row) + f" | {row.sum():.3f} |")
+    print(f"\n{tot_frames} frames ({tot_frames * FRAME_SECONDS:.1f} s); every packet decoded to the same tokens")
     return 0
 
 

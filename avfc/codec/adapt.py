@@ -22,13 +22,17 @@ import torch
 
 from avfc.bitstream.payloads import MAX_DECODER_PARAM, MAX_DECODER_PARAM_SHIFT
 from avfc.codec.common import frames_to_tensor
+from avfc.codec.search import _resize, scaled_model
 from avfc.errors import ConfigError
 from avfc.models.base import AnimationModel, Reference, trainable_adaptation
 
 #: frames of the stream the fit looks at (evenly spread over it)
-ADAPT_FRAMES = 32
+ADAPT_FRAMES = 16
 #: Adam steps of the fit
-ADAPT_STEPS = 30
+ADAPT_STEPS = 20
+#: the fit draws at ``size // ADAPT_SCALE`` (as the motion search does: the models are fully convolutional);
+#: the choice to send them is made at full size, with the decoder's own render
+ADAPT_SCALE = 2
 #: Adam's learning rate (deltas are affine terms of order 0.01-1)
 ADAPT_LR = 0.01
 #: the grid of the sent deltas: ``q * 2^-ADAPT_SHIFT``
@@ -71,9 +75,10 @@ class AdaptResult:
 
 def trace_draws(model: AnimationModel, data: bytes, device: str | torch.device = "cpu"
                 ) -> list[tuple[int, list[Reference], torch.Tensor]]:
-    """Decode ``data`` (the bytes of a pass) and return, for every frame the decoder draws with the model,
-    ``(frame index, references, keypoints (1, C))`` exactly as it draws it (key frames of a
-    ``render_keys`` model included). ``model``: the stream's model (the zoo's, not adapted)."""
+    """Decode ``data`` (the bytes of a pass) and return, for every frame the decoder would draw with the
+    model, ``(frame index, references, keypoints (1, C))`` exactly as it would draw it (key frames of a
+    ``render_keys`` model included); nothing is drawn (key pictures are decoded and references prepared).
+    ``model``: the stream's model (the zoo's, not adapted)."""
     from avfc.codec.decoder import Decoder
 
     dec = Decoder(model=model, device=device)
@@ -106,7 +111,7 @@ def _render_error(model: AnimationModel, draws: list[tuple[int, list[Reference],
 
 def fit_decoder_params(model: AnimationModel, data: bytes, frames: np.ndarray, *, max_frames: int = ADAPT_FRAMES,
                        steps: int = ADAPT_STEPS, lr: float = ADAPT_LR, shift: int = ADAPT_SHIFT,
-                       batch: int = ADAPT_BATCH, decay: float = ADAPT_DECAY,
+                       batch: int = ADAPT_BATCH, decay: float = ADAPT_DECAY, scale: int = ADAPT_SCALE,
                        device: str | torch.device = "cpu") -> AdaptResult:
     """Fit ``model``'s adaptable set to the stream ``data`` coded from ``frames`` (uint8 ``(N, S, S, 3)``, the
     coded-size source). See the module docstring. The zoo's model object is not changed."""
@@ -116,7 +121,23 @@ def fit_decoder_params(model: AnimationModel, data: bytes, frames: np.ndarray, *
     if n == 0 or not draws:
         return AdaptResult(None, len(draws), 0.0, 0.0)
     picked = [draws[i] for i in _pick(len(draws), max_frames)]
-    fit, delta = trainable_adaptation(model)
+    size = max(64, model.size // max(int(scale), 1))
+    small = scaled_model(model, size) if size != model.size else model
+    small_refs: dict[int, Reference] = {}
+
+    def at_size(refs: list[Reference]) -> list[Reference]:
+        if small is model:
+            return refs
+        out = []
+        for r in refs:
+            if id(r) not in small_refs:
+                s = Reference(r.frame_index, _resize(r.frame, size), r.keypoints)
+                s.state = small.prepare_reference(s)
+                small_refs[id(r)] = s
+            out.append(small_refs[id(r)])
+        return out
+
+    fit, delta = trainable_adaptation(small)
     opt = torch.optim.Adam([delta], lr=lr)
     # frames drawn from the same references go through the model together
     groups: dict[tuple[int, ...], list[tuple[int, list[Reference], torch.Tensor]]] = {}
@@ -126,8 +147,9 @@ def fit_decoder_params(model: AnimationModel, data: bytes, frames: np.ndarray, *
     for g in groups.values():
         for i in range(0, len(g), batch):
             part = g[i:i + batch]
-            target = frames_to_tensor(np.stack([frames[idx] for idx, _, _ in part])).to(device)
-            batches.append((part[0][1], torch.cat([kp for _, _, kp in part]), [idx for idx, _, _ in part], target))
+            target = _resize(frames_to_tensor(np.stack([frames[idx] for idx, _, _ in part])).to(device), size)
+            batches.append((at_size(part[0][1]), torch.cat([kp for _, _, kp in part]), [idx for idx, _, _ in part],
+                            target))
     with torch.enable_grad():
         for _ in range(steps):
             opt.zero_grad()

@@ -191,7 +191,8 @@ class Decoder:
         # format 2.2: the model each frame is drawn with, from a frame on: (first frame, model adapted by a
         # DECODER_PARAMS unit, or None for the zoo's), in frame order (docs/bitstream.md E.9)
         self._param_sets: list[tuple[int, Optional[AnimationModel]]] = []
-        #: the encoder's fit of decoder parameters (avfc.codec.adapt) sees each frame drawn: (index, refs, kp)
+        #: the encoder's fit of decoder parameters (avfc.codec.adapt) is handed each frame the model would draw,
+        #: (index, refs, kp), instead of the decoder drawing it (a black frame is output in its place)
         self._trace: Optional[Callable[[int, list[Reference], torch.Tensor], None]] = None
 
     # ------------------------------------------------------------------ input
@@ -538,6 +539,7 @@ class Decoder:
         model = self._model_at(ref.frame_index)
         if self._trace is not None:
             self._trace(ref.frame_index, [ref], ref.keypoints)
+            return np.zeros_like(pic)
         return tensor_to_frames(model.render([ref], ref.keypoints, ref.frame_index).cpu())[0]
 
     def _add_reference(self, ref: Reference) -> None:
@@ -649,8 +651,11 @@ class Decoder:
                 continue
             # one frame per call: on a 2-core CPU, batches of 8 frames cost 3x more per frame
             # (benchmarks/speed.py), and each frame gets its own temporal reference weights
-            if self._trace is not None:
+            if self._trace is not None:  # the encoder's fit: not drawn here
                 self._trace(idx, refs, kp[i:i + 1])
+                self._emit(idx, np.zeros((self.header.height, self.header.width, 3), np.uint8))
+                i += 1
+                continue
             out = self._model_at(idx).render(refs, kp[i:i + 1], idx)
             self._emit(idx, tensor_to_frames(out.cpu())[0])
             i += 1

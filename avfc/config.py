@@ -145,8 +145,8 @@ class EncoderConfig(BaseModel):
     adapt_decoder: bool = Field(
         False, description="instance-adaptive decoder parameters (format 2.2): after a pass has chosen what it "
                            "sends, the encoder fits the model's adaptable set (a few hundred affine terms of its "
-                           "last layers) to the clip and sends them in a DECODER_PARAMS unit (about 100-200 "
-                           "bytes, counted in the rate, repeated after each REFRESH), then codes the clip again "
+                           "last layers) to the clip and sends them in a DECODER_PARAMS unit (about 50-70 "
+                           "bytes for mrdac, counted in the rate, repeated after each REFRESH), then codes the clip again "
                            "with them; every choice it makes renders with them. Off by default (measured: "
                            "docs/experiments/2026-12-06-decoder-params.md); needs format_major 2 and an input "
                            "of known length")

@@ -37,12 +37,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="mrdac-cpu-v3")
     ap.add_argument("--lpips-stride", type=int, default=5)
     ap.add_argument("--weights", type=Path, default=WEIGHTS)
+    ap.add_argument("--fit-steps", type=int, help="Adam steps of the fit (default: avfc.codec.adapt.ADAPT_STEPS)")
+    ap.add_argument("--fit-lr", type=float, help="Adam's learning rate (default: ADAPT_LR)")
+    ap.add_argument("--fit-frames", type=int, help="frames the fit looks at (default: ADAPT_FRAMES)")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args(argv)
 
+    import functools
+
     import avfc
+    import avfc.api
     from avfc import bitstream as bs
+    from avfc.codec.adapt import fit_decoder_params
+    from avfc.models.zoo import load_model
     from avfc.eval.metrics import psnr
     from avfc.media.stream import open_media
 
@@ -63,8 +71,13 @@ def main(argv: list[str] | None = None) -> int:
             with open_media(path, fps=25, sample_rate=16000, size=256, crop="face", max_frames=args.frames) as st:
                 media = st.read()
             clips.append((Path(path).stem, media.frames, media.audio))
+    fit_args = {k: v for k, v in (("steps", args.fit_steps), ("lr", args.fit_lr), ("max_frames", args.fit_frames))
+                if v is not None}
+    fit = functools.partial(fit_decoder_params, **fit_args)
+    avfc.api.fit_decoder_params = fit  # what avfc.encode(adapt_decoder=True) calls
     rows = []
     for name, frames, audio in clips:
+        plain_data = b""
         for adapt in (False, True):
             t0 = time.perf_counter()
             res = avfc.encode(frames, pcm=audio, adapt_decoder=adapt, **settings)
@@ -83,6 +96,12 @@ def main(argv: list[str] | None = None) -> int:
             if lpips is not None:
                 pick = slice(0, len(frames), args.lpips_stride)
                 row["lpips_alex"] = round(lpips.score(frames[pick], out[pick]).mean, 4)
+            if not adapt:
+                plain_data = res.data
+            else:  # the fit on the plain stream, as the encoder ran it: 8-bit MAE on its frames before / after
+                r = fit(load_model(settings["model"], frames.shape[1]), plain_data, frames)
+                row.update(fit_frames=r.frames, fit_mae_before=round(r.error_before, 3),
+                           fit_mae_after=round(r.error_after, 3), fit=fit_args)
             rows.append(row)
             line = json.dumps(row)
             print(line, flush=True)

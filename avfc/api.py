@@ -19,6 +19,7 @@ import numpy as np
 from avfc import bitstream as bs
 from avfc.codec.common import check_max_refs
 from avfc.codec.decoder import Decoder, Issue
+from avfc.codec.adapt import DecoderParamSet, fit_decoder_params
 from avfc.codec.encoder import Encoder, EncoderStats, analyse_clip, make_search
 from avfc.codec.rate import fit_file_rate, uses_file_rate
 from avfc.config import EncoderConfig
@@ -190,7 +191,9 @@ def encode(src: MediaSource, dst: Optional[PathLike] = None, *,
                         sample_rate=16000, size=cfg.size, crop=cfg.crop, max_frames=cfg.max_frames,
                         progress=progress) as stream:
             known = stream.frame_count or stream.expected_frames
-            if known is None or not uses_file_rate(cfg, known / cfg.fps):
+            if cfg.adapt_decoder and known is None:
+                raise ConfigError("adapt_decoder codes the clip twice: it needs an input whose length is known")
+            if known is None or not (uses_file_rate(cfg, known / cfg.fps) or cfg.adapt_decoder):
                 return _encode_stream(stream, cfg, model, dst, progress, search_device)
             media = stream.read()  # short: the whole-file passes code it several times
             return _encode_held(media.frames, media.audio, stream.crop, stream.source_size, list(stream.warnings),
@@ -302,17 +305,15 @@ def _encode_held(frames: np.ndarray, pcm: Optional[np.ndarray], box: CropBox, so
         keypoints = analyse_clip(model, frames, cfg.kp_precision, cfg.kp_hysteresis, progress)
     duration = len(frames) / cfg.fps
 
-    # the motion search, shared by the rate control's passes: a later pass starts from what it found
-    search = make_search(cfg, model, device=search_device, keep_found=True)
-
     file_rate = uses_file_rate(cfg, duration)
     passes = [0]
+    params: Optional[DecoderParamSet] = None  # format 2.2: the decoder parameters the passes send
 
     def run(c: EncoderConfig, key_bytes: Optional[int] = None, bound: bool = False) -> Encoder:
         passes[0] += 1  # progress: one stage per pass of the whole-file rate control
-        stage = f"encode (rate pass {passes[0]})" if file_rate else "encode"
+        stage = f"encode (rate pass {passes[0]})" if file_rate or cfg.adapt_decoder else "encode"
         enc = Encoder(c, source_size=source_size, crop=box, frame_count=len(frames),
-                      key_bytes=key_bytes, model=model, search=search)
+                      key_bytes=key_bytes, model=model, search=search, decoder_params=params)
         enc.search_bound = bound
         # one packet of frames, then its audio: the units come out in time order, as a live encoder's
         step = c.packet_frames
@@ -328,11 +329,28 @@ def _encode_held(frames: np.ndarray, pcm: Optional[np.ndarray], box: CropBox, so
         enc.close()
         return enc
 
-    if file_rate:  # short input: the whole-file passes
-        enc = fit_file_rate(cfg, int(cfg.bitrate_kbps * 1000 / 8 * duration), duration, run, warnings)
-    else:  # no bitrate, or one pass (the encoder's StreamRate sizes each key picture as it comes)
-        enc = run(cfg)
+    def code() -> Encoder:
+        if file_rate:  # short input: the whole-file passes
+            assert cfg.bitrate_kbps is not None
+            return fit_file_rate(cfg, int(cfg.bitrate_kbps * 1000 / 8 * duration), duration, run, warnings)
+        return run(cfg)  # no bitrate, or one pass (the encoder's StreamRate sizes each key picture as it comes)
+
+    # the motion search, shared by the rate control's passes: a later pass starts from what it found
+    search = make_search(cfg, model, device=search_device, keep_found=True)
+    enc = code()
     data = enc.read()
+    if cfg.adapt_decoder and len(frames):
+        # format 2.2: fit the decoder's adaptable set to what this pass sends, then code again with it (its
+        # unit's bytes in the rate; every choice, the search's too, renders with the adapted model)
+        fitted = fit_decoder_params(model, data, frames)
+        if fitted.params is not None:
+            params = fitted.params
+            search = make_search(cfg, model.adapted(params.deltas()), device=search_device, keep_found=True)
+            enc = code()
+            data = enc.read()
+        else:
+            warnings.append("adapt_decoder: the fitted decoder parameters did not draw the clip closer than "
+                            "the model's own; none sent")
     if dst is not None:
         _write_output(dst, data)
     return EncodeResult(data=data, header=enc.header, stats=enc.stats, frames=len(frames),

@@ -96,7 +96,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
         size=args.size, fps=args.fps,
         audio_coder=args.audio_coder, motion_source=args.motion_source, avcc=args.avcc,
         lips_model=args.lips_model, diffusion_steps=args.diffusion_steps, diffusion_seed=args.diffusion_seed,
-        refresh_interval=args.refresh_interval,
+        refresh_interval=args.refresh_interval, adapt_decoder=args.adapt_decoder or None,
     )
     progress, done = _progress_bar(not args.quiet and sys.stderr.isatty() or args.progress)
     try:
@@ -283,6 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="random access (format 2.1): repeat the header and restart the references with a key "
                         "frame every SECONDS (rounded up to whole motion packets), so that a receiver that joins "
                         "late decodes from there (`avfc decode --join`); default off")
+    e.add_argument("--adapt-decoder", action="store_true",
+                   help="format 2.2: fit a few hundred of the model's last-layer parameters to the clip and send "
+                        "them (DECODER_PARAMS, counted in the rate); codes the clip twice. Default off")
     e.add_argument("--motion-stride", type=int, metavar="N",
                    help="send the keypoints of every Nth frame, the decoder interpolates the rest (default: 1, or "
                         "with --bitrate the smallest of 1, 2, 3 whose keypoints fit --motion-share of the file; "

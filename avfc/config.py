@@ -142,6 +142,14 @@ class EncoderConfig(BaseModel):
                     "the encoder repeats the sequence header in a REFRESH unit, codes a key frame and restarts "
                     "the reference buffer and the motion prediction there, so a receiver that joins late "
                     "(`avfc decode --join`) starts at the next one. None or 0: off (a 2.0 stream)")
+    adapt_decoder: bool = Field(
+        False, description="instance-adaptive decoder parameters (format 2.2): after a pass has chosen what it "
+                           "sends, the encoder fits the model's adaptable set (a few hundred affine terms of its "
+                           "last layers) to the clip and sends them in a DECODER_PARAMS unit (about 50-70 "
+                           "bytes for mrdac, counted in the rate, repeated after each REFRESH), then codes the clip again "
+                           "with them; every choice it makes renders with them. Off by default (measured: "
+                           "docs/experiments/2026-12-06-decoder-params.md); needs format_major 2 and an input "
+                           "of known length")
     side_info: bool = Field(
         False, description="write a SIDE_INFO unit (reference structure, flags) after every key frame; "
                            "about 25 bytes each, informative only")
@@ -163,6 +171,8 @@ class EncoderConfig(BaseModel):
             raise ValueError("lips_model 'diffusion' needs motion_source 'speech'")
         if self.motion_source == "speech" and (self.key_policy != "fixed" or self.reference_mode != "low-delay"):
             raise ValueError("motion_source 'speech' needs key_policy 'fixed' and reference_mode 'low-delay'")
+        if self.adapt_decoder and self.format_major != 2:
+            raise ValueError("adapt_decoder needs format_major 2 (DECODER_PARAMS units exist from format 2.2 on)")
         if self.refresh_interval:
             if self.format_major != 2:
                 raise ValueError("refresh_interval needs format_major 2 (REFRESH units exist from format 2.1 on)")

@@ -1,4 +1,4 @@
-"""The .avfc bitstream container (versions 1.0-1.3, 2.0 and 2.1): units, payload models, writer and incremental reader.
+"""The .avfc bitstream container (versions 1.0-1.3 and 2.0-2.2): units, payload models, writer and incremental reader.
 
 No torch here: this layer only frames, checks and (de)serialises bytes. The format
 is specified field by field in docs/bitstream.md (container section).
@@ -7,6 +7,7 @@ is specified field by field in docs/bitstream.md (container section).
 from avfc.bitstream.parser import StreamParser
 from avfc.bitstream.payloads import (
     AVCC_FLAG_DIFFUSION_LIPS,
+    MAX_DECODER_PARAMS,
     HEADER2_FLAG_AVCC,
     HEADER2_FLAG_CROP,
     HEADER_FLAG_SPARSE_MOTION,
@@ -25,6 +26,7 @@ from avfc.bitstream.payloads import (
     AudioCodecId,
     AudioCoder,
     AudioCtx,
+    DecoderParams,
     EndOfStream,
     KeyCodec,
     KeyFrame,
@@ -52,6 +54,7 @@ from avfc.bitstream.units import (
     VERSION_1_3,
     VERSION_2_0,
     VERSION_2_1,
+    VERSION_2_2,
     Damage,
     DamageReason,
     Event,
@@ -68,6 +71,7 @@ __all__ = [
     "HEADER2_FLAG_AVCC",
     "HEADER2_FLAG_CROP",
     "HEADER_FLAG_SPARSE_MOTION",
+    "MAX_DECODER_PARAMS",
     "MAX_DIFFUSION_STEPS",
     "MAX_FRAME_COUNT",
     "MAX_MOTION_STRIDE",
@@ -86,11 +90,13 @@ __all__ = [
     "VERSION_1_3",
     "VERSION_2_0",
     "VERSION_2_1",
+    "VERSION_2_2",
     "Audio",
     "AudioCodecId",
     "AudioCoder",
     "AudioCtx",
     "Damage",
+    "DecoderParams",
     "DamageReason",
     "EndOfStream",
     "Event",

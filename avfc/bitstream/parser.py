@@ -45,6 +45,7 @@ from avfc.bitstream.units import (
     UNIT_TYPES_1_0,
     UNIT_TYPES_1_1,
     UNIT_TYPES_1_2,
+    UNIT_TYPES_2_1,
     Damage,
     DamageReason,
     Event,
@@ -70,7 +71,7 @@ _COMPACT_BYTES = 64 * 1024
 # per type set: a regex matching any byte of the set (the resync's fast skip)
 _TYPE_RE = {
     types: re.compile(b"[" + b"".join(re.escape(bytes((t,))) for t in sorted(types)) + b"]")
-    for types in (UNIT_TYPES_1_0, UNIT_TYPES_1_1, UNIT_TYPES_1_2, KNOWN_UNIT_TYPES)
+    for types in (UNIT_TYPES_1_0, UNIT_TYPES_1_1, UNIT_TYPES_1_2, UNIT_TYPES_2_1, KNOWN_UNIT_TYPES)
 }
 #: a REFRESH unit's type byte (format 2.1), and the largest payload a joining reader takes as one
 _REFRESH_TYPE = 0x09

@@ -895,15 +895,156 @@ class Refresh(Payload):
         return cls(frame_index=frame_index, header=data[offset:], **version)
 
 
+#: the most values a DECODER_PARAMS unit may carry (LimitError above it, read before anything is allocated)
+MAX_DECODER_PARAMS = 1024
+#: the largest magnitude of one quantized parameter delta (|q| <= 2^15 - 1)
+MAX_DECODER_PARAM = (1 << 15) - 1
+#: the largest step shift: a delta is ``q * 2^-shift``
+MAX_DECODER_PARAM_SHIFT = 24
+#: the largest Exp-Golomb order of the values' code
+MAX_DECODER_PARAM_ORDER = 15
+#: the adaptable sets a DECODER_PARAMS unit may name (set 1: docs/bitstream.md A.15.2)
+DECODER_PARAM_SETS = (1,)
+
+
+def pack_signed_golomb(values: "tuple[int, ...] | list[int]", order: int) -> bytes:
+    """Signed Exp-Golomb code of order ``order`` of every value (zigzag ``u = 2v`` for ``v >= 0``, else
+    ``-2v - 1``; then ``n`` zero bits and the ``n + order + 1`` bits of ``u + 2^order``, most significant
+    first, where ``n = bitlen(u + 2^order) - order - 1``), the bits packed most significant first and the
+    last byte padded with zero bits (docs/bitstream.md A.15.1)."""
+    acc, nbits, out = 0, 0, bytearray()
+    for v in values:
+        u = 2 * v if v >= 0 else -2 * v - 1
+        w = u + (1 << order)
+        length = w.bit_length()
+        n = length - order - 1
+        acc = (acc << (n + length)) | w  # n zero bits, then w
+        nbits += n + length
+        while nbits >= 8:
+            nbits -= 8
+            out.append((acc >> nbits) & 0xFF)
+        acc &= (1 << nbits) - 1
+    if nbits:
+        out.append((acc << (8 - nbits)) & 0xFF)
+    return bytes(out)
+
+
+def unpack_signed_golomb(data: bytes, count: int, order: int, model: str = "DecoderParams") -> tuple[int, ...]:
+    """The ``count`` values of :func:`pack_signed_golomb`; FormatError when the data end inside a value, a
+    value's prefix is longer than its bound allows (``|v| <= MAX_DECODER_PARAM``), the padding bits are not
+    zero or bytes follow the last value's byte."""
+    total = 8 * len(data)
+    max_u = 2 * MAX_DECODER_PARAM
+    pos, out = 0, []
+
+    def bit(i: int) -> int:
+        return (data[i >> 3] >> (7 - (i & 7))) & 1
+
+    for j in range(count):
+        n = 0
+        while True:
+            if pos >= total:
+                raise FormatError(f"{model}.data: ends inside value {j} of {count}")
+            if bit(pos):
+                break
+            n += 1
+            pos += 1
+            if n + order > max_u.bit_length():
+                raise FormatError(f"{model}.data: value {j} has a prefix of more than {n - 1} zero bits "
+                                  f"(values are at most {MAX_DECODER_PARAM} in magnitude)")
+        length = n + order + 1
+        if pos + length > total:
+            raise FormatError(f"{model}.data: ends inside value {j} of {count}")
+        w = 0
+        for i in range(pos, pos + length):
+            w = (w << 1) | bit(i)
+        pos += length
+        u = w - (1 << order)
+        if u > max_u:
+            raise FormatError(f"{model}.data: value {j} exceeds {MAX_DECODER_PARAM} in magnitude")
+        out.append(u >> 1 if not u & 1 else -((u + 1) >> 1))
+    if (pos + 7) // 8 != len(data):
+        raise FormatError(f"{model}.data: {len(data) - (pos + 7) // 8} bytes after the last value")
+    if any(bit(i) for i in range(pos, (pos + 7) // 8 * 8)):
+        raise FormatError(f"{model}.data: padding bits after the last value are not zero")
+    return tuple(out)
+
+
+def golomb_order(values: "tuple[int, ...] | list[int]") -> int:
+    """The Exp-Golomb order in 0..MAX_DECODER_PARAM_ORDER that codes ``values`` in the fewest bytes."""
+    return min(range(MAX_DECODER_PARAM_ORDER + 1), key=lambda k: (len(pack_signed_golomb(values, k)), k))
+
+
+class DecoderParams(Payload):
+    """Instance-adaptive decoder parameters (DECODER_PARAMS unit, format 2.2): one quantized delta per
+    value of the model's adaptable set ``param_set``, applied from the key frame at ``frame_index`` on
+    (docs/bitstream.md A.15, E.9). A delta is ``values[i] * 2^-shift``.
+
+    Layout (major 2 only): ``frame_index varint | param_set u8 | count varint | shift u8 | order u8 |
+    data``: ``data`` is the signed Exp-Golomb code of order ``order`` of the ``count`` values
+    (:func:`pack_signed_golomb`), to the end of the payload. ``order`` is the encoder's choice (the
+    shortest code, :func:`golomb_order`, when not given).
+    """
+
+    UNIT_TYPE: ClassVar[UnitType] = UnitType.DECODER_PARAMS
+
+    frame_index: FrameIndex
+    param_set: Annotated[StrictInt, Field(ge=1, le=U8)] = 1
+    shift: Annotated[StrictInt, Field(ge=0, le=MAX_DECODER_PARAM_SHIFT)]
+    values: tuple[Annotated[StrictInt, Field(ge=-MAX_DECODER_PARAM, le=MAX_DECODER_PARAM)], ...]
+    order: Optional[Annotated[StrictInt, Field(ge=0, le=MAX_DECODER_PARAM_ORDER)]] = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "DecoderParams":
+        if self.param_set not in DECODER_PARAM_SETS:
+            raise FormatError(f"DecoderParams.param_set: unknown adaptable set {self.param_set} (defined: "
+                              f"{', '.join(map(str, DECODER_PARAM_SETS))})")
+        if len(self.values) > MAX_DECODER_PARAMS:
+            raise LimitError(f"DecoderParams.values: {len(self.values)} values exceed MAX_DECODER_PARAMS "
+                             f"({MAX_DECODER_PARAMS})")
+        if self.order is None:
+            object.__setattr__(self, "order", golomb_order(self.values))
+        return self
+
+    def to_bytes(self, major: int = 2) -> bytes:
+        """Serialise: frame_index, param_set, count, shift, order, the coded values. FormatError unless
+        ``major`` is 2."""
+        if major != 2:
+            raise FormatError(f"DecoderParams: a DECODER_PARAMS unit exists only in format 2.2 and later, "
+                              f"not in major {major!r}")
+        assert self.order is not None
+        return (pack_varint(self.frame_index) + bytes((self.param_set,)) + pack_varint(len(self.values))
+                + bytes((self.shift, self.order)) + pack_signed_golomb(self.values, self.order))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, major: int) -> "DecoderParams":
+        """Parse a DECODER_PARAMS payload (only in major 2). The count is checked against
+        MAX_DECODER_PARAMS (LimitError) before any value is read."""
+        data = _check_bytes(data)
+        if major != 2:
+            raise FormatError(f"DecoderParams: a DECODER_PARAMS unit exists only in format 2.2 and later, "
+                              f"not in major {major!r}")
+        frame_index, offset = read_varint("DecoderParams", "frame_index", data, 0)
+        head, offset = unpack_fields("DecoderParams", data, offset, (("param_set", "B"),))
+        count, offset = read_varint("DecoderParams", "count", data, offset)
+        if count > MAX_DECODER_PARAMS:
+            raise LimitError(f"DecoderParams.count: {count} exceeds MAX_DECODER_PARAMS ({MAX_DECODER_PARAMS})")
+        rest, offset = unpack_fields("DecoderParams", data, offset, (("shift", "B"), ("order", "B")))
+        if rest["order"] > MAX_DECODER_PARAM_ORDER:
+            raise FormatError(f"DecoderParams.order: {rest['order']} exceeds {MAX_DECODER_PARAM_ORDER}")
+        values = unpack_signed_golomb(data[offset:], count, rest["order"])
+        return cls(frame_index=frame_index, values=values, **head, **rest)
+
+
 #: the payload model of every known unit type.
 PAYLOAD_TYPES: dict[UnitType, type[Payload]] = {
     model.UNIT_TYPE: model
     for model in (SequenceHeader, KeyFrame, Motion, Audio, SideInfo, AudioCtx, MotionPred, MotionSparse,
-                  Refresh, EndOfStream)
+                  Refresh, DecoderParams, EndOfStream)
 }
 
 AnyPayload = Union[SequenceHeader, KeyFrame, Motion, Audio, SideInfo, AudioCtx, MotionPred, MotionSparse,
-                   Refresh, EndOfStream]
+                   Refresh, DecoderParams, EndOfStream]
 
 
 def decode_payload(unit: Unit, major: int) -> Optional[AnyPayload]:

@@ -12,6 +12,7 @@ from avfc.bitstream.units import (
     SUPPORTED_MAJORS,
     VERSION_2_0,
     VERSION_2_1,
+    VERSION_2_2,
     Damage,
     Event,
     Unit,
@@ -49,17 +50,22 @@ class StreamWriter:
     avfc reader reads), 2 writes version 2.0 (the compact layout; readers from avfc 0.2 on).
     ``refresh=True`` (major 2 only) writes version 2.1 and allows :meth:`write_refresh`: the version is
     in the preamble, written first, so a writer that may write a REFRESH unit says so up front.
+    ``decoder_params=True`` (major 2 only) writes version 2.2 and allows DECODER_PARAMS units (with or
+    without ``refresh``).
     """
 
-    def __init__(self, fp: BinaryIO, major: int = 1, *, refresh: bool = False) -> None:
+    def __init__(self, fp: BinaryIO, major: int = 1, *, refresh: bool = False, decoder_params: bool = False) -> None:
         """Wrap ``fp``, any object with a ``write(bytes)`` method; FormatError on an unknown ``major`` and on
-        ``refresh`` with major 1 (REFRESH exists from 2.1 on)."""
+        ``refresh`` or ``decoder_params`` with major 1 (REFRESH exists from 2.1 on, DECODER_PARAMS from 2.2)."""
         if isinstance(major, bool) or major not in SUPPORTED_MAJORS:
             raise FormatError(f"major version {major!r} is not one of {SUPPORTED_MAJORS}")
         if refresh and major != 2:
             raise FormatError("REFRESH units (random access) need format 2.1: major 2, not 1")
+        if decoder_params and major != 2:
+            raise FormatError("DECODER_PARAMS units need format 2.2: major 2, not 1")
         self.major = major
         self.refresh = bool(refresh)
+        self.decoder_params = bool(decoder_params)
         self._fp = fp
         self._header: SequenceHeader | None = None
         self._header_bytes = b""  # the header's payload, repeated by every REFRESH
@@ -71,8 +77,8 @@ class StreamWriter:
 
         Major 1: the preamble's version is ``header.min_version``: 1.3 with DIFFUSION_LIPS, 1.2 when
         the header has the SPARSE_MOTION flag, else 1.1 when it has the AVCC extension, else 1.0 (a
-        stream that uses no 1.1 feature is a 1.0 stream, byte for byte). Major 2: version 2.1 when the
-        writer was made with ``refresh=True``, else 2.0.
+        stream that uses no 1.1 feature is a 1.0 stream, byte for byte). Major 2: version 2.2 when the
+        writer was made with ``decoder_params=True``, else 2.1 with ``refresh=True``, else 2.0.
         """
         if not isinstance(header, SequenceHeader):
             raise FormatError(f"write_header expects a SequenceHeader, not {type(header).__name__}")
@@ -89,6 +95,8 @@ class StreamWriter:
         """The version this writer writes a stream with ``header`` as."""
         if self.major == 1:
             return header.min_version
+        if self.decoder_params:
+            return VERSION_2_2
         return VERSION_2_1 if self.refresh else VERSION_2_0
 
     def write_refresh(self, frame_index: int) -> int:
@@ -126,6 +134,9 @@ class StreamWriter:
                     f"{unit_type.name} unit in a stream whose header has {field} {_show(actual)} "
                     f"({unit_type.name} needs {_show(needed)})"
                 )
+        if unit_type is UnitType.DECODER_PARAMS and not self.decoder_params:
+            raise FormatError("DECODER_PARAMS in a stream below 2.2: make the writer with decoder_params=True "
+                              "(version 2.2), the preamble states the version before any unit")
         if unit_type is UnitType.REFRESH:
             if self.major != 2:
                 raise FormatError("REFRESH units (random access) need format 2.1: major 2, not 1")

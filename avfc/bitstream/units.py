@@ -35,9 +35,14 @@ VERSION_2_0 = (2, 0)
 #: version 2.1: adds the REFRESH unit (the sequence header repeated at a key frame, where the reference
 #: buffer is emptied: a receiver that joins late or lost the start decodes from there); no other change.
 VERSION_2_1 = (2, 1)
-#: (major, minor): the newest version this implementation reads and writes; readers accept
-#: any minor of majors 1 and 2. A major-1 writer writes the oldest 1.x version that holds the stream.
-FORMAT_VERSION = VERSION_2_1
+#: version 2.2: adds the DECODER_PARAMS unit (instance-adaptive decoder parameters: quantized deltas to the
+#: model's adaptable set, applied from a key frame on); a decoder that does not know it must refuse the
+#: stream, so decoders refuse a major-2 minor newer than they know (docs/bitstream.md A.15.4)
+VERSION_2_2 = (2, 2)
+#: (major, minor): the newest version this implementation reads and writes. The parser frames any minor of
+#: majors 1 and 2; the decoder refuses a major-2 minor above this one's. A major-1 writer writes the oldest
+#: 1.x version that holds the stream.
+FORMAT_VERSION = VERSION_2_2
 #: the major versions this implementation reads
 SUPPORTED_MAJORS = (1, 2)
 PREAMBLE_SIZE = len(MAGIC) + 2
@@ -64,7 +69,7 @@ def unit_crc(major: int, data: bytes | bytearray | memoryview) -> int:
 
 
 class UnitType(IntEnum):
-    """The unit types of format versions 1.2 to 2.1. Other type bytes are "unknown" and skipped."""
+    """The unit types of format versions 1.2 to 2.2. Other type bytes are "unknown" and skipped."""
 
     SEQUENCE_HEADER = 0x01
     KEY_FRAME = 0x02
@@ -75,13 +80,16 @@ class UnitType(IntEnum):
     MOTION_PRED = 0x07  # since 1.1
     MOTION_SPARSE = 0x08  # since 1.2
     REFRESH = 0x09  # since 2.1 (major 2 only)
+    DECODER_PARAMS = 0x0A  # since 2.2 (major 2 only)
     END_OF_STREAM = 0x0F
 
 
-#: every type byte this implementation knows (version 2.1).
+#: every type byte this implementation knows (version 2.2).
 KNOWN_UNIT_TYPES = frozenset(int(t) for t in UnitType)
-#: the type bytes versions 1.2, 1.3 and 2.0 define (all but REFRESH).
-UNIT_TYPES_1_2 = KNOWN_UNIT_TYPES - {UnitType.REFRESH}
+#: the type bytes version 2.1 defines (all but DECODER_PARAMS).
+UNIT_TYPES_2_1 = KNOWN_UNIT_TYPES - {UnitType.DECODER_PARAMS}
+#: the type bytes versions 1.2, 1.3 and 2.0 define (all but REFRESH and DECODER_PARAMS).
+UNIT_TYPES_1_2 = UNIT_TYPES_2_1 - {UnitType.REFRESH}
 #: the type bytes version 1.1 defines; in a 1.1 stream every other type is unknown.
 UNIT_TYPES_1_1 = UNIT_TYPES_1_2 - {UnitType.MOTION_SPARSE}
 #: the type bytes version 1.0 defines; in a 1.0 stream every other type is unknown.
@@ -90,11 +98,14 @@ UNIT_TYPES_1_0 = UNIT_TYPES_1_1 - {UnitType.AUDIO_CTX, UnitType.MOTION_PRED}
 
 def unit_types_of(version: tuple[int, int]) -> frozenset[int]:
     """The type bytes a stream of ``version`` defines: those of 1.0, of 1.1, those of 1.2 (every later 1.x
-    and 2.0 too), or from 2.1 on also REFRESH (0x09; a 1.x or 2.0 stream's 0x09 byte is unknown)."""
+    and 2.0 too), from 2.1 on also REFRESH (0x09; a 1.x or 2.0 stream's 0x09 byte is unknown), and from 2.2
+    on also DECODER_PARAMS (0x0A)."""
     if version[0] == 1 and version[1] < 2:
         return (UNIT_TYPES_1_0, UNIT_TYPES_1_1)[version[1]]
     if version[0] == 1 or version[1] < 1:
         return UNIT_TYPES_1_2
+    if version[1] < 2:
+        return UNIT_TYPES_2_1
     return KNOWN_UNIT_TYPES
 
 

@@ -38,7 +38,15 @@ from avfc.codec.common import (
     tensor_to_frames,
 )
 from avfc.entropy import decode_motion, dequantize, interpolate_track, quantize, sparse_positions
-from avfc.errors import AvfcError, ConfigError, FormatError, LimitError, ModelMismatchError, TruncatedError
+from avfc.errors import (
+    AvfcError,
+    ConfigError,
+    FormatError,
+    LimitError,
+    ModelMismatchError,
+    TruncatedError,
+    UnsupportedVersionError,
+)
 from avfc.media import decode_intra
 from avfc.models.base import AnimationModel, Reference
 from avfc.models.zoo import keypoint_family, model_for_stream
@@ -77,6 +85,8 @@ MAX_KEYS_AHEAD = 1024 + MAX_PENDING_KEYS
 KEEP_BEHIND = 80
 #: SIDE_INFO units kept in :attr:`Decoder.side_info` (the most recent)
 MAX_SIDE_INFO = 16
+#: DECODER_PARAMS (format 2.2): most parameter sets held for frames not drawn yet (each a copy of the model)
+MAX_PARAM_SETS_AHEAD = 4
 _WAIT, _LOST = "wait", "lost"
 
 
@@ -183,6 +193,12 @@ class Decoder:
         self._trimmed_video = 0  # motion rows before this frame were dropped
         self._trimmed_fields = 0  # 700C fields before this audio frame were dropped
         self._trimmed_tokens = 0  # audio tokens before this audio frame were dropped
+        # format 2.2: the model each frame is drawn with, from a frame on: (first frame, model adapted by a
+        # DECODER_PARAMS unit, or None for the zoo's), in frame order (docs/bitstream.md E.9)
+        self._param_sets: list[tuple[int, Optional[AnimationModel]]] = []
+        #: the encoder's fit of decoder parameters (avfc.codec.adapt) is handed each frame the model would draw,
+        #: (index, refs, kp), instead of the decoder drawing it (a black frame is output in its place)
+        self._trace: Optional[Callable[[int, list[Reference], torch.Tensor], None]] = None
 
     # ------------------------------------------------------------------ input
     def push(self, data: bytes) -> None:
@@ -227,6 +243,8 @@ class Decoder:
             low = min(low, int(self._waiting_motion[0].first_frame))
         if self._diffusion is not None:  # blocks are sampled in order, from the first not sampled yet
             low = min(low, self._diff_block * self._diffusion.meta.block)
+        while len(self._param_sets) > 1 and self._param_sets[1][0] <= self._next_render:
+            self._param_sets.pop(0)  # superseded before the next frame drawn
         low -= KEEP_BEHIND
         if not self._keep_all and low > self._trimmed_video:
             for i in range(self._trimmed_video, low):
@@ -335,6 +353,8 @@ class Decoder:
                 self._audio(payload, ev.offset)
             elif isinstance(payload, bs.SideInfo):
                 self._side_info(payload, ev.offset)
+            elif isinstance(payload, bs.DecoderParams):
+                self._decoder_params(payload, ev.offset)
             elif isinstance(payload, bs.EndOfStream):
                 self.end = payload
         except AvfcError as e:
@@ -345,7 +365,7 @@ class Decoder:
         are ignored after a join), else None. Audio units are trimmed instead (:meth:`_audio`)."""
         if not self._origin:
             return None
-        if isinstance(payload, bs.KeyFrame) and int(payload.frame_index) < self._origin:
+        if isinstance(payload, (bs.KeyFrame, bs.DecoderParams)) and int(payload.frame_index) < self._origin:
             return int(payload.frame_index)
         if isinstance(payload, (bs.Motion, bs.MotionPred, bs.MotionSparse)) and int(payload.first_frame) < self._origin:
             return int(payload.first_frame)
@@ -360,6 +380,7 @@ class Decoder:
                 if self._parser.version is not None and r.version != self._parser.version:
                     raise FormatError(f"REFRESH unit at byte {offset} says version {r.major}.{r.minor}, the "
                                       f"stream's preamble {self._parser.version[0]}.{self._parser.version[1]}")
+                self._check_version(r.version)
                 header = r.sequence_header()
                 self._origin = self._next_render = self._next_out = self._reach = f
                 self._start(header)
@@ -389,10 +410,12 @@ class Decoder:
         # (concealment, reported) rather than held on the last frame until the next one
         self._reset_at = f
         self._last_refresh = f
+        self._set_params(f, None)  # the zoo's parameters from f, unless a DECODER_PARAMS follows (E.9)
 
     def _start(self, header: bs.SequenceHeader) -> None:
         self.header = header
         self.version = getattr(self._parser, "version", None)
+        self._check_version(self.version)
         if int(header.motion_coder) != MOTION_CODER_LAPLACE_V1:
             raise FormatError(f"unknown motion coder id {header.motion_coder}")
         if int(header.key_codec) not in KEY_CODEC_NAMES:
@@ -431,7 +454,59 @@ class Decoder:
                                    or int(header.audio_param) != 700):
             raise FormatError("AVCC audio coding and speech-driven motion need Codec2 700C audio")
 
+    @staticmethod
+    def _check_version(version: Optional[tuple[int, int]]) -> None:
+        """Refuse a major-2 stream of a minor this decoder does not know (docs/bitstream.md A.15.4): from 2.2
+        on a minor may add units that change what is drawn (DECODER_PARAMS), which a decoder must not skip."""
+        if version is None or version[0] != 2 or version[1] <= bs.FORMAT_VERSION[1]:
+            return
+        raise UnsupportedVersionError(
+            f"stream is .avfc version {version[0]}.{version[1]}; this decoder reads versions up to "
+            f"{bs.FORMAT_VERSION[0]}.{bs.FORMAT_VERSION[1]} (a later minor version may carry units, such as "
+            "decoder parameters, that change every picture: decoding without them would be wrong)")
+
     # ------------------------------------------------------------------ video
+    def _model_at(self, idx: int) -> AnimationModel:
+        """The model frame ``idx`` is drawn with: the zoo's, or as the last DECODER_PARAMS unit for a frame
+        at or before ``idx`` adapted it (format 2.2, E.9)."""
+        assert self.model is not None
+        chosen: Optional[AnimationModel] = None
+        for first, model in self._param_sets:
+            if first > idx:
+                break
+            chosen = model
+        return chosen if chosen is not None else self.model
+
+    def _set_params(self, f: int, model: Optional[AnimationModel]) -> None:
+        """Draw frames from ``f`` on with ``model`` (None: the zoo's) until the next set."""
+        sets = [(g, m) for g, m in self._param_sets if g < f]
+        if model is None and not sets and not self._param_sets:
+            return  # nothing was ever adapted: the zoo's model already
+        if len([g for g, _ in sets if g >= self._next_render]) >= MAX_PARAM_SETS_AHEAD:
+            raise LimitError(f"more than {MAX_PARAM_SETS_AHEAD} decoder parameter sets ahead of the frames drawn")
+        self._param_sets = sets + [(f, model)]
+
+    def _decoder_params(self, p: bs.DecoderParams, offset: int) -> None:
+        """A DECODER_PARAMS unit (format 2.2, docs/bitstream.md E.9): the model's adaptable set changed by
+        ``values * 2^-shift``, for the frames from ``frame_index`` on (a copy of the model: the zoo's
+        shared object is never changed)."""
+        assert self.model is not None
+        f = int(p.frame_index)
+        n = self.model.adapt_size()
+        if len(p.values) != n:
+            name = self.header.model_name if self.header is not None else "?"
+            raise FormatError(f"DECODER_PARAMS has {len(p.values)} values; the adaptable set {p.param_set} of "
+                              f"model {name!r} has {n}")
+        if f < self._next_render:
+            self.issues.append(Issue("ignored", f"DECODER_PARAMS unit at byte {offset} is for frame {f}, which is "
+                                     "already decoded", offset))
+            return
+        if f >= self._max_frame():
+            raise LimitError(f"DECODER_PARAMS for frame {f} is beyond the stream's frames (or more than "
+                             f"{MAX_GAP_SECONDS} s past its data, which reach frame {self.reach()})")
+        deltas = np.asarray(p.values, dtype=np.float64) * 2.0 ** -int(p.shift)
+        self._set_params(f, self.model.adapted(deltas) if n else None)
+
     def _max_frame(self) -> int:
         """A unit's frames must end at or before this: within the header's frame count, when it declares
         one, and at most MAX_GAP_SECONDS (plus a packet's 1024 frames) past the data (:meth:`reach`)."""
@@ -469,7 +544,11 @@ class Decoder:
         assert self.model is not None
         if not self.model.render_keys:
             return pic
-        return tensor_to_frames(self.model.render([ref], ref.keypoints, ref.frame_index).cpu())[0]
+        model = self._model_at(ref.frame_index)
+        if self._trace is not None:
+            self._trace(ref.frame_index, [ref], ref.keypoints)
+            return np.zeros_like(pic)
+        return tensor_to_frames(model.render([ref], ref.keypoints, ref.frame_index).cpu())[0]
 
     def _add_reference(self, ref: Reference) -> None:
         assert self.header is not None
@@ -585,7 +664,12 @@ class Decoder:
                 self._lost_refresh_key(idx)
             # one frame per call: on a 2-core CPU, batches of 8 frames cost 3x more per frame
             # (benchmarks/speed.py), and each frame gets its own temporal reference weights
-            out = self.model.render(refs, kp[i:i + 1], idx)
+            if self._trace is not None:  # the encoder's fit: not drawn here
+                self._trace(idx, refs, kp[i:i + 1])
+                self._emit(idx, np.zeros((self.header.height, self.header.width, 3), np.uint8))
+                i += 1
+                continue
+            out = self._model_at(idx).render(refs, kp[i:i + 1], idx)
             self._emit(idx, tensor_to_frames(out.cpu())[0])
             i += 1
 
@@ -669,7 +753,7 @@ class Decoder:
                 base = max(k for k in self._key_q if k <= idx)
                 q = keypoints_from_offsets(self._key_q[base], off[i])[None]
                 kp = torch.from_numpy(dequantize(q, self.header.kp_precision)).to(self.device)
-                self._emit(idx, tensor_to_frames(self.model.render(refs, kp, idx).cpu())[0])
+                self._emit(idx, tensor_to_frames(self._model_at(idx).render(refs, kp, idx).cpu())[0])
         return True
 
     # ------------------------------------------------------------------ audio
@@ -807,7 +891,7 @@ class Decoder:
             self.motion[idx] = q[0]
             kp = torch.from_numpy(dequantize(q, self.header.kp_precision)).to(self.device)
             with torch.no_grad():
-                out = self.model.render(refs, kp, idx)
+                out = self._model_at(idx).render(refs, kp, idx)
             self._emit(idx, tensor_to_frames(out.cpu())[0])
 
     def _speech_window(self, idx: int) -> tuple[int, int]:

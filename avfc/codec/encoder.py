@@ -22,6 +22,7 @@ from avfc import bitstream as bs
 from avfc.audio import AudioCodec
 from avfc.avcc.tokens import fields_array
 from avfc.avcc.motion_pred import encode_predicted_motion
+from avfc.codec.adapt import DecoderParamSet
 from avfc.codec.common import (
     AUDIO_CODER_IDS,
     KEY_CODEC_IDS,
@@ -115,13 +116,16 @@ class Encoder:
         model: an already loaded model (default: ``config.model`` from the zoo).
         search: the motion search to use when ``config.effort`` searches (default: a new one); the
             file-level rate control shares one across its passes, so that a later pass starts from
-            what an earlier one found.
+            what an earlier one found. With ``decoder_params`` it must search through the adapted model.
+        decoder_params: instance-adaptive decoder parameters (format 2.2; :mod:`avfc.codec.adapt`): sent in a
+            DECODER_PARAMS unit before the first key frame and after every REFRESH, and every closed-loop
+            choice (hold, search, adaptive key policy) renders with the model they adapt, as the decoder will.
     """
 
     def __init__(self, config: EncoderConfig, *, source_size: Optional[tuple[int, int]] = None,
                  crop: Optional[CropBox] = None, frame_count: int = 0,
                  key_bytes: Optional[int] = None, model: Optional[AnimationModel] = None,
-                 search: Optional[MotionSearch] = None) -> None:
+                 search: Optional[MotionSearch] = None, decoder_params: Optional[DecoderParamSet] = None) -> None:
         self.config = config
         #: keypoints of every motion_stride-th frame are sent (the config's, 1 when it leaves it open)
         self.motion_stride = config.motion_stride or 1
@@ -130,6 +134,14 @@ class Encoder:
         from avfc.codec.common import check_max_refs
 
         check_max_refs(config, self.model)  # before any work, not at a later key frame
+        self.decoder_params = decoder_params
+        if decoder_params is not None:
+            if config.format_major != 2:
+                raise ConfigError("decoder parameters (DECODER_PARAMS) need format_major 2 (format 2.2)")
+            if len(decoder_params.values) != self.model.adapt_size():
+                raise ConfigError(f"{len(decoder_params.values)} decoder parameters for model {config.model!r}, "
+                                  f"whose adaptable set has {self.model.adapt_size()}")
+            self.model = self.model.adapted(decoder_params.deltas())  # a copy: the zoo's model is shared
         size = config.size
         sw, sh = source_size if source_size is not None else (size, size)
         self.crop = crop if crop is not None else CropBox(0, 0, sw, sh)
@@ -177,7 +189,8 @@ class Encoder:
         )
         self._buf = io.BytesIO()
         #: frames between two REFRESH units (format 2.1; 0: none, a 2.0 stream)
-        self._writer = bs.StreamWriter(self._buf, config.format_major, refresh=self.refresh_frames > 0)
+        self._writer = bs.StreamWriter(self._buf, config.format_major, refresh=self.refresh_frames > 0,
+                                       decoder_params=decoder_params is not None)
         self.stats = EncoderStats()
         self._spend("header", self._writer.write_header(self.header))
         self._pending_q: list[np.ndarray] = []
@@ -386,6 +399,9 @@ class Encoder:
             if refresh:
                 self._refresh(index)
             key = refresh or self._want_key(index, frame, q)
+            if self.decoder_params is not None and (index == 0 or refresh):  # format 2.2: before its key frame
+                self._write("decoder_params", bs.DecoderParams(
+                    frame_index=index, shift=self.decoder_params.shift, values=self.decoder_params.values))
             if key:
                 self._code_key(index, frame)
             self._waiting.append(q)

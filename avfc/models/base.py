@@ -18,12 +18,15 @@ Contract with the codec layer:
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 
 @dataclass
@@ -34,6 +37,66 @@ class Reference:
     frame: torch.Tensor  # (1, 3, H, W) in [0, 1], the *decoded* picture
     keypoints: torch.Tensor  # (1, C) quantized-grid keypoints of the decoded picture
     state: Any = None  # whatever prepare_reference returned
+
+
+#: how a delta ``d`` changes a tensor of a model's adaptable set (docs/bitstream.md A.15.2): "add" adds
+#: ``d[i]`` to its ``i``-th element; "scale" multiplies its ``c``-th output channel (slice ``[c]`` of its
+#: first dimension) by ``1 + d[c]``
+ADAPT_KINDS = ("add", "scale")
+
+
+@dataclass(frozen=True)
+class AdaptTerm:
+    """One tensor of a model's adaptable set: its dotted name in the model, how a delta changes it
+    (:data:`ADAPT_KINDS`) and how many deltas it takes."""
+
+    name: str
+    kind: str
+    size: int
+
+
+def adapt_tensor(base: torch.Tensor, kind: str, delta: torch.Tensor) -> torch.Tensor:
+    """``base`` changed by ``delta`` as ``kind`` says (differentiable in ``delta``)."""
+    delta = delta.to(base.dtype)
+    if kind == "add":
+        return base + delta.reshape(base.shape)
+    if kind == "scale":
+        return base * (1.0 + delta).reshape(-1, *([1] * (base.dim() - 1)))
+    raise ValueError(f"unknown adaptation kind {kind!r}")
+
+
+class _Delta(nn.Module):
+    """Parametrization of one adaptable tensor: ``adapt_tensor(x, kind, delta[start:start + size])`` with
+    ``delta`` shared by every term (what :func:`trainable_adaptation` optimises)."""
+
+    def __init__(self, delta: nn.Parameter, start: int, size: int, kind: str) -> None:
+        super().__init__()
+        self.delta, self.start, self.size, self.kind = delta, start, size, kind
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return adapt_tensor(x, self.kind, self.delta[self.start:self.start + self.size])
+
+
+def _owner(model: nn.Module, name: str) -> tuple[nn.Module, str]:
+    path, _, attr = name.rpartition(".")
+    return (model.get_submodule(path) if path else model), attr
+
+
+def trainable_adaptation(model: "AnimationModel") -> tuple["AnimationModel", nn.Parameter]:
+    """A copy of ``model`` whose adaptable set is drawn from one delta vector (zeros: the model as it is),
+    returned with that vector, the only tensor that requires a gradient. For the encoder's fit of
+    DECODER_PARAMS; ``model`` (the zoo's shared object) is not changed."""
+    terms = model.adaptable()
+    fit = copy.deepcopy(model)
+    for p in fit.parameters():
+        p.requires_grad_(False)
+    delta = nn.Parameter(torch.zeros(sum(t.size for t in terms), device=next(iter(fit.buffers()), torch.empty(0)).device))
+    start = 0
+    for t in terms:
+        owner, attr = _owner(fit, t.name)
+        parametrize.register_parametrization(owner, attr, _Delta(delta, start, t.size, t.kind), unsafe=True)
+        start += t.size
+    return fit, delta
 
 
 def temporal_weights(ref_indices: Sequence[int], target_index: int) -> torch.Tensor:
@@ -97,3 +160,32 @@ class AnimationModel(nn.Module, ABC):
     def config_dict(self) -> dict[str, Any]:
         """The constructor arguments, enough to rebuild the architecture (stored in the zoo)."""
         return {"num_kp": self.num_kp, "kp_dim": self.kp_dim, "size": self.size}
+
+    def adaptable(self) -> tuple[AdaptTerm, ...]:
+        """The model's adaptable set (set 1 of docs/bitstream.md A.15.2): the tensors a DECODER_PARAMS unit
+        changes, in the order of its values. Only tensors that ``render`` alone reads (never the keypoint
+        detector nor what ``prepare_reference`` computes), so references are the same with or without it.
+        Default: none."""
+        return ()
+
+    def adapt_size(self) -> int:
+        """Values in the adaptable set (a DECODER_PARAMS unit for this model carries exactly this many)."""
+        return sum(t.size for t in self.adaptable())
+
+    def adapted(self, deltas: "np.ndarray | Sequence[float] | torch.Tensor") -> "AnimationModel":
+        """A copy of the model with ``deltas`` (one per value of :meth:`adaptable`, in order) applied to its
+        adaptable set; the model itself (often the zoo's shared object) is not changed. ValueError on a
+        count other than :meth:`adapt_size`."""
+        terms = self.adaptable()
+        d = torch.as_tensor(np.asarray(deltas, dtype=np.float64), dtype=torch.float32).reshape(-1)
+        if d.numel() != sum(t.size for t in terms):
+            raise ValueError(f"{d.numel()} deltas for an adaptable set of {sum(t.size for t in terms)} values")
+        out = copy.deepcopy(self)
+        start = 0
+        with torch.no_grad():
+            for t in terms:
+                owner, attr = _owner(out, t.name)
+                x = getattr(owner, attr)
+                x.copy_(adapt_tensor(x, t.kind, d[start:start + t.size].to(x.device)))
+                start += t.size
+        return out

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from avfc.errors import ConfigError
-from avfc.models.base import AnimationModel, Reference, temporal_weights
+from avfc.models.base import AdaptTerm, AnimationModel, Reference, temporal_weights
 from avfc.models.generator import WARP_MODES, FeatureEncoder, FrameDecoder, fuse, warp
 from avfc.models.keypoints import KeypointDetector
 from avfc.models.motion import DenseMotion
@@ -202,6 +202,22 @@ class MRDAC(AnimationModel):
         w = torch.stack([temporal_weights(ref_idx, int(t)) for t in target_indices]).to(kp_target.device)
         kp = kp_target.to(torch.float32).reshape(b, self.num_kp, 2)
         return self.animate(states, kp, w)["prediction"]
+
+    def adaptable(self) -> tuple[AdaptTerm, ...]:
+        """Set 1 (docs/bitstream.md A.15.2): the affine terms of the frame decoder's last layers: the batch
+        norm ending the last block at ``S/2`` (scale and bias), the bias of the upsampling to ``S``, the
+        per-channel scale and the bias of the last hidden layer and of the output layer (RGB logits and
+        blend). ``c1 + c1 + 4 c0 + c0 + c0 + 4 + 4`` values: 168 with the zoo's widths."""
+        c0, c1, _ = self.feature_channels
+        return (
+            AdaptTerm("decoder.mix1.2.body.3.weight", "add", c1),
+            AdaptTerm("decoder.mix1.2.body.3.bias", "add", c1),
+            AdaptTerm("decoder.up0.0.bias", "add", 4 * c0),
+            AdaptTerm("decoder.mix0.0.weight", "scale", c0),
+            AdaptTerm("decoder.mix0.0.bias", "add", c0),
+            AdaptTerm("decoder.out.weight", "scale", 4),
+            AdaptTerm("decoder.out.bias", "add", 4),
+        )
 
     def config_dict(self) -> dict[str, Any]:
         """Every constructor argument (enough to rebuild the architecture)."""

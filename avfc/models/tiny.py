@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avfc.models.base import AnimationModel, Reference, temporal_weights
+from avfc.models.base import AdaptTerm, AnimationModel, Reference, temporal_weights
 
 
 def _identity_grid(h: int, w: int, device: torch.device) -> torch.Tensor:
@@ -45,6 +45,15 @@ class TinyWarp(AnimationModel):
             nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
             nn.Conv2d(8, num_kp, 3, padding=1),
         )
+        # the adaptable set (DECODER_PARAMS): a gain and an offset per output colour, zero in the zoo's
+        # model; not in the weights file (non-persistent)
+        self.register_buffer("out_gain", torch.zeros(3), persistent=False)
+        self.register_buffer("out_bias", torch.zeros(3), persistent=False)
+
+    def adaptable(self) -> tuple[AdaptTerm, ...]:
+        """Set 1 (docs/bitstream.md A.15.2): the output is ``clamp(warped * (1 + out_gain) + out_bias)``
+        per colour channel; 6 values, both zero in the zoo's model."""
+        return (AdaptTerm("out_gain", "add", 3), AdaptTerm("out_bias", "add", 3))
 
     def config_dict(self) -> dict[str, Any]:
         return {**super().config_dict(), "det_size": self.det_size, "sigma": self.sigma,
@@ -90,4 +99,5 @@ class TinyWarp(AnimationModel):
             warped = F.grid_sample(src, flow, mode="bilinear", padding_mode="border", align_corners=True)
             out = warped * wgt if out is None else out + warped * wgt
         assert out is not None
+        out = out * (1.0 + self.out_gain.view(1, 3, 1, 1)) + self.out_bias.view(1, 3, 1, 1)
         return out.clamp(0.0, 1.0)

@@ -99,12 +99,12 @@ def write_stream(header: SequenceHeader, payloads: list) -> bytes:
 
 
 def test_versions_and_unit_type_numbers() -> None:
-    assert FORMAT_VERSION == (2, 1) and VERSION_1_1 == (1, 1) and VERSION_1_0 == (1, 0)
+    assert FORMAT_VERSION == (2, 2) and VERSION_1_1 == (1, 1) and VERSION_1_0 == (1, 0)
     assert (int(UnitType.AUDIO_CTX), int(UnitType.MOTION_PRED)) == (0x06, 0x07)
     assert unit_types_of((1, 0)) == {0x01, 0x02, 0x03, 0x04, 0x05, 0x0F}
     assert unit_types_of((1, 1)) == {0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x0F}
-    # every 1.x type from 1.2 on; REFRESH (0x09) only from 2.1 on
-    assert unit_types_of((1, 2)) == unit_types_of((1, 9)) == {int(t) for t in UnitType} - {0x09}
+    # every 1.x type from 1.2 on; REFRESH (0x09) only from 2.1 on, DECODER_PARAMS (0x0A) from 2.2 on
+    assert unit_types_of((1, 2)) == unit_types_of((1, 9)) == {int(t) for t in UnitType} - {0x09, 0x0A}
     assert PAYLOAD_TYPES[UnitType.AUDIO_CTX] is AudioCtx and PAYLOAD_TYPES[UnitType.MOTION_PRED] is MotionPred
     assert [int(c) for c in AudioCoder] == [0, 1] and [int(m) for m in MotionSource] == [0, 1, 2]
     with pytest.raises(FormatError, match="version"):

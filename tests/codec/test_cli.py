@@ -73,6 +73,20 @@ def test_encode_with_refresh_interval_and_decode_with_join(clip, tmp_path, capsy
     assert "format_major 2" in capsys.readouterr().err
 
 
+def test_encode_with_adapt_decoder(clip, tmp_path, capsys):
+    out = tmp_path / "adapted.avfc"
+    assert main(["encode", str(clip), "-o", str(out), "--size", "64", "--model", "tiny-test", "--effort", "live",
+                 "--key-qp", "50", "--adapt-decoder", "-q"]) == 0
+    assert main(["info", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    # the fit sends the parameters when they draw the clip closer (format 2.2), else the stream stays 2.0
+    assert (info["version"], "decoder_params" in info["units"]) in (("2.2", True), ("2.0", False))
+    assert main(["decode", str(out), "-o", str(tmp_path / "adapted.mp4"), "-q"]) == 0
+    assert main(["encode", str(clip), "-o", str(tmp_path / "y.avfc"), "--size", "64", "--model", "tiny-test",
+                 "--adapt-decoder", "--format", "1", "-q"]) == 2
+    assert "format_major 2" in capsys.readouterr().err
+
+
 def test_refuses_to_overwrite_without_force(clip, tmp_path, capsys):
     out = tmp_path / "x.avfc"
     out.write_bytes(b"keep me")

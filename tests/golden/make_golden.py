@@ -67,6 +67,11 @@ STREAMS = {
     "v2_1-refresh": dict(n=40, size=64, model="tiny-test", audio="codec2", codec2_mode="700C", key_codec="av1",
                          key_qp=40, packet_frames=5, kp_precision=5, kp_hysteresis=0.3, motion_hold=False,
                          effort="live", refresh_interval=0.4),
+    # format 2.2: decoder parameters (tiny-test's 6: a gain and an offset per colour) fitted by the encoder,
+    # sent before frame 0 and again after the REFRESH at frame 15
+    "v2_2-decoder-params": dict(n=30, size=64, model="tiny-test", audio="codec2", codec2_mode="700C",
+                                key_codec="av1", key_qp=40, packet_frames=5, kp_precision=5, kp_hysteresis=0.3,
+                                motion_hold=False, effort="live", refresh_interval=0.6, adapt_decoder=True),
 }
 
 
@@ -98,6 +103,7 @@ def describe(data: bytes) -> dict:
     keys = {str(i): hashlib.sha256(np.ascontiguousarray(frames[i]).tobytes()).hexdigest() for i in key_indices
             if i < len(frames)}
     audio = dec.audio()
+    params = [bs.decode_payload(u, parsed.version[0]) for u in parsed.units if u.type == bs.UnitType.DECODER_PARAMS]
     return {
         "file_sha256": hashlib.sha256(data).hexdigest(),
         "frames": int(len(frames)),
@@ -109,6 +115,7 @@ def describe(data: bytes) -> dict:
         "issues": [i.message for i in dec.issues],
         # rendered pixels come from a float network: compared with a tolerance, per frame and channel
         "frame_means": np.round(frames.reshape(len(frames), -1, 3).mean(axis=1), 3).tolist(),
+        **({"decoder_params": [[p.frame_index, p.param_set, p.shift, list(p.values)] for p in params]} if params else {}),
     }
 
 

@@ -3,7 +3,7 @@
 The files were written once by make_golden.py (``v1_0-*``: avfc 0.1.0, format 1.0; ``v1_1-*``:
 format 1.1 with the AVCC bundle ``avcc-mrdac-cpu-v1``; ``v1_2-*``: format 1.2, sparse motion; ``v1_3-*``: format
 1.3, diffusion lips with ``avcc-mrdac-cpu-v3``; ``v2_0-*``: format 2.0, the compact layout; ``v2_1-*``: format
-2.1, REFRESH units for random access) and are never
+2.1, REFRESH units for random access; ``v2_2-*``: format 2.2, decoder parameters) and are never
 regenerated. Decoded motion, audio tokens and key-frame pictures must hash exactly the same;
 rendered frames (a float network) must match per-frame means within a small tolerance. (The
 keypoints of ``v1_3-*`` come from the float64 diffusion sampler: exact on the machine that wrote them,
@@ -101,6 +101,31 @@ def test_there_are_golden_files_for_format_2_1():
             int(k): v for k, v in expected["key_frames_sha256"].items() if int(k) >= first}
         means = frames.reshape(len(frames), -1, 3).mean(axis=1)
         np.testing.assert_allclose(means, np.array(expected["frame_means"][first:]), atol=1.0)
+
+
+def test_there_are_golden_files_for_format_2_2():
+    """A 2.2 file with decoder parameters (tiny-test's six) before frame 0 and after the REFRESH at frame 15:
+    the recorded values, and its frames are not those of the zoo's model (decoded with the units dropped)."""
+    assert "v2_2-decoder-params" in GOLDEN
+    from avfc import bitstream as bs
+    from avfc.bitstream.units import encode_unit
+    from avfc.codec import Decoder
+
+    data = (HERE / "v2_2-decoder-params.avfc").read_bytes()
+    assert data[4:6] == bytes((2, 2))
+    parsed = bs.parse_stream(data)
+    params = [bs.decode_payload(u, 2) for u in parsed.units if u.type == bs.UnitType.DECODER_PARAMS]
+    expected = json.loads((HERE / "v2_2-decoder-params.json").read_text())
+    assert [[p.frame_index, p.param_set, p.shift, list(p.values)] for p in params] == expected["decoder_params"]
+    stripped = data[:6] + encode_unit(1, parsed.header.to_bytes(2), 2) + b"".join(
+        encode_unit(int(u.type), u.payload, 2) for u in parsed.units if u.type != bs.UnitType.DECODER_PARAMS)
+    dec = Decoder()
+    dec.push(stripped)
+    dec.close()
+    means = dec.pull_frames().reshape(expected["frames"], -1, 3).mean(axis=1)
+    # (small deltas: the fit only corrects the coded key picture's colours; rendering differences between
+    # machines move these means by far less than 0.01)
+    assert np.abs(means - np.array(expected["frame_means"])).max() > 0.05
 
 
 @pytest.mark.parametrize("name", GOLDEN)

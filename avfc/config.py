@@ -25,7 +25,7 @@ SEARCH_LAMBDA_5KBPS = 0.05
 
 #: weight of the motion search's optional perceptual term (8-bit levels per unit of LPIPS / DISTS; measured in
 #: docs/experiments/2026-12-06-search-perceptual.md)
-SEARCH_PERCEPTUAL_WEIGHT = 100.0
+SEARCH_PERCEPTUAL_WEIGHT = 50.0
 
 
 class EncoderConfig(BaseModel):

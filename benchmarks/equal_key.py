@@ -22,7 +22,7 @@ of the source|, 8-bit levels, on every frame).
 
 ``--variant NAME=KEY:VALUE,...`` (repeatable): also each effort with these :class:`MotionSearch`
 settings (``mouth_weight``, ``temporal_weight``, ``perceptual_weight``, ``perceptual_size``,
-``mouth_motion_weight``) or effort fields (``steps``, ``scale``, ``choice_scale``, ``knot_every``, ``lr``;
+``mouth_motion_weight``) or effort fields (``steps``, ``scale``, ``choice_scale``, ``knot_every``, ``lr``, ``perceptual_scale``;
 ``perceptual_weight`` needs ``--search-weights DIR``, whose ``--search-metric``
 the search adds: avfc.eval.perceptual.search_term); rows ``MODEL EFFORT NAME``. Every row rendered on
 every frame (the detector's and the searched ones) also reports ``mouth_motion_corr`` and
@@ -193,9 +193,10 @@ def run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 _VARIANT_KEYS = {"mouth_weight": float, "temporal_weight": float, "perceptual_weight": float,
                  "perceptual_size": int, "mouth_motion_weight": float,
-                 "steps": int, "scale": int, "choice_scale": int, "knot_every": int, "lr": float}
+                 "steps": int, "scale": int, "choice_scale": int, "knot_every": int, "lr": float,
+                 "perceptual_scale": int}
 #: variant keys that set the effort preset's fields (dataclasses.replace) rather than MotionSearch's
-_EFFORT_KEYS = ("steps", "scale", "choice_scale", "knot_every", "lr")
+_EFFORT_KEYS = ("steps", "scale", "choice_scale", "knot_every", "lr", "perceptual_scale")
 
 
 def _variants(ap: argparse.ArgumentParser, specs: list[str]) -> dict[str, dict]:

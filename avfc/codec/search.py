@@ -16,7 +16,9 @@ Per motion packet, :class:`MotionSearch`:
    is linear between knots, so it cannot jitter) to lower ``D + lambda * R``: ``D`` the distortion of
    the decoder's render against the source (L1 in 8-bit levels, the mouth weighted, summed over the
    frames the decoder draws with that motion: key frames show their picture; plus a flicker term, the
-   render's frame-to-frame change against the source's), ``R`` a differentiable proxy of the motion coder's bits (the slope of
+   render's frame-to-frame change against the source's; optionally a perceptual term the caller
+   injects, :data:`PerceptualTerm`, e.g. LPIPS from weights by path, and a mouth-motion term),
+   ``R`` a differentiable proxy of the motion coder's bits (the slope of
    each value's Laplace table, from the coder's own backward adaptation, times a smoothed
    ``|residual|``). The render is the model's own, through the same references with their
    temporal weights, optionally at a reduced size for speed (the model is fully convolutional and
@@ -67,7 +69,9 @@ class Effort:
     pass whose key pictures changed keeps the kind of candidate an earlier pass chose for the packet,
     rebuilt from its own references); ``knot_every``: the search moves the detector's rows by a
     correction that is linear between every ``knot_every``-th coded row (1: every row free), so the
-    detector's own motion stays and the correction cannot jitter.
+    detector's own motion stays and the correction cannot jitter; ``perceptual_scale``: the search
+    renders at ``size // perceptual_scale`` instead when it has a perceptual term (LPIPS on a 64-px
+    render guides it poorly: docs/experiments/2026-12-06-search-perceptual.md).
     """
 
     name: str
@@ -80,6 +84,7 @@ class Effort:
     lr: float = 1.0
     rechoose: bool = True
     knot_every: int = 1
+    perceptual_scale: int = 2
 
 
 #: the effort presets, fastest first. ``live``: the detector's keypoints, no second render (real time);
@@ -92,7 +97,8 @@ EFFORTS: dict[str, Effort] = {e.name: e for e in (
            knot_every=5),
     Effort("medium", search=True, steps=24, warm_steps=4, scale=4, choice_scale=2, lr=2.0, knot_every=3),
     Effort("slow", search=True, steps=40, warm_steps=8, scale=2, choice_scale=1, lr=1.5, knot_every=2),
-    Effort("placebo", search=True, steps=80, warm_steps=16, scale=1, choice_scale=1, lr=1.0, knot_every=1),
+    Effort("placebo", search=True, steps=80, warm_steps=16, scale=1, choice_scale=1, lr=1.0, knot_every=1,
+           perceptual_scale=1),
 )}
 
 #: the search's lambda at 5 kbps (levels of mean absolute error of 8-bit RGB, summed over the drawn frames,
@@ -120,8 +126,9 @@ PerceptualTerm = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 #: weight of the perceptual term: 8-bit levels of (weighted) mean absolute error per unit of the term
 PERCEPTUAL_WEIGHT = SEARCH_PERCEPTUAL_WEIGHT
 
-#: the perceptual term sees the render and the source resized to this side (None: the search's render size)
-PERCEPTUAL_SIZE: Optional[int] = 128
+#: the perceptual term sees the render and the source resized to this side (None: the render's own size: the
+#: search's, ``size // Effort.perceptual_scale``, and the choice's, ``size // Effort.choice_scale``)
+PERCEPTUAL_SIZE: Optional[int] = None
 
 #: luma weights (BT.709) of the mouth-motion term, as avfc.eval.mouth's metric
 _BT709 = (0.2126, 0.7152, 0.0722)
@@ -443,7 +450,7 @@ class MotionSearch:
         knots_t = torch.from_numpy(knots).float().to(self.device)
         x = base + knots_t @ o
         if steps:
-            model = self._model(eff.scale)
+            model = self._model(eff.scale if self.perceptual is None else eff.perceptual_scale)
             src = _resize(src_full, model.size)
             src_p = self._perceptual_source(src_full, model.size)
             opt = torch.optim.Adam([o], lr=eff.lr)

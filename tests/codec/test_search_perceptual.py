@@ -148,3 +148,21 @@ def test_a_term_the_search_cannot_use_is_refused_before_any_work():
                     search_perceptual=_l1_term)
     with pytest.raises(ConfigError):
         EncoderConfig.make(search_perceptual_weight=-1)
+
+
+def test_with_a_term_the_search_renders_at_the_efforts_perceptual_scale():
+    model = load_model("tiny-test", 128)
+    frames = talking_face(4, 128, 128, seed=7)
+    enc = Encoder(EncoderConfig.make(model="tiny-test", size=128, audio="none", key_qp=30, effort="detector"))
+    enc.push_frames(frames[:1])
+    ref = make_reference(model, enc.decoded_keys[0], 0, 5, torch.device("cpu"))
+    det = analyse(model, frames[1:], 5, 0.3)
+    sizes = []
+
+    def term(render, source):
+        sizes.append(render.shape[-1])
+        return (render - source).abs().mean(dim=(1, 2, 3))
+
+    effort = Effort("t", search=True, steps=2, scale=2, choice_scale=2, perceptual_scale=1, lr=1.0)
+    _choose(MotionSearch(model, effort, 5, lam=0.05, perceptual=term), ref, frames[1:], det)
+    assert sizes[:2] == [128, 128] and set(sizes[2:]) == {64}  # the steps at 128 px, the choice at 64

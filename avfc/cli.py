@@ -282,8 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "--bitrate, %g at 5 kbps)" % SEARCH_LAMBDA_5KBPS)
     e.add_argument("--search-weights", metavar="DIR",
                    help="add a perceptual term (--search-metric) to the motion search's distortion, from the "
-                        "weights in DIR (e.g. ../shared/weights; avfc ships none): an encoder choice, the file "
-                        "decodes the same way (efforts fast and above; docs/experiments/2026-12-06-search-perceptual.md)")
+                        "weights in DIR (e.g. ../shared/weights; avfc ships none), and search at 128 px: lower "
+                        "LPIPS and DISTS for about 2.5x the search's time; an encoder choice, the file decodes the "
+                        "same way (efforts fast and above; docs/experiments/2026-12-06-search-perceptual.md)")
     e.add_argument("--search-metric", choices=["lpips-alex", "lpips-vgg", "dists"], default="lpips-alex",
                    help="with --search-weights: the perceptual term (default lpips-alex)")
     e.add_argument("--search-perceptual-weight", type=float, metavar="W",

@@ -212,6 +212,8 @@ class Encoder:
         self.search: Optional[MotionSearch] = None
         if self.effort.search and config.motion_source != "speech":
             self.search = search if search is not None else make_search(config, self.model, perceptual=perceptual)
+        elif perceptual is not None:
+            make_search(config, self.model, perceptual=perceptual)  # a term this encoder cannot use: ConfigError
         self._keep_frames = self._hold or self.search is not None  # frames kept for the closed-loop choices
         #: the search sends, per packet, its candidate with the most bits instead of choosing (the rate
         #: control's first pass, which measures an upper bound of the motion's bytes)

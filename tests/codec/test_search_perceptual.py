@@ -146,6 +146,8 @@ def test_a_term_the_search_cannot_use_is_refused_before_any_work():
     with pytest.raises(ConfigError, match="effort"):
         avfc.encode(frames, model="tiny-test", size=SIZE, audio="none", effort="detector",
                     search_perceptual=_l1_term)
+    with pytest.raises(ConfigError, match="effort"):
+        Encoder(EncoderConfig.make(model="tiny-test", size=SIZE, audio="none", effort="live"), perceptual=_l1_term)
     with pytest.raises(ConfigError):
         EncoderConfig.make(search_perceptual_weight=-1)
 

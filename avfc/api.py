@@ -139,6 +139,7 @@ def encode(src: MediaSource, dst: Optional[PathLike] = None, *,
            pcm: Optional[PcmLike] = None, sample_rate: int = 16000,
            progress: Optional[Callable[[str, int, int], None]] = None,
            search_device: Optional[str] = "auto",
+           search_perceptual: Optional[Callable[[Any, Any], Any]] = None,
            **overrides: Any) -> EncodeResult:
     """Encode a talking-face video (and its speech) to .avfc.
 
@@ -156,6 +157,11 @@ def encode(src: MediaSource, dst: Optional[PathLike] = None, *,
             control, ``"encode (rate pass N)"``, each in frames.
         search_device: where the motion search renders (efforts ``fast`` and above): ``"auto"`` a GPU
             when torch sees one, else the CPU; or a torch device name.
+        search_perceptual: a perceptual distance the motion search adds to its distortion (efforts
+            ``fast`` and above; weighted by ``search_perceptual_weight``): ``term(render, source)`` on
+            float ``(B, 3, H, W)`` tensors in [0, 1] giving ``(B,)``, differentiable in ``render``.
+            :func:`avfc.eval.perceptual.search_term` builds LPIPS or DISTS from weights by path (the
+            CLI's ``--search-weights``). An encoder choice: the format and the decoder do not change.
 
     Returns:
         :class:`EncodeResult` with the bytes, the header, and bytes per unit type.
@@ -174,7 +180,8 @@ def encode(src: MediaSource, dst: Optional[PathLike] = None, *,
 
     Raises:
         ConfigError: a bad configuration, a Media at another frame rate, or ``max_refs`` above
-            the references the model draws from; all before any work.
+            the references the model draws from, a ``search_perceptual`` that is not callable or
+            with an effort that does not search; all before any work.
         FileAccessError: ``dst`` cannot be written (checked first, and again when writing), or
             the input path is missing, a directory or not readable.
         MediaError: the input is not media FFmpeg can read, or not frames and speech.
@@ -184,6 +191,8 @@ def encode(src: MediaSource, dst: Optional[PathLike] = None, *,
         check_writable(dst)
     model = load_model(cfg.model, cfg.size)  # the model is cached: loaded once
     check_max_refs(cfg, model)
+    make_search(cfg, model, perceptual=search_perceptual)  # a term the search cannot use: ConfigError now
+    search_opts = {"device": search_device, "perceptual": search_perceptual}
     if isinstance(src, (str, os.PathLike, bytes, bytearray, memoryview)):
         if isinstance(src, (str, os.PathLike)):
             _check_readable(src)
@@ -194,17 +203,17 @@ def encode(src: MediaSource, dst: Optional[PathLike] = None, *,
             if cfg.adapt_decoder and known is None:
                 raise ConfigError("adapt_decoder codes the clip twice: it needs an input whose length is known")
             if known is None or not (uses_file_rate(cfg, known / cfg.fps) or cfg.adapt_decoder):
-                return _encode_stream(stream, cfg, model, dst, progress, search_device)
+                return _encode_stream(stream, cfg, model, dst, progress, search_opts)
             media = stream.read()  # short: the whole-file passes code it several times
             return _encode_held(media.frames, media.audio, stream.crop, stream.source_size, list(stream.warnings),
-                                cfg, model, dst, progress, search_device)
+                                cfg, model, dst, progress, search_opts)
     media = _load_source(src, cfg, pcm, sample_rate)
     frames, box = prepare(media, cfg)
     if media.audio is not None and media.sample_rate != 16000:
         raise MediaError(f"audio must be 16 kHz mono, got {media.sample_rate} Hz")
     warnings: list[str] = face_warnings(media.frames[: cfg.max_frames], method=cfg.crop)
     source_size = (int(media.frames.shape[2]), int(media.frames.shape[1]))
-    return _encode_held(frames, media.audio, box, source_size, warnings, cfg, model, dst, progress, search_device)
+    return _encode_held(frames, media.audio, box, source_size, warnings, cfg, model, dst, progress, search_opts)
 
 
 def _check_readable(path: PathLike) -> None:
@@ -231,7 +240,7 @@ def _write_output(dst: PathLike, data: bytes) -> None:
 
 
 def _encode_stream(stream: MediaStream, cfg: EncoderConfig, model: Any, dst: Optional[PathLike],
-                   progress: Optional[Callable[[str, int, int], None]], search_device: Optional[str]
+                   progress: Optional[Callable[[str, int, int], None]], search_opts: dict[str, Any]
                    ) -> EncodeResult:
     """One pass over a :class:`MediaStream`: a packet of frames (and its speech) at a time into the
     streaming :class:`Encoder` (which analyses the frames and, with a bitrate, controls its rate in one
@@ -239,7 +248,7 @@ def _encode_stream(stream: MediaStream, cfg: EncoderConfig, model: Any, dst: Opt
     warnings = list(stream.warnings)
     cfg = _no_audio(cfg, stream.has_audio, warnings)
     frame_count = stream.frame_count or 0
-    search = make_search(cfg, model, device=search_device, keep_found=False)
+    search = make_search(cfg, model, keep_found=False, **search_opts)
     enc = Encoder(cfg, source_size=stream.source_size, crop=stream.crop, frame_count=frame_count,
                   model=model, search=search)
     part = None if dst is None else Path(dst).with_name(Path(dst).name + ".part")
@@ -292,7 +301,7 @@ def _emit(data: bytes, chunks: list[bytes], out: Any, dst: Optional[PathLike]) -
 
 def _encode_held(frames: np.ndarray, pcm: Optional[np.ndarray], box: CropBox, source_size: tuple[int, int],
                  warnings: list[str], cfg: EncoderConfig, model: Any, dst: Optional[PathLike],
-                 progress: Optional[Callable[[str, int, int], None]], search_device: Optional[str]
+                 progress: Optional[Callable[[str, int, int], None]], search_opts: dict[str, Any]
                  ) -> EncodeResult:
     """Coded-size frames in memory: analysed once, then coded by the whole-file rate control's passes
     (short inputs) or once."""
@@ -336,7 +345,7 @@ def _encode_held(frames: np.ndarray, pcm: Optional[np.ndarray], box: CropBox, so
         return run(cfg)  # no bitrate, or one pass (the encoder's StreamRate sizes each key picture as it comes)
 
     # the motion search, shared by the rate control's passes: a later pass starts from what it found
-    search = make_search(cfg, model, device=search_device, keep_found=True)
+    search = make_search(cfg, model, keep_found=True, **search_opts)
     enc = code()
     data = enc.read()
     if cfg.adapt_decoder and len(frames):
@@ -345,7 +354,7 @@ def _encode_held(frames: np.ndarray, pcm: Optional[np.ndarray], box: CropBox, so
         fitted = fit_decoder_params(model, data, frames)
         if fitted.params is not None:
             params = fitted.params
-            search = make_search(cfg, model.adapted(params.deltas()), device=search_device, keep_found=True)
+            search = make_search(cfg, model.adapted(params.deltas()), keep_found=True, **search_opts)
             enc = code()
             data = enc.read()
         else:

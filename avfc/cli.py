@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from avfc import __version__
-from avfc.config import DEFAULT_EFFORT, SEARCH_LAMBDA_5KBPS
+from avfc.config import DEFAULT_EFFORT, SEARCH_LAMBDA_5KBPS, SEARCH_PERCEPTUAL_WEIGHT
 from avfc.errors import AvfcError, ConfigError, FileAccessError
 from avfc.paths import check_writable
 
@@ -80,6 +80,11 @@ def cmd_encode(args: argparse.Namespace) -> int:
     dst = Path(args.output) if args.output else src.with_suffix(".avfc")
     _check_input(src)
     _check_output(dst, args.force)
+    perceptual = None
+    if args.search_weights is not None:  # the weights are read now: a bad path fails before any work
+        from avfc.eval.perceptual import search_term
+
+        perceptual = search_term(args.search_weights, args.search_metric)
     overrides = dict(
         model=args.model, bitrate_kbps=args.bitrate, rate_control=args.rate_control, threads=args.threads,
         audio=args.audio, codec2_mode=args.codec2_mode,
@@ -91,7 +96,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
         motion_stride=args.motion_stride, motion_share=args.motion_share, motion_hold=args.motion_hold,
         motion_hold_margin=args.hold_margin,
         effort=args.effort,
-        search_lambda=args.search_lambda,
+        search_lambda=args.search_lambda, search_perceptual_weight=args.search_perceptual_weight,
         format_major=args.format,
         size=args.size, fps=args.fps,
         audio_coder=args.audio_coder, motion_source=args.motion_source, avcc=args.avcc,
@@ -100,7 +105,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
     )
     progress, done = _progress_bar(not args.quiet and sys.stderr.isatty() or args.progress)
     try:
-        res = encode(src, dst, progress=progress, search_device=args.device, **overrides)
+        res = encode(src, dst, progress=progress, search_device=args.device, search_perceptual=perceptual,
+                     **overrides)
     finally:
         done()
     for w in res.warnings:
@@ -276,6 +282,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--search-lambda", type=float, metavar="LAMBDA",
                    help="the search's rate weight: 8-bit levels of error per bit of motion (default: from "
                         "--bitrate, %g at 5 kbps)" % SEARCH_LAMBDA_5KBPS)
+    e.add_argument("--search-weights", metavar="DIR",
+                   help="add a perceptual term (--search-metric) to the motion search's distortion, from the "
+                        "weights in DIR (e.g. ../shared/weights; avfc ships none), and search at 128 px: lower "
+                        "LPIPS and DISTS for about 2.5x the search's time; an encoder choice, the file decodes the "
+                        "same way (efforts fast and above; docs/experiments/2026-12-06-search-perceptual.md)")
+    e.add_argument("--search-metric", choices=["lpips-alex", "lpips-vgg", "dists"], default="lpips-alex",
+                   help="with --search-weights: the perceptual term (default lpips-alex)")
+    e.add_argument("--search-perceptual-weight", type=float, metavar="W",
+                   help="with --search-weights: 8-bit levels of error per unit of the term (default %g)"
+                        % SEARCH_PERCEPTUAL_WEIGHT)
     e.add_argument("--format", type=int, choices=[1, 2], metavar="MAJOR",
                    help="bitstream format: 2 (default) the compact 2.0 layout, 1 the 1.x layout that avfc "
                         "readers before 0.2 read")

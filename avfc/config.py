@@ -23,6 +23,10 @@ DEFAULT_EFFORT = "fast"
 #: per bit of motion); it scales as 5 / kbps with the rate target (avfc.codec.search.lambda_for_rate)
 SEARCH_LAMBDA_5KBPS = 0.05
 
+#: weight of the motion search's optional perceptual term (8-bit levels per unit of LPIPS / DISTS; measured in
+#: docs/experiments/2026-12-06-search-perceptual.md)
+SEARCH_PERCEPTUAL_WEIGHT = 50.0
+
 
 class EncoderConfig(BaseModel):
     """How to encode. Defaults are the test conditions of the field (256x256, 25 fps, 16 kHz)."""
@@ -108,6 +112,11 @@ class EncoderConfig(BaseModel):
         None, gt=0, le=1e6,
         description="the search's lambda (8-bit levels of mean absolute error, summed over frames, per bit of "
                     "motion); None: from the rate target (bits are dearer at lower rates)")
+    search_perceptual_weight: Optional[float] = Field(
+        None, ge=0, le=1e6,
+        description="weight of the search's perceptual term (8-bit levels per unit of LPIPS / DISTS) when one "
+                    "is given (avfc.encode's search_perceptual, the CLI's --search-weights); None: the "
+                    "search's default (SEARCH_PERCEPTUAL_WEIGHT); ignored without a term")
     packet_frames: int = Field(25, ge=1, le=1024, description="frames per motion packet")
     format_major: Literal[1, 2] = Field(
         2, description="bitstream layout: 2 writes format 2.0 (compact: CRC-16 units, varint fields, 8-byte "

@@ -20,6 +20,14 @@ rows are ``MODEL EFFORT``; the JSON lines add the motion's kbit/s (exact bytes o
 the search's seconds per frame and the flicker (mean |frame-to-frame change of the render minus that
 of the source|, 8-bit levels, on every frame).
 
+``--variant NAME=KEY:VALUE,...`` (repeatable): also each effort with these :class:`MotionSearch`
+settings (``mouth_weight``, ``temporal_weight``, ``perceptual_weight``, ``perceptual_size``,
+``mouth_motion_weight``) or effort fields (``steps``, ``scale``, ``choice_scale``, ``knot_every``, ``lr``, ``perceptual_scale``;
+``perceptual_weight`` needs ``--search-weights DIR``, whose ``--search-metric``
+the search adds: avfc.eval.perceptual.search_term); rows ``MODEL EFFORT NAME``. Every row rendered on
+every frame (the detector's and the searched ones) also reports ``mouth_motion_corr`` and
+``mouth_open_corr`` (avfc.eval.mouth, every frame).
+
 ``--smoke``: the ``tiny-test`` model on one synthetic 12-frame clip written to a temporary folder, one
 QP, no LPIPS/DISTS (their cells are NaN); a check that the script runs.
 """
@@ -30,6 +38,7 @@ import argparse
 import json
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--efforts", default="", help="search efforts to add, comma separated (e.g. fast,medium)")
     ap.add_argument("--kbps", type=float, default=5.0, help="rate target whose lambda the search uses")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=KEY:VALUE,...",
+                    help="an effort with other MotionSearch settings (repeatable; see the docstring)")
+    ap.add_argument("--search-weights", type=Path, default=None, metavar="DIR",
+                    help="weights of the search's perceptual term (variants with perceptual_weight)")
+    ap.add_argument("--search-metric", default="lpips-alex", help="the search's perceptual term")
+    ap.add_argument("--clips", default="", help="only these clip stems, comma separated")
     ap.add_argument("--smoke", action="store_true",
                     help="tiny-test on one synthetic clip, no LPIPS/DISTS: a check that the script runs")
     args = ap.parse_args(argv)
@@ -93,6 +108,14 @@ def run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from avfc.entropy import encode_motion
 
     efforts = [e for e in args.efforts.split(",") if e]
+    variants = _variants(ap, args.variant)
+    term = None
+    if any("perceptual_weight" in v for v in variants.values()):
+        if args.search_weights is None:
+            ap.error("a variant with perceptual_weight needs --search-weights DIR")
+        from avfc.eval.perceptual import search_term
+
+        term = search_term(args.search_weights, args.search_metric)
     for e in efforts:
         if e not in EFFORTS or not EFFORTS[e].search:
             ap.error(f"--efforts takes searching efforts ({', '.join(k for k, v in EFFORTS.items() if v.search)})")
@@ -103,6 +126,8 @@ def run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     qps = [int(q) for q in args.qps.split(",")]
     folder = Path(args.set) if Path(args.set).is_dir() else DATA / args.set
     clips = sorted(p for p in folder.iterdir() if p.suffix in (".mp4", ".mkv", ".mov", ".avi"))
+    if args.clips:
+        clips = [p for p in clips if p.stem in args.clips.split(",")]
     if not clips:
         ap.error(f"no clips in {folder}")
     models = {n: load_model(n, 256) for n in names}
@@ -136,20 +161,56 @@ def run(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                     extra[f"{name} {effort}"] = _searched(model, ref, frames, q, search, cfg, args, encode_motion,
                                                           tensor_to_frames)
                     outs[f"{name} {effort}"] = extra[f"{name} {effort}"].pop("frames")[idx]
+                    for vname, kw in variants.items():
+                        kw = dict(kw, perceptual=term) if "perceptual_weight" in kw else dict(kw)
+                        eff = replace(EFFORTS[effort], **{k: kw.pop(k) for k in _EFFORT_KEYS if k in kw})
+                        search = MotionSearch(model, eff, cfg.kp_precision, lambda_for_rate(args.kbps), **kw)
+                        row = f"{name} {effort} {vname}"
+                        extra[row] = _searched(model, ref, frames, q, search, cfg, args, encode_motion,
+                                               tensor_to_frames)
+                        outs[row] = extra[row].pop("frames")[idx]
+                if efforts:
+                    extra[name].pop("frames")
             for name, out in outs.items():
-                row = np.array([psnr(src, out).mean, lpips.score(src, out).mean, dists.score(src, out).mean])
-                sums.setdefault((qp, name), []).append(row)
                 more = {k: v for k, v in extra.get(name, {}).items() if k != "frames"}
+                row = np.array([psnr(src, out).mean, lpips.score(src, out).mean, dists.score(src, out).mean,
+                                *(more.get(k, np.nan) for k in ("flicker", "mouth_motion_corr", "motion_kbps"))])
+                sums.setdefault((qp, name), []).append(row)
                 print(json.dumps({"clip": clip.stem, "qp": qp, "key_bytes": len(data), "model": name,
                                   "psnr": round(row[0], 3), "lpips_alex": round(row[1], 4),
                                   "dists": round(row[2], 4), **more}), flush=True)
     print(f"\nMeans over {len(clips)} clips, every {args.stride}th frame from frame 5:\n")
-    print("| key picture | | PSNR | LPIPS-Alex | DISTS |\n| --- | --- | --- | --- | --- |")
+    print("| key picture | | PSNR | LPIPS-Alex | DISTS | flicker | mouth_motion_corr | motion kbit/s |\n"
+          "| --- | --- | --- | --- | --- | --- | --- | --- |")
     for qp in qps:
-        for name in [*names, *(f"{n} {e}" for n in names for e in efforts), "held still"]:
+        rows = [*names, *(f"{n} {e}{v}" for n in names for e in efforts for v in ["", *(f" {k}" for k in variants)])]
+        for name in [*rows, "held still"]:
             m = np.mean(sums[(qp, name)], axis=0)
-            print(f"| AV1 QP {qp} | {name} | {m[0]:.2f} | {m[1]:.3f} | {m[2]:.3f} |")
+            print(f"| AV1 QP {qp} | {name} | {m[0]:.2f} | {m[1]:.4f} | {m[2]:.4f} | {m[3]:.2f} | {m[4]:.3f} | "
+                  f"{m[5]:.2f} |")
     return 0
+
+
+_VARIANT_KEYS = {"mouth_weight": float, "temporal_weight": float, "perceptual_weight": float,
+                 "perceptual_size": int, "mouth_motion_weight": float,
+                 "steps": int, "scale": int, "choice_scale": int, "knot_every": int, "lr": float,
+                 "perceptual_scale": int}
+#: variant keys that set the effort preset's fields (dataclasses.replace) rather than MotionSearch's
+_EFFORT_KEYS = ("steps", "scale", "choice_scale", "knot_every", "lr", "perceptual_scale")
+
+
+def _variants(ap: argparse.ArgumentParser, specs: list[str]) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for spec in specs:
+        name, _, body = spec.partition("=")
+        kw = {}
+        for item in filter(None, body.split(",")):
+            key, _, value = item.partition(":")
+            if key not in _VARIANT_KEYS:
+                ap.error(f"--variant {spec!r}: {key!r} is not one of {', '.join(_VARIANT_KEYS)}")
+            kw[key] = _VARIANT_KEYS[key](value)
+        out[name] = kw
+    return out
 
 
 def _searched(model, ref, frames, q, search, cfg, args, encode_motion, tensor_to_frames) -> dict:
@@ -180,9 +241,13 @@ def _searched(model, ref, frames, q, search, cfg, args, encode_motion, tensor_to
     src = frames.astype(np.float64)
     flicker = float(np.abs(np.diff(out.astype(np.float64), axis=0) - np.diff(src, axis=0)).mean())
     n = max(len(frames) - 1, 1)
+    from avfc.eval.mouth import mouth_motion_error
+
+    mouth = mouth_motion_error(frames, out)
     return {"frames": out, "motion_kbps": round(nbytes * 8 / 1000 / (len(frames) / 25), 3),
             "search_s_per_frame": round(seconds / n, 4) if search is not None else 0.0,
-            "flicker": round(flicker, 3)}
+            "flicker": round(flicker, 3), "mouth_motion_corr": round(mouth.motion_corr, 3),
+            "mouth_open_corr": round(mouth.opening_corr, 3)}
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from avfc.codec.common import (
     tensor_to_frames,
 )
 from avfc.codec.rate import STREAM_KEY_SECONDS, StreamRate
-from avfc.codec.search import EFFORTS, MotionSearch, PacketChoice, lambda_for_rate
+from avfc.codec.search import EFFORTS, PERCEPTUAL_WEIGHT, MotionSearch, PacketChoice, PerceptualTerm, lambda_for_rate
 from avfc.config import EncoderConfig
 from avfc.entropy import dequantize, encode_motion, interpolate_track, quantize_track, sparse_positions
 from avfc.errors import ConfigError, MediaError
@@ -120,12 +120,14 @@ class Encoder:
         decoder_params: instance-adaptive decoder parameters (format 2.2; :mod:`avfc.codec.adapt`): sent in a
             DECODER_PARAMS unit before the first key frame and after every REFRESH, and every closed-loop
             choice (hold, search, adaptive key policy) renders with the model they adapt, as the decoder will.
+        perceptual: a perceptual term for a new search (:func:`make_search`), if ``search`` is None.
     """
 
     def __init__(self, config: EncoderConfig, *, source_size: Optional[tuple[int, int]] = None,
                  crop: Optional[CropBox] = None, frame_count: int = 0,
                  key_bytes: Optional[int] = None, model: Optional[AnimationModel] = None,
-                 search: Optional[MotionSearch] = None, decoder_params: Optional[DecoderParamSet] = None) -> None:
+                 search: Optional[MotionSearch] = None, decoder_params: Optional[DecoderParamSet] = None,
+                 perceptual: Optional[PerceptualTerm] = None) -> None:
         self.config = config
         #: keypoints of every motion_stride-th frame are sent (the config's, 1 when it leaves it open)
         self.motion_stride = config.motion_stride or 1
@@ -223,7 +225,9 @@ class Encoder:
         #: the encoder-side motion search (None: the detector's keypoints are sent, or held)
         self.search: Optional[MotionSearch] = None
         if self.effort.search and config.motion_source != "speech":
-            self.search = search if search is not None else make_search(config, self.model)
+            self.search = search if search is not None else make_search(config, self.model, perceptual=perceptual)
+        elif perceptual is not None:
+            make_search(config, self.model, perceptual=perceptual)  # a term this encoder cannot use: ConfigError
         self._keep_frames = self._hold or self.search is not None  # frames kept for the closed-loop choices
         #: the search sends, per packet, its candidate with the most bits instead of choosing (the rate
         #: control's first pass, which measures an upper bound of the motion's bytes)
@@ -648,11 +652,20 @@ class Encoder:
 
 
 def make_search(config: EncoderConfig, model: AnimationModel, device: Optional[str] = None,
-                keep_found: bool = False) -> Optional[MotionSearch]:
+                keep_found: bool = False, perceptual: Optional[PerceptualTerm] = None) -> Optional[MotionSearch]:
     """The motion search ``config`` asks for (its effort and lambda), or None when it sends the
     detector's keypoints. ``device``: where it renders ("auto": a GPU when torch sees one);
-    ``keep_found``: see :class:`MotionSearch` (True for the file-level rate control's passes)."""
+    ``keep_found``: see :class:`MotionSearch` (True for the file-level rate control's passes);
+    ``perceptual``: a perceptual term the search adds to its distortion, weighted by
+    ``config.search_perceptual_weight`` (an ``nn.Module`` is moved to the search's device). A term with
+    an effort that does not search is a ConfigError (it would change nothing)."""
     effort = EFFORTS[config.effort]
+    if perceptual is not None and not callable(perceptual):
+        raise ConfigError(f"search_perceptual must be callable (render, source) -> (B,), "
+                          f"got {type(perceptual).__name__}")
+    if perceptual is not None and (not effort.search or config.motion_source == "speech"):
+        raise ConfigError(f"a perceptual term for the search needs an effort that searches (fast and above) and "
+                          f"transmitted motion; effort {config.effort!r}, motion_source {config.motion_source!r}")
     if not effort.search or config.motion_source == "speech":
         return None
     if not isinstance(model, AnimationModel):  # a duck-typed model (tests, experiments): nothing to search through
@@ -660,7 +673,12 @@ def make_search(config: EncoderConfig, model: AnimationModel, device: Optional[s
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else None
     lam = config.search_lambda if config.search_lambda is not None else lambda_for_rate(config.bitrate_kbps)
-    return MotionSearch(model, effort, config.kp_precision, lam, device=device, keep_found=keep_found)
+    weight = PERCEPTUAL_WEIGHT if config.search_perceptual_weight is None else config.search_perceptual_weight
+    if isinstance(perceptual, torch.nn.Module):
+        here = next(iter(model.parameters()), torch.empty(0)).device
+        perceptual = perceptual.to(here if device is None else torch.device(device))
+    return MotionSearch(model, effort, config.kp_precision, lam, device=device, keep_found=keep_found,
+                        perceptual=perceptual, perceptual_weight=weight)
 
 
 @torch.no_grad()

@@ -16,7 +16,9 @@ Per motion packet, :class:`MotionSearch`:
    is linear between knots, so it cannot jitter) to lower ``D + lambda * R``: ``D`` the distortion of
    the decoder's render against the source (L1 in 8-bit levels, the mouth weighted, summed over the
    frames the decoder draws with that motion: key frames show their picture; plus a flicker term, the
-   render's frame-to-frame change against the source's), ``R`` a differentiable proxy of the motion coder's bits (the slope of
+   render's frame-to-frame change against the source's; optionally a perceptual term the caller
+   injects, :data:`PerceptualTerm`, e.g. LPIPS from weights by path, and a mouth-motion term),
+   ``R`` a differentiable proxy of the motion coder's bits (the slope of
    each value's Laplace table, from the coder's own backward adaptation, times a smoothed
    ``|residual|``). The render is the model's own, through the same references with their
    temporal weights, optionally at a reduced size for speed (the model is fully convolutional and
@@ -41,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from avfc.codec.common import frames_to_tensor, references_for
-from avfc.config import SEARCH_LAMBDA_5KBPS
+from avfc.config import SEARCH_LAMBDA_5KBPS, SEARCH_PERCEPTUAL_WEIGHT
 from avfc.entropy import dequantize, interpolate_track, quantize_track, sparse_positions
 from avfc.entropy.motion import next_states
 from avfc.entropy.tables import DECAY_Q16, INITIAL_STATE_Q12, SCALE_THRESHOLDS_Q12, STATE_FRAC_BITS
@@ -67,7 +69,9 @@ class Effort:
     pass whose key pictures changed keeps the kind of candidate an earlier pass chose for the packet,
     rebuilt from its own references); ``knot_every``: the search moves the detector's rows by a
     correction that is linear between every ``knot_every``-th coded row (1: every row free), so the
-    detector's own motion stays and the correction cannot jitter.
+    detector's own motion stays and the correction cannot jitter; ``perceptual_scale``: the search
+    renders at ``size // perceptual_scale`` instead when it has a perceptual term (LPIPS on a 64-px
+    render guides it poorly: docs/experiments/2026-12-06-search-perceptual.md).
     """
 
     name: str
@@ -80,6 +84,7 @@ class Effort:
     lr: float = 1.0
     rechoose: bool = True
     knot_every: int = 1
+    perceptual_scale: int = 2
 
 
 #: the effort presets, fastest first. ``live``: the detector's keypoints, no second render (real time);
@@ -92,7 +97,8 @@ EFFORTS: dict[str, Effort] = {e.name: e for e in (
            knot_every=5),
     Effort("medium", search=True, steps=24, warm_steps=4, scale=4, choice_scale=2, lr=2.0, knot_every=3),
     Effort("slow", search=True, steps=40, warm_steps=8, scale=2, choice_scale=1, lr=1.5, knot_every=2),
-    Effort("placebo", search=True, steps=80, warm_steps=16, scale=1, choice_scale=1, lr=1.0, knot_every=1),
+    Effort("placebo", search=True, steps=80, warm_steps=16, scale=1, choice_scale=1, lr=1.0, knot_every=1,
+           perceptual_scale=1),
 )}
 
 #: the search's lambda at 5 kbps (levels of mean absolute error of 8-bit RGB, summed over the drawn frames,
@@ -110,6 +116,22 @@ ROUNDINGS = (0.0, 0.3, 0.6)
 
 #: the differentiable rate proxy smooths |r| as sqrt(r^2 + RATE_EPS^2)
 RATE_EPS = 0.5
+
+#: an optional perceptual distance the search adds to its distortion: ``term(render, source)`` on float
+#: ``(B, 3, H, W)`` tensors in [0, 1] gives ``(B,)``, differentiable in ``render`` (lower is closer). The
+#: codec ships no such weights: the caller builds it (``avfc.eval.perceptual.search_term`` makes LPIPS or
+#: DISTS from weights given by path; the CLI's ``--search-weights``) and injects it
+PerceptualTerm = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+#: weight of the perceptual term: 8-bit levels of (weighted) mean absolute error per unit of the term
+PERCEPTUAL_WEIGHT = SEARCH_PERCEPTUAL_WEIGHT
+
+#: the perceptual term sees the render and the source resized to this side (None: the render's own size: the
+#: search's, ``size // Effort.perceptual_scale``, and the choice's, ``size // Effort.choice_scale``)
+PERCEPTUAL_SIZE: Optional[int] = None
+
+#: luma weights (BT.709) of the mouth-motion term, as avfc.eval.mouth's metric
+_BT709 = (0.2126, 0.7152, 0.0722)
 
 
 def lambda_for_rate(kbps: Optional[float]) -> float:
@@ -169,6 +191,22 @@ def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
+def _mouth_energy_gap(out: torch.Tensor, src: torch.Tensor, nxt: Sequence[int]) -> torch.Tensor:
+    """Sum over the frame pairs ``(i - 1, i)`` for ``i`` in ``nxt`` of |E_render - E_source|, E the mean
+    |luma change| inside the mouth box (luma in [0, 1])."""
+    size = out.shape[-1]
+    t, b, lft, r = MOUTH_BOX
+    rows, cols = slice(int(t * size), int(b * size)), slice(int(lft * size), int(r * size))
+    luma = torch.tensor(_BT709, dtype=out.dtype, device=out.device).view(1, 3, 1, 1)
+    i = torch.tensor(list(nxt), dtype=torch.long, device=out.device)
+
+    def energy(x: torch.Tensor) -> torch.Tensor:
+        y = (x[:, :, rows, cols] * luma).sum(dim=1)
+        return (y[i] - y[i - 1]).abs().mean(dim=(1, 2))
+
+    return (energy(out) - energy(src)).abs().sum()
+
+
 def scaled_model(model: AnimationModel, size: int, device: Optional[torch.device] = None) -> AnimationModel:
     """The same weights at another frame size (the architectures are fully convolutional), on
     ``device`` (default: the model's)."""
@@ -214,19 +252,39 @@ class MotionSearch:
         keep_found: remember what was found for every frame (the rate control's passes over one
             file need it); False forgets frames before the packet being searched, so that a
             streaming encoder's state stays bounded.
+        perceptual: an optional :data:`PerceptualTerm` added to the distortion, ``perceptual_weight``
+            levels per unit, on the render and the source resized to ``perceptual_size`` (None: the
+            render's size). None (default): the search is exactly the one without it.
+        mouth_motion_weight: weight of a mouth-motion term: per pair of consecutive drawn frames,
+            |mean |luma change| of the render - that of the source| inside the mouth box, in levels
+            (the energy the benchmark's ``mouth_motion_corr`` correlates). 0: off.
     """
 
     def __init__(self, model: AnimationModel, effort: Effort, precision: int, lam: float,
                  mouth_weight: float = MOUTH_WEIGHT, temporal_weight: float = TEMPORAL_WEIGHT,
-                 device: Optional[str | torch.device] = None, keep_found: bool = False) -> None:
+                 device: Optional[str | torch.device] = None, keep_found: bool = False,
+                 perceptual: Optional[PerceptualTerm] = None, perceptual_weight: float = PERCEPTUAL_WEIGHT,
+                 perceptual_size: Optional[int] = PERCEPTUAL_SIZE, mouth_motion_weight: float = 0.0) -> None:
         if not effort.search:
             raise ConfigError(f"effort {effort.name!r} does not search")
+        if perceptual is not None and not callable(perceptual):
+            raise ConfigError(f"the search's perceptual term must be callable, got {type(perceptual).__name__}")
+        if not (np.isfinite(perceptual_weight) and perceptual_weight >= 0.0):
+            raise ConfigError(f"the perceptual term's weight must be finite and >= 0, got {perceptual_weight}")
+        if perceptual_size is not None and not 32 <= int(perceptual_size) <= 1024:
+            raise ConfigError(f"perceptual_size must be 32..1024 pixels, got {perceptual_size}")
+        if not (np.isfinite(mouth_motion_weight) and mouth_motion_weight >= 0.0):
+            raise ConfigError(f"mouth_motion_weight must be finite and >= 0, got {mouth_motion_weight}")
         self.model = model
         self.effort = effort
         self.precision = int(precision)
         self.lam = float(lam)
         self.mouth_weight = float(mouth_weight)
         self.temporal_weight = float(temporal_weight)
+        self.perceptual = perceptual if perceptual is not None and perceptual_weight > 0.0 else None
+        self.perceptual_weight = float(perceptual_weight)
+        self.perceptual_size = None if perceptual_size is None else int(perceptual_size)
+        self.mouth_motion_weight = float(mouth_motion_weight)
         here = next(iter(model.parameters()), torch.empty(0)).device
         self.device = here if device is None else torch.device(device)
         self.keep_found = bool(keep_found)
@@ -281,11 +339,18 @@ class MotionSearch:
             groups.setdefault(tuple(id(r) for r in rs), (rs, []))[1].append(pos)
         return list(groups.values())
 
+    def _perceptual_source(self, src_full: torch.Tensor, size: int) -> Optional[torch.Tensor]:
+        """The source as the perceptual term sees it (None without one): resized from the coded size."""
+        if self.perceptual is None:
+            return None
+        return _resize(src_full, self.perceptual_size or size)
+
     def _distortion(self, model: AnimationModel, groups, indices: Sequence[int], kp: torch.Tensor,
-                    src: torch.Tensor) -> torch.Tensor:
+                    src: torch.Tensor, src_p: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Sum over the drawn frames of the weighted mean |render - source|, plus ``temporal_weight``
         times the mean |change of the render - change of the source| between consecutive drawn
-        frames (flicker), all in 8-bit levels."""
+        frames (flicker), all in 8-bit levels; plus the perceptual term of the render against
+        ``src_p`` (the source at the term's size) and the mouth-motion term, when the search has them."""
         w = self._pixel_weights(model.size)
         parts, order = [], []
         for rs, pos in groups:
@@ -300,6 +365,12 @@ class MotionSearch:
             if len(nxt):
                 change = (out[nxt] - out[nxt - 1]) - (src[nxt] - src[nxt - 1])
                 total = total + self.temporal_weight * change.abs().mean(dim=(1, 2, 3)).sum() * 255.0
+        if self.perceptual is not None and src_p is not None:
+            total = total + self.perceptual_weight * self.perceptual(_resize(out, src_p.shape[-1]), src_p).sum()
+        if self.mouth_motion_weight and len(indices) > 1:
+            nxt = [i for i in range(1, len(indices)) if indices[i] == indices[i - 1] + 1]
+            if nxt:
+                total = total + self.mouth_motion_weight * _mouth_energy_gap(out, src, nxt) * 255.0
         return total
 
     # ------------------------------------------------------------------ the search
@@ -379,8 +450,9 @@ class MotionSearch:
         knots_t = torch.from_numpy(knots).float().to(self.device)
         x = base + knots_t @ o
         if steps:
-            model = self._model(eff.scale)
+            model = self._model(eff.scale if self.perceptual is None else eff.perceptual_scale)
             src = _resize(src_full, model.size)
+            src_p = self._perceptual_source(src_full, model.size)
             opt = torch.optim.Adam([o], lr=eff.lr)
             # the step shrinks linearly to a quarter of lr: long strides first, then fine adjustment
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0 - 0.75 * t / max(steps - 1, 1))
@@ -390,7 +462,7 @@ class MotionSearch:
                 if step % 4 == 0:  # the tables the coder would pick for the current rounded track
                     slopes = torch.from_numpy(rate_slopes(np.rint(x.detach().cpu().numpy()), prev)).float()
                 kp = (interp @ x) / scale
-                d = self._distortion(model, groups, indices, kp, src)
+                d = self._distortion(model, groups, indices, kp, src, src_p)
                 rows = x if prev_t is None else torch.cat([prev_t[None], x])
                 res = rows[1:] - rows[:-1]
                 sl = slopes[1:] if prev_t is None else slopes
@@ -427,12 +499,13 @@ class MotionSearch:
                     return self._done(cand[2], kind, float("nan"), float("nan"), bits(cand[2]))
         model = self._model(eff.choice_scale)
         src = _resize(src_full, model.size)
+        src_p = self._perceptual_source(src_full, model.size)
         costs = []
         with torch.no_grad():
             for kind, _, q in cands:
                 drawn_q = interpolate_track(q[pos], n, stride) if stride > 1 else q
                 kp = torch.from_numpy(dequantize(drawn_q[drawn], self.precision)).to(self.device)
-                d = float(self._distortion(model, groups, indices, kp, src))
+                d = float(self._distortion(model, groups, indices, kp, src, src_p))
                 costs.append(exact(q, d / (1.0 + hold_margin) if kind == "hold" else d))
         order = [cst for cst, _ in costs]
         i = int(np.argmin(order))  # ties keep the earlier: the detector, then the hold

@@ -33,6 +33,7 @@ Weights: see :mod:`avfc.eval.backbones` (argument ``weights_dir``, else
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -44,7 +45,7 @@ from avfc.errors import ConfigError, MediaError
 from avfc.eval.backbones import alexnet_features, find_weights, load_state_dict_file, vgg16_features
 from avfc.eval.metrics import FrameScores, Frames, frame_batches
 
-__all__ = ["LPIPS", "DISTS", "MIN_SIDE"]
+__all__ = ["LPIPS", "DISTS", "MIN_SIDE", "SEARCH_METRICS", "search_term"]
 
 #: smallest frame side the backbones accept (AlexNet's fifth layer needs 31 px)
 MIN_SIDE = 32
@@ -224,3 +225,30 @@ class DISTS(_FrameMetric):
             structure = (2 * cov + c2) / (vx + vy + c2)
             total = total + (a * texture + b * structure).sum(dim=(1, 2, 3))
         return 1.0 - total
+
+
+#: the perceptual distances :func:`search_term` builds for the encoder's motion search
+SEARCH_METRICS = ("lpips-alex", "lpips-vgg", "dists")
+
+
+def search_term(weights_dir: str | os.PathLike[str], metric: str = "lpips-alex",
+                device: torch.device | str = "cpu") -> nn.Module:
+    """A perceptual term for the encoder's motion search (:data:`avfc.codec.search.PerceptualTerm`):
+    LPIPS (AlexNet or VGG16) or DISTS from the weights in ``weights_dir``, a directory given by path
+    (the package ships none; ``$AVFC_WEIGHTS_DIR`` is not consulted: the choice is explicit).
+    ``term(render, source)`` gives ``(B,)`` and is differentiable in ``render``.
+
+    Raises:
+        ConfigError: ``weights_dir`` is not a directory, lacks the metric's files or holds malformed
+            ones, or ``metric`` is not one of :data:`SEARCH_METRICS`; before any encoding.
+    """
+    if metric not in SEARCH_METRICS:
+        raise ConfigError(f"search metric must be one of {', '.join(SEARCH_METRICS)}, got {metric!r}")
+    path = Path(weights_dir)
+    if not path.is_dir():
+        why = "does not exist" if not path.exists() else "is not a directory"
+        raise ConfigError(f"search weights {str(path)!r} {why}: give the folder that holds the "
+                          f"{metric} weights (e.g. ../shared/weights)")
+    if metric == "dists":
+        return DISTS(path, device)
+    return LPIPS("alex" if metric == "lpips-alex" else "vgg", path, device)

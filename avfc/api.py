@@ -425,12 +425,14 @@ def decode(src: Union[PathLike, bytes, BinaryIO], dst: Optional[PathLike] = None
         conceal_audio: how lost Codec2 frames are filled: ``"repeat"`` the last received one (up to
             one second), ``"joint"`` rebuilt from the motion and the audio around them by the joint
             audio-video model of :mod:`avfc.avcc.conceal` (700C streams of a model it was trained for;
-            measured worse than repeating, docs/results.md; it reads the whole stream, so the decoder
-            holds its motion and audio and writes the audio at the end), ``"none"`` silence. Opus
+            measured worse than repeating, docs/results.md, "Cross-modal features: status"; it reads
+            the whole stream, so the decoder holds its motion and audio and writes the audio at the
+            end), ``"none"`` silence. Opus
             streams use Opus' own concealment.
         conceal_motion: how frames whose motion packet is lost are drawn: ``"hold"`` the last output
             frame, ``"joint"`` from keypoints the same joint model samples from the audio of those
-            frames and the motion before them (measured in docs/results.md).
+            frames and the motion before them (measured worse than ``"hold"``, docs/results.md,
+            "Cross-modal features: status").
         join: the stream may start at any byte (format 2.1, docs/bitstream.md A.14): decoding starts at
             the first intact REFRESH unit when there is no intact sequence header first; the result's
             ``first_frame`` says which frame ``frames[0]`` is, and the audio starts at its time.

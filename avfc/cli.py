@@ -310,15 +310,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --bitrate and no --motion-stride: the largest share of the file the keypoints may "
                         "take before sparser motion is sent (default 0.1; 1 keeps every frame's)")
     e.add_argument("--audio-coder", choices=["raw", "context"],
-                   help="context: code Codec2 700C tokens with the AVCC context model (fewer bits, same audio)")
+                   help="context: code Codec2 700C tokens with the AVCC context model (same audio, about 50 bit/s "
+                        "fewer: 652 instead of 700 on held-out speech; opt-in, docs/results.md, Cross-modal features)")
     e.add_argument("--motion-source", choices=["transmitted", "predicted", "speech"],
-                   help="predicted: code keypoints as residuals of a speech-driven predictor; speech: send no "
-                        "motion, the decoder draws the lips from the speech (lowest rates)")
+                   help="predicted: code keypoints as residuals of a predictor that reads the decoded speech and "
+                        "the keypoints already coded (8%% fewer motion bits on av-eval; the speech terms save 0.03 "
+                        "bit of a frame's 44, 0.1%%); speech: send no motion, the decoder draws the lips from the "
+                        "speech (measured: the mouth does not follow it, below the held key frame). Both opt-in, "
+                        "docs/results.md, Cross-modal features")
     e.add_argument("--avcc", metavar="NAME", help="AVCC bundle for --audio-coder/--motion-source (see `avfc models`)")
     e.add_argument("--lips-model", choices=["regressor", "diffusion"],
                    help="with --motion-source speech: how the decoder draws the lips: regressor (default, "
                         "format 1.1) or diffusion (a denoising diffusion transformer over speech and motion, "
-                        "format 1.3; needs a bundle with one, e.g. avcc-mrdac-cpu-v3, picked by default)")
+                        "format 1.3; needs a bundle with one, e.g. avcc-mrdac-cpu-v3, picked by default; it moves "
+                        "the mouth but on unseen faces is no better than the regressor)")
     e.add_argument("--diffusion-steps", type=int, metavar="N",
                    help="with --lips-model diffusion: sampler steps the decoder runs, 1..64 (default 16; "
                         "written in the stream)")
@@ -335,13 +340,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--conceal-audio", choices=["repeat", "joint", "none"], default="repeat",
                    help="how lost Codec2 audio frames are filled: repeat the last received frame (default, up to "
                         "1 s), joint: rebuilt from the motion and the audio around them by the joint audio-video "
-                        "model (700C streams at 25 fps; measured worse than repeat, docs/results.md), none: silence")
+                        "model (700C streams at 25 fps; measured worse than repeat, docs/results.md, Cross-modal "
+                        "features), none: silence")
     d.add_argument("--join", action="store_true",
                    help="the input may start at any byte of the stream (a late join, a lost start): decode from "
                         "the first intact REFRESH unit (streams encoded with --refresh-interval)")
     d.add_argument("--conceal-motion", choices=["hold", "joint"], default="hold",
                    help="how frames whose motion packet is lost are drawn: hold the last frame (default), joint: "
-                        "from keypoints the joint audio-video model samples from their audio")
+                        "from keypoints the joint audio-video model samples from their audio (measured worse than "
+                        "hold, docs/results.md, Cross-modal features)")
     d.set_defaults(func=cmd_decode)
 
     for sp in (e, d):

@@ -130,17 +130,22 @@ class EncoderConfig(BaseModel):
     max_refs: int = Field(4, ge=1, le=16, description="reference buffer size in the decoder")
     audio_coder: Literal["raw", "context"] = Field(
         "raw", description="context: Codec2 700C tokens coded by the AVCC context model with rANS instead of "
-                           "28 raw bits per frame (same decoded tokens; needs audio codec2 700C)")
+                           "28 raw bits per frame (same decoded tokens, 652 instead of 700 bit/s on held-out "
+                           "speech; needs audio codec2 700C)")
     motion_source: Literal["transmitted", "predicted", "speech"] = Field(
-        "transmitted", description="predicted: keypoints coded as residuals of a predictor driven by the "
-                                   "decoded speech; speech: no per-frame motion is sent, the decoder draws "
-                                   "the lips from the speech (needs audio codec2 700C)")
+        "transmitted", description="predicted: keypoints coded as residuals of a predictor that reads the "
+                                   "decoded speech and the keypoints already coded (8 % fewer motion bits "
+                                   "on av-eval; the speech terms save 0.03 bit of a frame's 44, 0.1 %); "
+                                   "speech: no per-frame motion is sent, the decoder draws the lips from "
+                                   "the speech (measured: the mouth does not follow it). Both need audio "
+                                   "codec2 700C; docs/results.md, Cross-modal features")
     avcc: Optional[str] = Field(None, description="AVCC bundle (default: the shipped one) for audio_coder / "
                                                   "motion_source other than raw / transmitted")
     lips_model: Literal["regressor", "diffusion"] = Field(
         "regressor", description="motion_source 'speech': how the decoder draws the lips: 'regressor' (the "
                                  "integer ridge model, format 1.1) or 'diffusion' (the bundle's denoising "
-                                 "diffusion transformer, format 1.3; needs a bundle with diffusion.*)")
+                                 "diffusion transformer, format 1.3; needs a bundle with diffusion.*; "
+                                 "measured no better than the regressor on unseen faces)")
     diffusion_steps: int = Field(
         16, ge=1, le=64, description="lips_model 'diffusion': DDIM steps the decoder runs per block (in the header)")
     diffusion_seed: int = Field(

@@ -72,7 +72,17 @@ _KIB = 1 if sys.platform == "darwin" else 1024  # ru_maxrss unit: bytes on macOS
 
 
 def peak_rss_mib() -> float:
-    """Peak resident memory of this process so far, MiB."""
+    """Peak resident memory of this process so far, MiB: ``VmHWM`` of /proc/self/status where there is one.
+
+    Not ``ru_maxrss`` there: Linux keeps it across ``execve``, so a child started by a parent that had
+    coded the streams (1.4 GB with the search) reported the parent's peak, not its own."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _KIB / 2**20
 
 
@@ -289,7 +299,7 @@ def report(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         per_frame = p.startswith(("render", "detect"))
         md.append(row(p, [ms(r[p]) for r in results] + [f"{1000 / r[p][1]:.1f}" if per_frame else "-"
                                                         for r in results]))
-    md += ["", "### Peak resident memory (MiB, `ru_maxrss` of the measuring process)", "",
+    md += ["", "### Peak resident memory (MiB, `VmHWM` of the measuring process)", "",
            "| when | " + " | ".join(cols) + " |", "| --- |" + " --- |" * len(cols)]
     for key, label in (("rss_model_mib", "after importing avfc and loading the model"),
                        ("rss_decode_mib", "after one whole decode of each stream"),

@@ -9,7 +9,6 @@ controllers are in :mod:`avfc.codec.rate`), and writes the results.
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, Optional, Union
@@ -24,7 +23,7 @@ from avfc.codec.rate import fit_file_rate, uses_file_rate
 from avfc.config import EncoderConfig
 from avfc.errors import ConfigError, FileAccessError, FormatError, MediaError
 from avfc.paths import check_writable
-from avfc.media import CropBox, Media, VideoWriter, apply_crop, find_crop, write_media
+from avfc.media import CropBox, Media, VideoWriter, apply_crop, as_array, find_crop, write_media
 from avfc.media.stream import MediaStream, open_media
 from avfc.media.crop import face_warnings
 from avfc.models.zoo import load_model
@@ -87,22 +86,6 @@ class DecodeResult:
     audio_samples: int = 0  # audio samples decoded (written); 0 for a stream without audio
 
 
-def _as_array(x: Any, what: str) -> Any:
-    """``x`` as a numpy array when it is a torch tensor (detached, moved to the CPU; half and bfloat16
-    speech as float32); anything else as it is, for the checks of :class:`Media` to judge. torch is not
-    imported here: a tensor can only exist when the caller has imported it."""
-    torch = sys.modules.get("torch")
-    if torch is None or not isinstance(x, torch.Tensor):
-        return x
-    t = x.detach().cpu()
-    if what == "pcm" and t.is_floating_point() and t.dtype not in (torch.float32, torch.float64):
-        t = t.float()
-    try:
-        return t.numpy()
-    except (TypeError, RuntimeError) as e:
-        raise MediaError(f"{what}: cannot read a {t.dtype} tensor as an array ({e})") from None
-
-
 def _load_source(src: MediaSource, config: EncoderConfig, pcm: Optional[PcmLike],
                  sample_rate: int) -> Media:
     """The :class:`Media` to encode from a Media, an array or a tensor (files are streamed: :func:`encode`);
@@ -114,12 +97,12 @@ def _load_source(src: MediaSource, config: EncoderConfig, pcm: Optional[PcmLike]
                 f"the media is at {src.fps} fps but the configuration codes {config.fps} fps: give fps={src.fps} "
                 f"to code it at its own rate, or read it at {config.fps} fps (read_media(..., fps={config.fps}))")
         return src
-    src = _as_array(src, "frames")
+    src = as_array(src, "frames")
     if isinstance(src, np.ndarray):
         if src.ndim == 4 and src.shape[1] == 3 and src.shape[3] != 3:
             raise MediaError(f"frames must be channels-last (T, H, W, 3) uint8 RGB, got {src.dtype} {src.shape}: "
                              "permute a (T, 3, H, W) tensor with .permute(0, 2, 3, 1)")
-        return Media.from_arrays(src, config.fps, None if pcm is None else _as_array(pcm, "pcm"), sample_rate)
+        return Media.from_arrays(src, config.fps, None if pcm is None else as_array(pcm, "pcm"), sample_rate)
     raise MediaError(f"cannot encode a {type(src).__name__}: give a path, file bytes, a Media, or frames as a "
                      "numpy array or torch tensor")
 

@@ -20,10 +20,11 @@ from __future__ import annotations
 import io
 import math
 import os
+import sys
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import av
 import numpy as np
@@ -107,6 +108,22 @@ class Media:
 
 
 # --- checks ---------------------------------------------------------------------------------
+
+
+def as_array(x: Any, what: str) -> Any:
+    """``x`` as a numpy array when it is a torch tensor (detached, moved to the CPU; half and bfloat16
+    speech as float32); anything else as it is, for the checks of :class:`Media` to judge. torch is not
+    imported here: a tensor can only exist when the caller has imported it."""
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(x, torch.Tensor):
+        return x
+    t = x.detach().cpu()
+    if what == "pcm" and t.is_floating_point() and t.dtype not in (torch.float32, torch.float64):
+        t = t.float()
+    try:
+        return t.numpy()
+    except (TypeError, RuntimeError) as e:
+        raise MediaError(f"{what}: cannot read a {t.dtype} tensor as an array ({e})") from None
 
 
 def _describe(value: object) -> str:

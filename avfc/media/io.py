@@ -255,7 +255,7 @@ class _FrameRateConverter:
 
 def _rgb_converter(width: int, height: int, rotation: int) -> Callable[[av.VideoFrame], np.ndarray]:
     def convert(frame: av.VideoFrame) -> np.ndarray:
-        kwargs = {"src_color_range": frame.color_range} if frame.color_range else {}
+        kwargs: dict[str, Any] = {"src_color_range": frame.color_range} if frame.color_range else {}
         rgb = frame.to_ndarray(format="rgb24", width=width, height=height, **kwargs)
         return np.rot90(rgb, k=rotation // 90) if rotation else rgb
 
@@ -583,7 +583,11 @@ class VideoWriter:
         else:
             suffix = Path(os.fspath(path)).suffix.lower()  # type: ignore[arg-type]
         self._wav = suffix == ".wav"
-        self._container = self._video = self._sound = self._soundfile = None
+        # (PyAV's and libsndfile's objects; None once closed)
+        self._container: Any = None
+        self._video: Any = None
+        self._sound: Any = None
+        self._soundfile: Any = None
         self._frames = 0
         self._samples = 0
         self._pending = np.zeros(0, np.float32)  # AAC: samples not yet in a 1024-sample frame
@@ -615,10 +619,8 @@ class VideoWriter:
             raise MediaError(f"H.264 yuv420p needs even frame sides, got {width}x{height}")
         self.width, self.height, self.fps = int(width), int(height), int(fps)
         try:
-            if to_stream:
-                self._container = av.open(path, mode="w", format="matroska")
-            else:
-                self._container = av.open(os.fspath(path), mode="w")  # type: ignore[arg-type]
+            target: Any = path if to_stream else os.fspath(path)  # type: ignore[arg-type]
+            self._container = av.open(target, mode="w", format="matroska" if to_stream else None)
             video = self._container.add_stream("libx264", rate=int(fps))
             video.width, video.height = self.width, self.height
             video.pix_fmt = "yuv420p"
@@ -693,6 +695,7 @@ class VideoWriter:
 
     def _encode_audio(self, final: bool) -> None:
         step = 1024  # AAC's frame: whole frames until the last (as write_media did)
+        assert self.sample_rate is not None  # (there is an audio stream)
         try:
             while len(self._pending) >= step or (final and len(self._pending)):
                 chunk, self._pending = self._pending[:step], self._pending[step:]

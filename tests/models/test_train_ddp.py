@@ -38,7 +38,7 @@ def test_torchrun_two_ranks_keep_identical_weights_and_lower_the_loss(tmp_path) 
         [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(WORKER),
            str(out)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
 
     ranks = [load_file(str(out / f"rank{r}.safetensors")) for r in (0, 1)]

@@ -9,7 +9,6 @@ controllers are in :mod:`avfc.codec.rate`), and writes the results.
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, Optional, Union
@@ -25,7 +24,8 @@ from avfc.codec.rate import fit_file_rate, uses_file_rate
 from avfc.config import EncoderConfig
 from avfc.errors import ConfigError, FileAccessError, FormatError, MediaError
 from avfc.paths import check_writable
-from avfc.media import CropBox, Media, VideoWriter, apply_crop, find_crop, write_media
+from avfc.media import CropBox, Media, VideoWriter, apply_crop, as_array, find_crop, write_media
+from avfc.media.io import STREAM_FORMATS
 from avfc.media.stream import MediaStream, open_media
 from avfc.media.crop import face_warnings
 from avfc.models.zoo import load_model
@@ -88,22 +88,6 @@ class DecodeResult:
     audio_samples: int = 0  # audio samples decoded (written); 0 for a stream without audio
 
 
-def _as_array(x: Any, what: str) -> Any:
-    """``x`` as a numpy array when it is a torch tensor (detached, moved to the CPU; half and bfloat16
-    speech as float32); anything else as it is, for the checks of :class:`Media` to judge. torch is not
-    imported here: a tensor can only exist when the caller has imported it."""
-    torch = sys.modules.get("torch")
-    if torch is None or not isinstance(x, torch.Tensor):
-        return x
-    t = x.detach().cpu()
-    if what == "pcm" and t.is_floating_point() and t.dtype not in (torch.float32, torch.float64):
-        t = t.float()
-    try:
-        return t.numpy()
-    except (TypeError, RuntimeError) as e:
-        raise MediaError(f"{what}: cannot read a {t.dtype} tensor as an array ({e})") from None
-
-
 def _load_source(src: MediaSource, config: EncoderConfig, pcm: Optional[PcmLike],
                  sample_rate: int) -> Media:
     """The :class:`Media` to encode from a Media, an array or a tensor (files are streamed: :func:`encode`);
@@ -115,12 +99,12 @@ def _load_source(src: MediaSource, config: EncoderConfig, pcm: Optional[PcmLike]
                 f"the media is at {src.fps} fps but the configuration codes {config.fps} fps: give fps={src.fps} "
                 f"to code it at its own rate, or read it at {config.fps} fps (read_media(..., fps={config.fps}))")
         return src
-    src = _as_array(src, "frames")
+    src = as_array(src, "frames")
     if isinstance(src, np.ndarray):
         if src.ndim == 4 and src.shape[1] == 3 and src.shape[3] != 3:
             raise MediaError(f"frames must be channels-last (T, H, W, 3) uint8 RGB, got {src.dtype} {src.shape}: "
                              "permute a (T, 3, H, W) tensor with .permute(0, 2, 3, 1)")
-        return Media.from_arrays(src, config.fps, None if pcm is None else _as_array(pcm, "pcm"), sample_rate)
+        return Media.from_arrays(src, config.fps, None if pcm is None else as_array(pcm, "pcm"), sample_rate)
     raise MediaError(f"cannot encode a {type(src).__name__}: give a path, file bytes, a Media, or frames as a "
                      "numpy array or torch tensor")
 
@@ -134,7 +118,7 @@ def prepare(media: Media, config: EncoderConfig) -> tuple[np.ndarray, CropBox]:
     return apply_crop(frames, box, config.size), box
 
 
-def encode(src: MediaSource, dst: Optional[PathLike] = None, *,
+def encode(src: MediaSource, dst: Optional[Union[PathLike, BinaryIO]] = None, *,
            config: EncoderConfig | dict | None = None,
            pcm: Optional[PcmLike] = None, sample_rate: int = 16000,
            progress: Optional[Callable[[str, int, int], None]] = None,
@@ -149,7 +133,9 @@ def encode(src: MediaSource, dst: Optional[PathLike] = None, *,
             ``(T, H, W, 3)`` uint8 RGB at ``config.fps`` as a numpy array or a torch tensor (then
             ``pcm`` is its mono float speech at ``sample_rate``, 16 kHz, an array or a tensor).
         dst: where to write the .avfc file (optional; the bytes are returned anyway). Checked
-            before any work (its folder must exist and be writable: FileAccessError otherwise).
+            before any work (its folder must exist and be writable: FileAccessError otherwise). Or
+            a binary file object (a pipe, ``sys.stdout.buffer``): the stream is written to it in
+            order as it is coded, and it is left open.
         config: an :class:`EncoderConfig` or a dict; keyword ``overrides`` replace its fields,
             e.g. ``encode("talk.mp4", bitrate_kbps=4, audio="codec2")``.
         progress: called as ``progress(stage, done, total)`` on long work: ``"scan"`` (the face
@@ -187,8 +173,8 @@ def encode(src: MediaSource, dst: Optional[PathLike] = None, *,
         MediaError: the input is not media FFmpeg can read, or not frames and speech.
     """
     cfg = EncoderConfig.make(config, **overrides)
-    if dst is not None:
-        check_writable(dst)
+    if dst is not None and not _is_writer(dst):
+        check_writable(dst)  # type: ignore[arg-type]
     model = load_model(cfg.model, cfg.size)  # the model is cached: loaded once
     check_max_refs(cfg, model)
     make_search(cfg, model, perceptual=search_perceptual)  # a term the search cannot use: ConfigError now
@@ -232,14 +218,27 @@ def _no_audio(cfg: EncoderConfig, has_audio: bool, warnings: list[str]) -> Encod
     return cfg
 
 
-def _write_output(dst: PathLike, data: bytes) -> None:
+def _is_writer(dst: object) -> bool:
+    """Whether ``dst`` is a file object to write to (rather than a path)."""
+    return not isinstance(dst, (str, os.PathLike)) and hasattr(dst, "write")
+
+
+def _dst_name(dst: Union[PathLike, BinaryIO]) -> str:
+    return str(getattr(dst, "name", "the output")) if _is_writer(dst) else str(dst)
+
+
+def _write_output(dst: Union[PathLike, BinaryIO], data: bytes) -> None:
     try:
-        Path(dst).write_bytes(data)
+        if _is_writer(dst):
+            dst.write(data)  # type: ignore[union-attr]
+            dst.flush()  # type: ignore[union-attr]
+        else:
+            Path(dst).write_bytes(data)  # type: ignore[arg-type]
     except OSError as e:
-        raise FileAccessError(f"cannot write {dst}: {e.strerror or e}") from None
+        raise FileAccessError(f"cannot write {_dst_name(dst)}: {e.strerror or e}") from None
 
 
-def _encode_stream(stream: MediaStream, cfg: EncoderConfig, model: Any, dst: Optional[PathLike],
+def _encode_stream(stream: MediaStream, cfg: EncoderConfig, model: Any, dst: Optional[Union[PathLike, BinaryIO]],
                    progress: Optional[Callable[[str, int, int], None]], search_opts: dict[str, Any]
                    ) -> EncodeResult:
     """One pass over a :class:`MediaStream`: a packet of frames (and its speech) at a time into the
@@ -251,9 +250,10 @@ def _encode_stream(stream: MediaStream, cfg: EncoderConfig, model: Any, dst: Opt
     search = make_search(cfg, model, keep_found=False, **search_opts)
     enc = Encoder(cfg, source_size=stream.source_size, crop=stream.crop, frame_count=frame_count,
                   model=model, search=search)
-    part = None if dst is None else Path(dst).with_name(Path(dst).name + ".part")
+    writer = _is_writer(dst)
+    part = None if dst is None or writer else Path(dst).with_name(Path(dst).name + ".part")  # type: ignore[arg-type]
     chunks: list[bytes] = []  # the stream's bytes (a few kbps: 2 MB an hour), returned
-    out = None
+    out = dst if writer else None
     try:
         if part is not None:
             try:
@@ -272,12 +272,18 @@ def _encode_stream(stream: MediaStream, cfg: EncoderConfig, model: Any, dst: Opt
             raise MediaError("the input has no frames to encode")
         enc.close()
         _emit(enc.read(), chunks, out, dst)
+        if writer:
+            try:
+                out.flush()  # type: ignore[union-attr]
+            except OSError as e:
+                raise FileAccessError(f"cannot write {_dst_name(dst)}: {e.strerror or e}") from None  # type: ignore[arg-type]
+            out = None  # the caller's: left open
         if out is not None and part is not None:
             out.close()
             out = None
             os.replace(part, dst)  # type: ignore[arg-type]
     finally:
-        if out is not None:
+        if out is not None and not writer:
             out.close()
         if part is not None and part.exists():
             part.unlink()
@@ -288,19 +294,21 @@ def _encode_stream(stream: MediaStream, cfg: EncoderConfig, model: Any, dst: Opt
                         effort=enc.config.effort, packets_by_choice=enc.packets_by_choice())
 
 
-def _emit(data: bytes, chunks: list[bytes], out: Any, dst: Optional[PathLike]) -> None:
+def _emit(data: bytes, chunks: list[bytes], out: Any, dst: Optional[Union[PathLike, BinaryIO]]) -> None:
     if not data:
         return
     chunks.append(data)
     if out is not None:
         try:
             out.write(data)
+            if out is dst:  # the caller's file object (a pipe): what is coded goes out now
+                out.flush()
         except OSError as e:
-            raise FileAccessError(f"cannot write {dst}: {e.strerror or e}") from None
+            raise FileAccessError(f"cannot write {_dst_name(dst)}: {e.strerror or e}") from None  # type: ignore[arg-type]
 
 
 def _encode_held(frames: np.ndarray, pcm: Optional[np.ndarray], box: CropBox, source_size: tuple[int, int],
-                 warnings: list[str], cfg: EncoderConfig, model: Any, dst: Optional[PathLike],
+                 warnings: list[str], cfg: EncoderConfig, model: Any, dst: Optional[Union[PathLike, BinaryIO]],
                  progress: Optional[Callable[[str, int, int], None]], search_opts: dict[str, Any]
                  ) -> EncodeResult:
     """Coded-size frames in memory: analysed once, then coded by the whole-file rate control's passes
@@ -409,11 +417,11 @@ def _stream_chunks(src: Union[PathLike, bytes, BinaryIO]) -> Iterator[bytes]:
     raise FormatError(f"cannot decode a {type(src).__name__}: give a path, bytes or a binary file")
 
 
-def decode(src: Union[PathLike, bytes, BinaryIO], dst: Optional[PathLike] = None, *,
+def decode(src: Union[PathLike, bytes, BinaryIO], dst: Optional[Union[PathLike, BinaryIO]] = None, *,
            device: str = "cpu", progress: Optional[Callable[[str, int, int], None]] = None,
            conceal_audio: str = "repeat", conceal_motion: str = "hold", join: bool = False,
            keep_frames: Optional[bool] = None, keep_audio: Optional[bool] = None,
-           keep_motion: bool = False) -> DecodeResult:
+           keep_motion: bool = False, output_format: Optional[str] = None) -> DecodeResult:
     """Decode an .avfc stream to frames (at the coded size) and audio.
 
     Args:
@@ -421,6 +429,9 @@ def decode(src: Union[PathLike, bytes, BinaryIO], dst: Optional[PathLike] = None
             decoding goes).
         dst: optionally write the result: ``.mp4`` (video + audio) or ``.wav`` (audio only). Frames
             and audio are written as they are decoded, so memory stays flat however long the stream.
+            Or a binary file object written in order, never sought (a pipe, ``sys.stdout.buffer``; left
+            open): then ``output_format`` says what to write, ``"mkv"`` (Matroska: video and audio) or
+            ``"wav"`` (the audio; its header declares no length).
         device: torch device for the generator.
         conceal_audio: how lost Codec2 frames are filled: ``"repeat"`` the last received one (up to
             one second), ``"joint"`` rebuilt from the motion and the audio around them by the joint
@@ -447,9 +458,17 @@ def decode(src: Union[PathLike, bytes, BinaryIO], dst: Optional[PathLike] = None
     :class:`~avfc.errors.AvfcError` only when nothing can be decoded (no intact header,
     unknown model). A file being written when decoding fails is removed.
     """
-    if dst is not None:  # before any work: the suffix and the path (checked again when writing)
-        suffix = _check_output_suffix(dst)
-        check_writable(dst)
+    to_writer = _is_writer(dst)
+    if to_writer:
+        if output_format not in STREAM_FORMATS:
+            raise ConfigError(f"decoding to a file object needs output_format= one of {STREAM_FORMATS} "
+                              f"(formats written in order, never sought), got {output_format!r}")
+        suffix = "." + output_format
+    elif dst is not None:  # before any work: the suffix and the path (checked again when writing)
+        suffix = _check_output_suffix(dst)  # type: ignore[arg-type]
+        if output_format is not None and suffix != "." + output_format:
+            raise ConfigError(f"output_format {output_format!r} does not match {dst}: a file's suffix says its format")
+        check_writable(dst)  # type: ignore[arg-type]
     keep_frames = dst is None if keep_frames is None else bool(keep_frames)
     keep_audio = dst is None if keep_audio is None else bool(keep_audio)
 
@@ -505,7 +524,8 @@ def decode(src: Union[PathLike, bytes, BinaryIO], dst: Optional[PathLike] = None
     except BaseException:
         if writer is not None:
             writer._abort()
-            Path(dst).unlink(missing_ok=True)  # type: ignore[arg-type]
+            if not to_writer:
+                Path(dst).unlink(missing_ok=True)  # type: ignore[arg-type]
         raise
     # concealed frames are one held picture until pulled: the array result is pulled once, at the end
     # (pulling as they come and joining the pieces held two copies), unless it is also written
@@ -527,20 +547,24 @@ def decode(src: Union[PathLike, bytes, BinaryIO], dst: Optional[PathLike] = None
                         frame_count=count[0], audio_samples=count[1], first_frame=dec.first_frame)
 
 
-def _open_writer(dst: PathLike, suffix: str, dec: Decoder) -> VideoWriter:
-    """The streaming writer of ``dst`` for the stream ``dec`` has the header of."""
+def _open_writer(dst: Union[PathLike, BinaryIO], suffix: str, dec: Decoder) -> VideoWriter:
+    """The streaming writer of ``dst`` (a path, or a file object written as ``suffix`` says) for the stream
+    ``dec`` has the header of."""
     assert dec.header is not None
     rate = dec.audio_codec.sample_rate if dec.audio_codec is not None else None
     if suffix == ".wav" and rate is None:
         raise MediaError("the stream has no audio to write to a .wav file")
-    check_writable(dst)
+    to_writer = _is_writer(dst)
+    if not to_writer:
+        check_writable(dst)  # type: ignore[arg-type]
     try:
         fps = int(round(dec.header.fps_num / dec.header.fps_den))
-        return VideoWriter(dst, fps, int(dec.header.width), int(dec.header.height), rate)
+        return VideoWriter(dst, fps, int(dec.header.width), int(dec.header.height), rate,
+                           format=suffix[1:] if to_writer else None)
     except MediaError as e:  # a failing file system is a FileAccessError
         cause = e.__cause__
         if isinstance(cause, OSError):
-            raise FileAccessError(f"cannot write {dst}: {cause.strerror or cause}") from None
+            raise FileAccessError(f"cannot write {_dst_name(dst)}: {cause.strerror or cause}") from None
         raise
 
 

@@ -18,6 +18,7 @@ EPILOG = """examples:
   avfc encode talk.mp4 -o talk.avfc --bitrate 4
   avfc decode talk.avfc -o talk.decoded.mp4
   avfc info talk.avfc --json
+  cat talk.mp4 | avfc encode - - | avfc decode - - | ffplay -   (- is stdin / stdout)
 
 exit status: 0 done, 2 error (one line on stderr), 130 interrupted, 141 the reader of the
 output went away (e.g. `avfc info --json x.avfc | head -1`; nothing more is written)
@@ -54,6 +55,58 @@ def _progress_bar(enabled: bool) -> tuple[Optional[Callable[[str, int, int], Non
     return update, close
 
 
+#: the name that stands for stdin (as an input) or stdout (as an output)
+STDIO = "-"
+
+
+class _Stdout:
+    """stdout's binary buffer for an output ``-``, noting when its reader goes away: the layers below
+    turn a failed write into their own errors, and the command then exits as for a closed pipe."""
+
+    name = "<stdout>"
+    used = False  # this command writes its data to stdout (its own lines go to stderr)
+    gone = False  # a write failed because the reader went away
+
+    def __init__(self) -> None:
+        if sys.stdout.isatty():
+            raise ConfigError("refusing to write binary data to a terminal: redirect stdout or give an output file")
+        self._raw = sys.stdout.buffer
+        _Stdout.used = True
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self._raw.write(data)
+        except BrokenPipeError:
+            _Stdout.gone = True
+            raise
+
+    def flush(self) -> None:
+        try:
+            self._raw.flush()
+        except BrokenPipeError:
+            _Stdout.gone = True
+            raise
+
+
+def _output_arg(args: argparse.Namespace) -> Optional[str]:
+    """The output named by ``-o`` or by the second positional argument (not both)."""
+    if args.output is not None and args.output_pos is not None:
+        raise ConfigError(f"two outputs given ({args.output_pos} and -o {args.output}): give one")
+    return args.output if args.output is not None else args.output_pos
+
+
+def _messages() -> Any:
+    """Where the command's own lines go: stderr when stdout carries the data."""
+    return sys.stderr if _Stdout.used else sys.stdout
+
+
+def _stdin_bytes() -> bytes:
+    try:
+        return sys.stdin.buffer.read()
+    except OSError as e:
+        raise FileAccessError(f"cannot read stdin: {e.strerror or e}") from None
+
+
 def _check_input(path: Path) -> None:
     """Refuse an input that cannot be read, before any work starts."""
     if not path.exists():
@@ -74,17 +127,42 @@ def _check_output(path: Path, force: bool) -> None:
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
+    import tempfile
+
     from avfc.api import encode
 
+    output = _output_arg(args)
+    if args.input == STDIO and output is None:
+        raise ConfigError("encoding stdin: give the output file (or - for stdout)")
     src = Path(args.input)
-    dst = Path(args.output) if args.output else src.with_suffix(".avfc")
-    _check_input(src)
-    _check_output(dst, args.force)
+    dst: Any = _Stdout() if output == STDIO else Path(output) if output else src.with_suffix(".avfc")
+    if args.input != STDIO:
+        _check_input(src)
+    if isinstance(dst, Path):
+        _check_output(dst, args.force)
     perceptual = None
     if args.search_weights is not None:  # the weights are read now: a bad path fails before any work
         from avfc.eval.perceptual import search_term
 
         perceptual = search_term(args.search_weights, args.search_metric)
+    with tempfile.TemporaryDirectory(prefix="avfc-stdin-") as tmp:
+        if args.input == STDIO:  # the crop's face pass reads the input twice: stdin is kept on disk
+            src = Path(tmp) / "stdin"
+            _spool_stdin(src)
+        return _encode(args, encode, src, dst, perceptual)
+
+
+def _spool_stdin(path: Path) -> None:
+    import shutil
+
+    try:
+        with open(path, "wb") as f:
+            shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
+    except OSError as e:
+        raise FileAccessError(f"cannot read stdin into {path}: {e.strerror or e}") from None
+
+
+def _encode(args: argparse.Namespace, encode: Callable[..., Any], src: Path, dst: Any, perceptual: Any) -> int:
     overrides = dict(
         model=args.model, bitrate_kbps=args.bitrate, rate_control=args.rate_control, threads=args.threads,
         audio=args.audio, codec2_mode=args.codec2_mode,
@@ -115,27 +193,42 @@ def cmd_encode(args: argparse.Namespace) -> int:
         parts = ", ".join(f"{k} {v * 8 / 1000 / res.duration:.2f}" for k, v in sorted(res.stats.bytes_by_type.items()))
         nth = {2: "2nd", 3: "3rd"}.get(res.motion_stride, f"{res.motion_stride}th")
         sparse = f"; keypoints of every {nth} frame" if res.motion_stride > 1 else ""
-        print(f"{dst}: {res.frames} frames, {res.duration:.2f} s, {len(res.data)} bytes, "
-              f"{res.kbps:.2f} kbps ({parts} kbps{sparse})")
+        name = dst.name if isinstance(dst, _Stdout) else dst
+        print(f"{name}: {res.frames} frames, {res.duration:.2f} s, {len(res.data)} bytes, "
+              f"{res.kbps:.2f} kbps ({parts} kbps{sparse})", file=_messages())
         if res.packets_by_choice:
             sent = ", ".join(f"{k} {v}" for k, v in sorted(res.packets_by_choice.items()))
-            print(f"effort {res.effort}: motion packets sent as {sent}")
+            print(f"effort {res.effort}: motion packets sent as {sent}", file=_messages())
     return 0
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
     from avfc.api import decode
 
-    src = Path(args.input)
-    dst = Path(args.output) if args.output else src.with_suffix(".decoded.mp4")
-    _check_input(src)
-    _check_output(dst, args.force)
-    if dst.suffix.lower() not in DECODE_SUFFIXES:
-        raise ConfigError(f"cannot write {dst}: avfc decode writes .mp4 or .wav (or .mkv, .mov)")
+    output = _output_arg(args)
+    if args.input == STDIO and output is None:
+        raise ConfigError("decoding stdin: give the output file (or - for stdout)")
+    src: Any = Path(args.input)
+    dst: Any = Path(output) if output and output != STDIO else src.with_suffix(".decoded.mp4")
+    if output == STDIO:
+        dst = None  # (opened below, after the checks)
+    elif args.output_format is not None:
+        raise ConfigError("--output-format is for stdout (-): a file's suffix says its format")
+    if args.input != STDIO:
+        _check_input(src)
+    if dst is not None:
+        _check_output(dst, args.force)
+        if dst.suffix.lower() not in DECODE_SUFFIXES:
+            raise ConfigError(f"cannot write {dst}: avfc decode writes .mp4 or .wav (or .mkv, .mov)")
+    else:
+        dst = _Stdout()
+    if args.input == STDIO:
+        src = sys.stdin.buffer  # read in pieces as decoding goes
     progress, done = _progress_bar(not args.quiet and sys.stderr.isatty() or args.progress)
     try:
         res = decode(src, dst, device=args.device, progress=progress, conceal_audio=args.conceal_audio,
-                     conceal_motion=args.conceal_motion, join=args.join)
+                     conceal_motion=args.conceal_motion, join=args.join,
+                     output_format=(args.output_format or "mkv") if isinstance(dst, _Stdout) else None)
     finally:
         done()
     for issue in res.issues:
@@ -144,8 +237,9 @@ def cmd_decode(args: argparse.Namespace) -> int:
         # (the frames and audio went straight into the file: the result counts them)
         audio = f", {res.audio_samples / res.sample_rate:.2f} s of audio" if res.header.audio_codec else ""
         joined = f" from frame {res.first_frame} (joined at a REFRESH)" if res.first_frame else ""
-        print(f"{dst}: {res.frame_count} frames {res.header.width}x{res.header.height} "
-              f"at {res.fps:g} fps{joined}{audio}")
+        name = dst.name if isinstance(dst, _Stdout) else dst
+        print(f"{name}: {res.frame_count} frames {res.header.width}x{res.header.height} "
+              f"at {res.fps:g} fps{joined}{audio}", file=_messages())
     return 0
 
 
@@ -153,11 +247,14 @@ def cmd_info(args: argparse.Namespace) -> int:
     from avfc.codec.info import stream_info
 
     src = Path(args.input)
-    _check_input(src)
-    try:
-        data = src.read_bytes()
-    except OSError as e:
-        raise FileAccessError(f"cannot read {src}: {e.strerror or e}") from None
+    if args.input == STDIO:
+        data = _stdin_bytes()
+    else:
+        _check_input(src)
+        try:
+            data = src.read_bytes()
+        except OSError as e:
+            raise FileAccessError(f"cannot read {src}: {e.strerror or e}") from None
     info = stream_info(data, join=args.join)
     if args.json:
         print(json.dumps(info, indent=2))
@@ -220,8 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("encode", help="encode a talking-face video to .avfc",
                        description="Encode a video (any format FFmpeg reads) to an .avfc file.")
-    e.add_argument("input", help="input video (with or without audio)")
-    e.add_argument("-o", "--output", help="output .avfc file (default: INPUT with suffix .avfc)")
+    e.add_argument("input", help="input video (with or without audio); - reads it from stdin")
+    e.add_argument("output_pos", nargs="?", metavar="OUTPUT", help="output .avfc file, as -o")
+    e.add_argument("-o", "--output", help="output .avfc file (default: INPUT with suffix .avfc); - writes the "
+                                          "stream to stdout as it is coded")
     e.add_argument("--bitrate", type=float, metavar="KBPS",
                    help="target rate of the whole file, audio included (sets key-frame quality)")
     e.add_argument("--rate-control", choices=["auto", "file", "stream"],
@@ -334,8 +433,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("decode", help="decode .avfc to .mp4 (or .wav)",
                        description="Decode an .avfc file to a video with audio (.mp4) or audio alone (.wav).")
-    d.add_argument("input", help="input .avfc file")
-    d.add_argument("-o", "--output", help="output .mp4 or .wav (default: INPUT with suffix .decoded.mp4)")
+    d.add_argument("input", help="input .avfc file; - reads it from stdin (decoded as it arrives)")
+    d.add_argument("output_pos", nargs="?", metavar="OUTPUT", help="output file, as -o")
+    d.add_argument("-o", "--output", help="output .mp4 or .wav (or .mkv, .mov; default: INPUT with suffix "
+                                          ".decoded.mp4); - writes to stdout as it decodes, in --output-format")
+    d.add_argument("--output-format", choices=["mkv", "wav"],
+                   help="with output -: Matroska video and audio (default) or WAV audio (formats written "
+                        "in order: MP4 needs a file)")
     d.add_argument("--device", default="cpu", help="torch device of the generator (default cpu)")
     d.add_argument("--conceal-audio", choices=["repeat", "joint", "none"], default="repeat",
                    help="how lost Codec2 audio frames are filled: repeat the last received frame (default, up to "
@@ -359,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("info", help="describe an .avfc file: header, units, bits per unit type",
                        description="Print an .avfc file's header and its rate per unit type.")
-    i.add_argument("input", help="input .avfc file")
+    i.add_argument("input", help="input .avfc file; - reads it from stdin")
     i.add_argument("--json", action="store_true", help="machine-readable output")
     i.add_argument("--join", action="store_true",
                    help="the file may start anywhere in a stream (a late joiner's bytes): describe it from its "
@@ -413,9 +517,12 @@ def _run(argv: Optional[Sequence[str]]) -> int:
         return train_main(argv[1:], prog="avfc train")
     parser = build_parser()
     args = parser.parse_args(argv)
+    _Stdout.used = _Stdout.gone = False
     try:
         return int(args.func(args))
     except AvfcError as e:
+        if _Stdout.gone:  # stdout's reader went away and a layer below reported the failed write
+            raise BrokenPipeError(str(e)) from None
         print(f"avfc: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

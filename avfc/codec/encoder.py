@@ -42,7 +42,7 @@ from avfc.codec.search import EFFORTS, PERCEPTUAL_WEIGHT, MotionSearch, PacketCh
 from avfc.config import EncoderConfig
 from avfc.entropy import dequantize, encode_motion, interpolate_track, quantize_track, sparse_positions
 from avfc.errors import ConfigError, MediaError
-from avfc.media import DEFAULT_QP, CropBox, decode_intra, encode_intra, encode_intra_to_size
+from avfc.media import DEFAULT_QP, CropBox, as_array, decode_intra, encode_intra, encode_intra_to_size
 from avfc.models.base import AnimationModel, Reference
 from avfc.models.zoo import get_entry, load_model
 
@@ -370,15 +370,16 @@ class Encoder:
                 kp_dim=self.model.kp_dim, applies_from_frame=index, refs=tuple(self._ref_indices)))
 
     @_with_threads
-    def push_frames(self, frames: np.ndarray, keypoints: Optional[np.ndarray] = None) -> None:
-        """Code frames ``(N, S, S, 3)`` uint8 RGB at the coded size ``S``.
+    def push_frames(self, frames: np.ndarray | torch.Tensor, keypoints: Optional[np.ndarray] = None) -> None:
+        """Code frames ``(N, S, S, 3)`` uint8 RGB at the coded size ``S`` (a numpy array or a torch
+        tensor on any device).
 
         ``keypoints``: the frames' already-quantized keypoints ``(N, C)`` int, if the caller
         ran the analysis itself (the file-level encoder does, for rate control).
         """
         if self._closed:
             raise ConfigError("encoder is closed")
-        frames = np.asarray(frames)
+        frames = np.asarray(as_array(frames, "frames"))
         if frames.ndim == 3:
             frames = frames[None]
         s = self.config.size
@@ -584,13 +585,14 @@ class Encoder:
 
     # ------------------------------------------------------------------ audio
     @_with_threads
-    def push_audio(self, pcm: np.ndarray) -> None:
-        """Add mono float32 samples at the codec's sample rate (ignored when audio is 'none')."""
+    def push_audio(self, pcm: np.ndarray | torch.Tensor) -> None:
+        """Add mono float samples in [-1, 1] at the codec's sample rate (a numpy array or a torch tensor on
+        any device; ignored when audio is 'none')."""
         if self._closed:
             raise ConfigError("encoder is closed")
         if self._audio_enc is None:
             return
-        pcm = np.asarray(pcm, dtype=np.float32).reshape(-1)
+        pcm = np.asarray(as_array(pcm, "pcm"), dtype=np.float32).reshape(-1)
         self._audio_samples += len(pcm)
         self._tokens.extend(self._audio_enc.push(pcm))
         self._flush_audio(final=False)

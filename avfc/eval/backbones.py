@@ -156,7 +156,7 @@ def _load_features(model: nn.Sequential, state: Mapping[str, torch.Tensor], sour
     expected = model.state_dict()
     picked: dict[str, torch.Tensor] = {}
     for key, value in state.items():
-        name = key[len("features."):] if key.startswith("features.") else key
+        name = key.removeprefix("features.")
         if name in expected:
             picked[name] = value
     missing = sorted(set(expected) - set(picked))

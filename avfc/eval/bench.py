@@ -659,7 +659,7 @@ def _clip_frames(path: Path, fps: int, limit: Optional[int]) -> int:
             if seconds is None and c.streams.video:
                 v = c.streams.video[0]
                 seconds = float(v.duration * v.time_base) if v.duration and v.time_base else None
-    except Exception:  # any unreadable clip: load_reference reports it properly later
+    except Exception:  # noqa: BLE001 - any unreadable clip: load_reference reports it properly later
         return fallback
     if not seconds or seconds <= 0:
         return fallback

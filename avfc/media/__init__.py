@@ -9,7 +9,7 @@
 """
 
 from avfc.media.crop import CropBox, CropMethod, apply_crop, find_crop
-from avfc.media.io import Media, VideoWriter, load_audio, read_media, write_media, write_wav
+from avfc.media.io import Media, VideoWriter, as_array, load_audio, read_media, write_media, write_wav
 from avfc.media.keyframe import (
     CODECS,
     DEFAULT_QP,
@@ -31,6 +31,7 @@ __all__ = [
     "MediaStream",
     "VideoWriter",
     "apply_crop",
+    "as_array",
     "decode_intra",
     "encode_intra",
     "encode_intra_to_size",

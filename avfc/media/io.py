@@ -20,10 +20,11 @@ from __future__ import annotations
 import io
 import math
 import os
+import sys
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 import av
 import numpy as np
@@ -42,6 +43,8 @@ FPS_RANGE = (1, 240)
 SAMPLE_RATE_RANGE = (1000, 192000)
 #: Suffixes :func:`write_media` writes as H.264 + AAC; ``.wav`` writes audio only.
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
+#: what :class:`VideoWriter` writes to a file object that is not sought (a pipe): Matroska or WAV
+STREAM_FORMATS = ("mkv", "wav")
 
 _TOLERANCE = Fraction(1, 1000)  # source timestamps may be rounded by up to 1 ms
 _MAX_BAD_PACKETS = 8
@@ -107,6 +110,22 @@ class Media:
 
 
 # --- checks ---------------------------------------------------------------------------------
+
+
+def as_array(x: Any, what: str) -> Any:
+    """``x`` as a numpy array when it is a torch tensor (detached, moved to the CPU; half and bfloat16
+    speech as float32); anything else as it is, for the checks of :class:`Media` to judge. torch is not
+    imported here: a tensor can only exist when the caller has imported it."""
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(x, torch.Tensor):
+        return x
+    t = x.detach().cpu()
+    if what == "pcm" and t.is_floating_point() and t.dtype not in (torch.float32, torch.float64):
+        t = t.float()
+    try:
+        return t.numpy()
+    except (TypeError, RuntimeError) as e:
+        raise MediaError(f"{what}: cannot read a {t.dtype} tensor as an array ({e})") from None
 
 
 def _describe(value: object) -> str:
@@ -236,7 +255,7 @@ class _FrameRateConverter:
 
 def _rgb_converter(width: int, height: int, rotation: int) -> Callable[[av.VideoFrame], np.ndarray]:
     def convert(frame: av.VideoFrame) -> np.ndarray:
-        kwargs = {"src_color_range": frame.color_range} if frame.color_range else {}
+        kwargs: dict[str, Any] = {"src_color_range": frame.color_range} if frame.color_range else {}
         rgb = frame.to_ndarray(format="rgb24", width=width, height=height, **kwargs)
         return np.rot90(rgb, k=rotation // 90) if rotation else rgb
 
@@ -543,17 +562,32 @@ class VideoWriter:
     interleaving; :meth:`close` flushes the encoders (also on leaving a ``with`` block). The file is
     the one :func:`write_media` writes from the whole arrays.
 
+    ``path`` may also be a binary file object that is written in order, never sought (a pipe, stdout):
+    then ``format`` names what to write, one of :data:`STREAM_FORMATS`: ``"mkv"`` (Matroska, the
+    same streams) or ``"wav"`` (16-bit PCM whose header declares no length, as a stream's must).
+
     Raises:
-        MediaError: unknown suffix, a bad size, rate, array or sample, or a write failure (its
-            ``__cause__`` is the OSError when the file system failed).
+        MediaError: unknown suffix or format, a bad size, rate, array or sample, or a write failure
+            (its ``__cause__`` is the OSError when the file system or the pipe failed).
     """
 
-    def __init__(self, path: str | os.PathLike, fps: int, width: int, height: int,
-                 sample_rate: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike | BinaryIO, fps: int, width: int, height: int,
+                 sample_rate: int | None = None, *, format: str | None = None) -> None:
         self.path = path
-        suffix = Path(os.fspath(path)).suffix.lower()
+        to_stream = hasattr(path, "write")
+        if to_stream:
+            if format not in STREAM_FORMATS:
+                raise MediaError(f"writing to a file object needs format= one of {STREAM_FORMATS}, got {format!r}")
+            suffix = "." + format
+            self.path = getattr(path, "name", "the output")
+        else:
+            suffix = Path(os.fspath(path)).suffix.lower()  # type: ignore[arg-type]
         self._wav = suffix == ".wav"
-        self._container = self._video = self._sound = self._soundfile = None
+        # (PyAV's and libsndfile's objects; None once closed)
+        self._container: Any = None
+        self._video: Any = None
+        self._sound: Any = None
+        self._soundfile: Any = None
         self._frames = 0
         self._samples = 0
         self._pending = np.zeros(0, np.float32)  # AAC: samples not yet in a 1024-sample frame
@@ -562,12 +596,18 @@ class VideoWriter:
             _check_int("sample_rate", sample_rate, SAMPLE_RATE_RANGE, MediaError)
         if self._wav:
             if sample_rate is None:
-                raise MediaError(f"{path}: writing a .wav needs audio")
+                raise MediaError(f"{self.path}: writing a .wav needs audio")
             try:
-                self._soundfile = sf.SoundFile(os.fspath(path), mode="w", samplerate=int(sample_rate), channels=1,
-                                               subtype="PCM_16", format="WAV")
-            except (sf.LibsndfileError, OSError, RuntimeError, TypeError) as exc:
-                raise MediaError(f"cannot write {path}: {exc}") from exc
+                if to_stream:  # libsndfile seeks back to fill in the header: FFmpeg's muxer does not
+                    self._container = av.open(path, mode="w", format="wav")
+                    self._sound = self._container.add_stream("pcm_s16le", rate=int(sample_rate), layout="mono")
+                else:
+                    self._soundfile = sf.SoundFile(os.fspath(path), mode="w",  # type: ignore[arg-type]
+                                                   samplerate=int(sample_rate), channels=1, subtype="PCM_16",
+                                                   format="WAV")
+            except (av.FFmpegError, sf.LibsndfileError, OSError, RuntimeError, TypeError, ValueError) as exc:
+                self._abort()
+                raise MediaError(f"cannot write {self.path}: {exc}") from exc
             return
         if suffix not in VIDEO_SUFFIXES:
             raise MediaError(f"{path}: cannot write {suffix or 'a file without suffix'}; use .wav or {VIDEO_SUFFIXES}")
@@ -579,7 +619,8 @@ class VideoWriter:
             raise MediaError(f"H.264 yuv420p needs even frame sides, got {width}x{height}")
         self.width, self.height, self.fps = int(width), int(height), int(fps)
         try:
-            self._container = av.open(os.fspath(path), mode="w")
+            target: Any = path if to_stream else os.fspath(path)  # type: ignore[arg-type]
+            self._container = av.open(target, mode="w", format="matroska" if to_stream else None)
             video = self._container.add_stream("libx264", rate=int(fps))
             video.width, video.height = self.width, self.height
             video.pix_fmt = "yuv420p"
@@ -627,6 +668,18 @@ class VideoWriter:
         if self.sample_rate is None:
             raise MediaError(f"{self.path}: the writer was opened without audio (no sample_rate)")
         samples = _check_audio(pcm)
+        if self._wav and self._container is not None:  # to a stream: 16-bit samples as libsndfile makes them
+            pcm16 = np.clip(np.rint(samples * 32767.0), -32768, 32767).astype(np.int16)
+            try:
+                if len(pcm16):
+                    aframe = av.AudioFrame.from_ndarray(pcm16.reshape(1, -1), format="s16", layout="mono")
+                    aframe.sample_rate = int(self.sample_rate)
+                    aframe.pts = self._samples
+                    self._samples += len(pcm16)
+                    self._container.mux(self._sound.encode(aframe))
+            except (av.FFmpegError, OSError, ValueError) as exc:
+                raise MediaError(f"cannot write {self.path}: {exc}") from exc
+            return
         if self._wav:
             if self._soundfile is None:
                 raise MediaError(f"{self.path}: the writer is closed")
@@ -642,6 +695,7 @@ class VideoWriter:
 
     def _encode_audio(self, final: bool) -> None:
         step = 1024  # AAC's frame: whole frames until the last (as write_media did)
+        assert self.sample_rate is not None  # (there is an audio stream)
         try:
             while len(self._pending) >= step or (final and len(self._pending)):
                 chunk, self._pending = self._pending[:step], self._pending[step:]
@@ -661,9 +715,12 @@ class VideoWriter:
             if self._soundfile is not None:
                 self._soundfile.close()
             if self._container is not None:
-                self._container.mux(self._video.encode(None))
-                if self._sound is not None:
-                    self._encode_audio(final=True)
+                if self._wav:
+                    self._container.mux(self._sound.encode(None))
+                else:
+                    self._container.mux(self._video.encode(None))
+                    if self._sound is not None:
+                        self._encode_audio(final=True)
                 self._container.close()
         except (av.FFmpegError, sf.LibsndfileError, OSError, RuntimeError, ValueError) as exc:
             raise MediaError(f"cannot write {self.path}: {exc}") from exc

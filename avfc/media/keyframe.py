@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from fractions import Fraction
-from typing import Literal
+from typing import Any, Literal
 
 import av
 import numpy as np
@@ -204,7 +204,7 @@ def _encode_yuv(codec: str, yuv: np.ndarray, width: int, height: int, qp: int) -
         )
         options = {"preset": HEVC_PRESET, "tune": "psnr", "x265-params": params}
     try:
-        ctx = av.CodecContext.create(name, "w")
+        ctx: Any = av.CodecContext.create(name, "w")  # (a video codec context: width, encode, ...)
         ctx.width, ctx.height = width, height
         ctx.pix_fmt = "yuv420p"
         ctx.time_base = Fraction(1, 25)
@@ -223,7 +223,7 @@ def _encode_yuv(codec: str, yuv: np.ndarray, width: int, height: int, qp: int) -
 def _decode_planes(codec: str, stream: bytes, width: int, height: int) -> tuple[np.ndarray, ...]:
     name = "libdav1d" if codec == "av1" else "hevc"
     try:
-        ctx = av.CodecContext.create(name, "r")
+        ctx: Any = av.CodecContext.create(name, "r")
         ctx.thread_count = 1
         # refuse pictures larger than expected before the decoder allocates them (HEVC codes
         # sizes rounded up to its 8x8 minimum block, so allow a 64-pixel alignment)

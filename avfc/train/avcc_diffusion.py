@@ -76,7 +76,7 @@ class DiffusionNet(nn.Module):
         for name, par in self.store.items():
             name = name.replace("__", ".")
             with torch.no_grad():
-                if name.endswith("ln1.weight") or name.endswith("ln2.weight") or name == "ln_f.weight":
+                if name.endswith(("ln1.weight", "ln2.weight")) or name == "ln_f.weight":
                     par.fill_(1.0)
                 elif name.endswith(".bias"):
                     par.zero_()
@@ -85,7 +85,7 @@ class DiffusionNet(nn.Module):
                 else:  # linear weights (out, in)
                     bound = 1.0 / math.sqrt(par.shape[1])
                     par.uniform_(-bound, bound)
-            if name == "head.weight" or name.endswith("proj.weight") or name.endswith("ff2.weight"):
+            if name == "head.weight" or name.endswith(("proj.weight", "ff2.weight")):
                 with torch.no_grad():
                     par.mul_(0.1)
 

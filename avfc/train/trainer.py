@@ -186,6 +186,14 @@ def _distributed() -> tuple[int, int, int]:
     return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
+def _share_buffers(model: nn.Module) -> None:
+    """Give every rank rank 0's buffers (batch-norm statistics). DDP sends them from rank 0 at the start of
+    each forward, but each rank's own last forwards update its copy, so after the last step the ranks
+    would hold different statistics (the parameters agree: their gradients are averaged)."""
+    for buf in model.buffers():
+        dist.broadcast(buf.data, src=0)
+
+
 def _device(cfg: TrainConfig, local_rank: int) -> torch.device:
     if cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
@@ -392,6 +400,8 @@ def train(config: TrainConfig | str, *, progress: bool = True) -> Path:
         if log is not None:
             log.close()
     final = out_dir / f"{cfg.name}.safetensors"
+    if world > 1:
+        _share_buffers(model)
     if rank == 0:
         digest = export_model(model, final, cfg.export_dtype)
         (out_dir / f"{cfg.name}.sha256").write_text(f"{digest}  {final.name}\n", encoding="utf-8")

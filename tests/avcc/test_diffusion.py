@@ -33,7 +33,7 @@ def random_arrays(meta: DiffusionMeta = META, seed: int = 0, scale: float = 0.4,
     out = {"diffusion.meta": meta.as_array()}
     for name, shape in parameter_shapes(meta).items():
         a = rng.normal(0.0, scale, shape)
-        if name.endswith("ln1.weight") or name.endswith("ln2.weight") or name == "ln_f.weight":
+        if name.endswith(("ln1.weight", "ln2.weight")) or name == "ln_f.weight":
             a = 1.0 + 0.1 * a
         out["diffusion." + name] = a.astype(np.float32)
     out["diffusion.x_scale"] = np.array([1.5], np.float32)

@@ -121,6 +121,31 @@ def test_a_channels_first_tensor_is_refused_with_the_fix():
         avfc.encode(torch.zeros(4, SIZE, SIZE, 3), **small())  # float frames
 
 
+def _stream(frames, pcm, chunk: int) -> bytes:
+    """A streaming Encoder fed ``chunk`` frames (and their speech) at a time."""
+    enc = Encoder(EncoderConfig.make(**small(effort="live")))
+    out = b""
+    for i in range(0, len(frames), chunk):
+        enc.push_frames(frames[i:i + chunk])
+        enc.push_audio(pcm[i * 640:(i + chunk) * 640])
+        out += enc.read()
+    enc.close()
+    return out + enc.read()
+
+
+def test_the_streaming_encoder_takes_tensors_where_it_takes_arrays():
+    frames = talking_face(12, SIZE, SIZE)
+    pcm = speech_like(12 / 25)
+    want = _stream(frames, pcm, 5)
+    assert _stream(torch.from_numpy(frames), torch.from_numpy(pcm).requires_grad_(), 5) == want
+    assert _stream(torch.from_numpy(frames), torch.from_numpy(pcm).double(), 5) == want
+    half = _stream(torch.from_numpy(frames), torch.from_numpy(pcm).to(torch.bfloat16), 5)
+    assert len(half) > 0  # reduced-precision speech is read as float32
+    enc = Encoder(EncoderConfig.make(**small(effort="live")))
+    with pytest.raises(MediaError, match="uint8"):
+        enc.push_frames(torch.zeros(2, SIZE, SIZE, 3))  # float frames
+
+
 # ---------------------------------------------------------------- a Media's frame rate
 
 

@@ -9,7 +9,9 @@ same hashes (tests/golden/test_golden.py). A new format version adds new files b
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import lzma
 import sys
 from pathlib import Path
 
@@ -75,6 +77,76 @@ STREAMS = {
 }
 
 
+#: the shipped animation models (the default first), each at its own size (256) with format 2.0: a few frames of
+#: the synthetic face, coded with the detector's keypoints (effort live) so that only the model's render is
+#: floating point. The rendered frames are kept beside each file (MODEL_FRAMES) and must come back within
+#: FRAME_TOLERANCE levels at every pixel, whatever the thread count (tests/golden/test_golden.py)
+MODEL_STREAMS = {
+    f"v2_0-model-{model}": dict(n=8, size=256, model=model, audio="codec2" if model == "mrdac-cpu-v3" else "none",
+                                codec2_mode="700C", key_codec="av1", key_qp=45, packet_frames=4, effort="live",
+                                kp_precision=5, kp_hysteresis=0.3, motion_hold=False)
+    for model in ("mrdac-cpu-v3", "mrdac-cpu-v2", "mrdac-cpu-v1")
+}
+#: the largest difference allowed at any pixel of a shipped model's rendered frames (8-bit levels)
+FRAME_TOLERANCE = 2
+#: the rendered frames kept of a model stream (its first, middle and last), stored in MODEL_FRAMES as their
+#: difference from the stream's first key picture (an exact integer decode) modulo 256, an .npy compressed
+#: with LZMA (about 23 kB a frame: a render's noise does not compress further; a frame a model without
+#: render_keys shows as its key picture costs nothing)
+CHECKED_FRAMES = (0, 4, 7)
+MODEL_FRAMES = "{name}.frames.npy.xz"
+
+
+def key_pictures(data: bytes) -> dict[int, np.ndarray]:
+    """Each key frame's decoded picture (the intra codec's integer output), by frame index."""
+    from avfc import bitstream as bs
+    from avfc.codec.common import KEY_CODEC_NAMES
+    from avfc.media import decode_intra
+
+    parsed = bs.parse_stream(data)
+    h = parsed.header
+    codec = KEY_CODEC_NAMES[int(h.key_codec)]
+    out = {}
+    for u in parsed.units:
+        if u.type == bs.UnitType.KEY_FRAME:
+            kf = bs.decode_payload(u, parsed.version[0])
+            out[int(kf.frame_index)] = decode_intra(kf.data, codec, int(h.width), int(h.height))
+    return out
+
+
+def pack_frames(frames: np.ndarray, data: bytes) -> bytes:
+    """The contents of MODEL_FRAMES for the rendered ``frames`` of stream ``data`` (CHECKED_FRAMES of them)."""
+    delta = (frames[list(CHECKED_FRAMES)].astype(np.int16) - key_pictures(data)[0]).astype(np.uint8)
+    buf = io.BytesIO()
+    np.save(buf, delta, allow_pickle=False)
+    return lzma.compress(buf.getvalue(), preset=9)
+
+
+def unpack_frames(packed: bytes, data: bytes) -> np.ndarray:
+    """The CHECKED_FRAMES rendered frames that :func:`pack_frames` stored."""
+    delta = np.load(io.BytesIO(lzma.decompress(packed)), allow_pickle=False)
+    return (delta.astype(np.int16) + key_pictures(data)[0]).astype(np.uint8)
+
+
+def describe_model(data: bytes) -> dict:
+    """:func:`describe` for a shipped model's stream: the key pictures hashed as the intra codec decodes them
+    (a model with ``render_keys`` shows its render of a key frame, which is floating point)."""
+    out = describe(data)
+    del out["key_frames_sha256"]
+    out["key_pictures_sha256"] = {str(i): hashlib.sha256(np.ascontiguousarray(p).tobytes()).hexdigest()
+                                  for i, p in key_pictures(data).items()}
+    return out
+
+
+def decoded_frames(data: bytes) -> np.ndarray:
+    from avfc.codec import Decoder
+
+    dec = Decoder()
+    dec.push(data)
+    dec.close()
+    return dec.pull_frames()
+
+
 def token_digest(tokens: dict) -> str:
     """sha256 over the audio tokens in frame order: ints as 8 big-endian bytes, bytes length-prefixed."""
     h = hashlib.sha256()
@@ -136,6 +208,20 @@ def main() -> int:
         res = avfc.encode(frames, pcm=audio, **spec)
         path.write_bytes(res.data)
         (HERE / f"{name}.json").write_text(json.dumps(describe(res.data), indent=1) + "\n")
+        print(f"wrote {path.name}: {len(res.data)} bytes")
+    for name, spec in MODEL_STREAMS.items():
+        path = HERE / f"{name}.avfc"
+        if path.exists():
+            print(f"{path.name} exists: golden files are never regenerated")
+            continue
+        spec = dict(spec)
+        n = spec.pop("n")
+        frames = talking_face(n, spec["size"], spec["size"], seed=len(name))
+        audio = speech_like(n / 25, seed=len(name)) if spec["audio"] != "none" else None
+        res = avfc.encode(frames, pcm=audio, **spec)
+        path.write_bytes(res.data)
+        (HERE / f"{name}.json").write_text(json.dumps(describe_model(res.data), indent=1) + "\n")
+        (HERE / MODEL_FRAMES.format(name=name)).write_bytes(pack_frames(decoded_frames(res.data), res.data))
         print(f"wrote {path.name}: {len(res.data)} bytes")
     return 0
 

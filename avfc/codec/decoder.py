@@ -87,6 +87,8 @@ KEEP_BEHIND = 80
 MAX_SIDE_INFO = 16
 #: DECODER_PARAMS (format 2.2): most parameter sets held for frames not drawn yet (each a copy of the model)
 MAX_PARAM_SETS_AHEAD = 4
+#: issues kept in full in :attr:`Decoder.issues` (the first ones); later ones are only counted, by kind
+MAX_ISSUES = 1000
 _WAIT, _LOST = "wait", "lost"
 
 
@@ -99,6 +101,26 @@ class Issue:
     message: str
     offset: Optional[int] = None  # byte offset in the stream, when known
     frames: Optional[tuple[int, int]] = None  # [first, last) frames affected
+
+
+class IssueLog(list):
+    """:attr:`Decoder.issues`: a list of the first :data:`MAX_ISSUES` issues, then one ``"limit"`` issue
+    saying that later ones are only counted, so that an hour of a lossy call does not grow it without
+    bound. ``counts`` holds every issue's kind, kept or not."""
+
+    def __init__(self, limit: Optional[int] = None) -> None:
+        super().__init__()
+        self.limit = int(MAX_ISSUES if limit is None else limit)
+        self.counts: dict[str, int] = {}
+
+    def append(self, issue: Issue) -> None:  # type: ignore[override]
+        self.counts[issue.kind] = self.counts.get(issue.kind, 0) + 1
+        if len(self) < self.limit:
+            super().append(issue)
+        elif len(self) == self.limit:
+            super().append(Issue("limit", f"more than {self.limit} issues: later ones are only counted "
+                                 "(Decoder.issues.counts)"))
+
 
 
 class Decoder:
@@ -158,7 +180,7 @@ class Decoder:
         self.model: Optional[AnimationModel] = None
         self.audio_codec: Optional[AudioCodec] = None
         self.end: Optional[bs.EndOfStream] = None
-        self.issues: list[Issue] = []
+        self.issues: IssueLog = IssueLog()
         self.bytes_by_type: dict[str, int] = {}
         self._refs: list[Reference] = []
         self._keys: dict[int, np.ndarray] = {}  # pictures of key frames not drawn yet

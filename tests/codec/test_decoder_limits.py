@@ -192,3 +192,24 @@ def test_motion_from_speech_conceals_frames_with_no_audio_instead_of_drawing_the
     assert lost[0][0] >= n == len(ref.frames)  # every frame with audio near it is drawn, as before
     np.testing.assert_array_equal(res.frames[:n], ref.frames)
     assert len(res.frames) > n + GAP - 20  # and the far unit's own frames are drawn after the gap
+
+
+def test_issues_are_kept_up_to_a_limit_then_counted(clip: bs.ParsedStream, monkeypatch) -> None:
+    """An hour of a lossy call must not grow Decoder.issues without bound: the first MAX_ISSUES are kept, one
+    "limit" issue says so, and every issue is counted by kind."""
+    from avfc.bitstream.units import encode_unit
+    from avfc.codec import decoder as decoder_mod
+
+    monkeypatch.setattr(decoder_mod, "MAX_ISSUES", 5)
+    audio = next(u for u in clip.units if u.type == bs.UnitType.AUDIO)
+    stray = encode_unit(int(audio.type), audio.payload, 2)  # an audio unit before the header: "ignored"
+    body = encode_unit(1, clip.header.to_bytes(2), 2) + b"".join(encode_unit(int(u.type), u.payload, 2)
+                                                                for u in clip.units)
+    data = bs.MAGIC + bytes((2, 0)) + stray * 12 + body
+    dec = Decoder()
+    dec.push(data)
+    dec.close()
+    assert len(dec.issues) == 6 and [i.kind for i in dec.issues[:5]] == ["ignored"] * 5
+    assert dec.issues[5].kind == "limit"
+    assert dec.issues.counts["ignored"] == 12
+    assert len(dec.pull_frames()) == 10  # everything after the stray units decodes

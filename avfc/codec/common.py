@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 import torch
@@ -16,7 +16,10 @@ from avfc.errors import ConfigError, ModelMismatchError
 from avfc.models.base import AnimationModel, Reference
 from avfc.models.zoo import keypoint_family
 
-KEY_CODEC_IDS = {"av1": bs.KeyCodec.AV1, "hevc": bs.KeyCodec.HEVC}
+if TYPE_CHECKING:
+    from avfc.media.keyframe import Codec
+
+KEY_CODEC_IDS: dict[Codec, bs.KeyCodec] = {"av1": bs.KeyCodec.AV1, "hevc": bs.KeyCodec.HEVC}
 KEY_CODEC_NAMES = {int(v): k for k, v in KEY_CODEC_IDS.items()}
 
 #: motion_coder id of the v1 entropy scheme (docs/bitstream.md, "Motion packet coding")

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence, cast
 
 import numpy as np
 import torch
 
 from avfc import bitstream as bs
-from avfc.audio import AudioCodec
+from avfc.audio import AudioCodec, AudioDecoder, Token
 from avfc.avcc.conceal import DEFAULT_STEPS as CONCEAL_STEPS
 from avfc.avcc.conceal import concealer_for
 from avfc.avcc.diffusion import LipsDiffusion, grid_offsets, keypoints_from_offsets
@@ -113,7 +113,7 @@ class IssueLog(list):
         self.limit = int(MAX_ISSUES if limit is None else limit)
         self.counts: dict[str, int] = {}
 
-    def append(self, issue: Issue) -> None:  # type: ignore[override]
+    def append(self, issue: Issue) -> None:
         self.counts[issue.kind] = self.counts.get(issue.kind, 0) + 1
         if len(self) < self.limit:
             super().append(issue)
@@ -190,7 +190,7 @@ class Decoder:
         self._reach = 0  # frames the stream's data reach: motion packets, key frames, audio (see reach())
         self._last_frame: Optional[np.ndarray] = None
         self.motion: dict[int, np.ndarray] = {}  # decoded integer motion by frame (all with keep_motion)
-        self.audio_tokens: dict[int, object] = {}  # audio tokens by audio frame, from the first not pulled
+        self.audio_tokens: dict[int, Token] = {}  # audio tokens by audio frame, from the first not pulled
         self.side_info: deque[bs.SideInfo] = deque(maxlen=MAX_SIDE_INFO)  # the most recent
         self._bidirectional = False
         self._closed = False
@@ -209,9 +209,9 @@ class Decoder:
         self._audio_next = 0  # next audio frame pull_audio() hands out
         self._audio_pulled = False  # pull_audio() has handed audio out (audio() can no longer)
         self._audio_skip = 0  # samples still to drop at the start of pull_audio's output (after a join)
-        self._audio_dec = None  # the streaming audio decoder of pull_audio()
+        self._audio_dec: Optional[AudioDecoder] = None  # the streaming audio decoder of pull_audio()
         self._audio_flushed = False
-        self._repeat: tuple[object, int] = (None, 0)  # pull_audio's repetition: last token received, run
+        self._repeat: tuple[Optional[Token], int] = (None, 0)  # pull_audio's repetition: last token received, run
         self._trimmed_video = 0  # motion rows before this frame were dropped
         self._trimmed_fields = 0  # 700C fields before this audio frame were dropped
         self._trimmed_tokens = 0  # audio tokens before this audio frame were dropped
@@ -604,7 +604,7 @@ class Decoder:
         if first < self._next_render:
             raise FormatError(f"motion packet for frames {first}.. repeats frames already decoded")
         self._reach = max(self._reach, first + n)
-        if predicted and (self._waiting_motion or self._audio_rows(*self._audio_span(m)) is _WAIT):
+        if isinstance(m, bs.MotionPred) and (self._waiting_motion or self._audio_rows(*self._audio_span(m)) is _WAIT):
             # its audio has not arrived yet (it normally comes first): decode it when it does
             if len(self._waiting_motion) >= MAX_WAITING_PACKETS:
                 raise LimitError(f"more than {MAX_WAITING_PACKETS} motion packets wait for their audio")
@@ -699,6 +699,7 @@ class Decoder:
         """Frame ``idx`` is past the last REFRESH but its key frame has not come (lost): it is drawn from the
         references before the REFRESH; reported once per REFRESH."""
         f = self._reset_at
+        assert f is not None  # called only while frames are past a REFRESH whose key has not come
         if self._lost_key_reported != f:
             self._lost_key_reported = f
             self.issues.append(Issue("lost_key", f"the key frame of the REFRESH at frame {f} is missing: frames "
@@ -791,6 +792,7 @@ class Decoder:
         if self._video_frames_of(first_frame) > self.reach() + self._gap_frames():
             raise LimitError(f"audio unit for audio frames {first_frame}.. starts more than {MAX_GAP_SECONDS} s "
                              f"past the stream's data, which reach frame {self.reach()}")
+        tokens: Sequence[Token]
         if context:
             assert self.avcc is not None
             tokens = self.avcc.audio.decode(a.data, int(a.num_frames))
@@ -804,7 +806,7 @@ class Decoder:
             if k >= self._trimmed_tokens:  # (before it: handed out already, or read by nothing)
                 self.audio_tokens[k] = t
             if self._needs_fields and k >= self._trimmed_fields:
-                self._fields[k] = tuple(split_700c(int(t)))
+                self._fields[k] = cast(tuple[int, int, int, int], tuple(split_700c(int(t))))
         if tokens:
             self._audio_end_frame = max(self._audio_end_frame, int(a.first_frame) + len(tokens))
         self._reach = max(self._reach, self._video_frames_of(end_frame))
@@ -1075,7 +1077,7 @@ class Decoder:
         out = list(tokens)
         for i in lost:
             if (filled[i] >= 0).all():
-                out[i] = join_700c(tuple(int(v) for v in filled[i]))
+                out[i] = join_700c(cast(tuple[int, int, int, int], tuple(int(v) for v in filled[i])))
         done = sum(out[i] is not None for i in lost)
         self.issues.append(Issue("concealed_audio", f"{done} of {len(lost)} lost audio frames rebuilt from the "
                                  f"motion ({int(known[lost].sum()) if lost else 0} with their motion known) "
@@ -1105,7 +1107,7 @@ class Decoder:
     def pull_frames(self, max_frames: Optional[int] = None) -> np.ndarray:
         """Frames decoded since the last call, in display order, uint8 ``(N, H, W, 3)``; at most
         ``max_frames`` of them when given (the rest stay for the next call)."""
-        out = []
+        out: list[np.ndarray] = []
         while self._next_out in self._ready and (max_frames is None or len(out) < max_frames):
             out.append(self._ready.pop(self._next_out))
             self._next_out += 1

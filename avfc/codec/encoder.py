@@ -13,7 +13,7 @@ import functools
 import io
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -162,7 +162,7 @@ class Encoder:
         self._frame_count = frame_count
         ac = self.audio_codec
         self.avcc = avcc_for_config(config, self.model)
-        avcc_fields = {} if self.avcc is None else dict(
+        avcc_fields: dict[str, Any] = {} if self.avcc is None else dict(
             avcc_name=self.avcc.entry.name, avcc_sha256=self.avcc.entry.sha256,
             audio_coder=AUDIO_CODER_IDS[config.audio_coder], motion_source=MOTION_SOURCE_IDS[config.motion_source])
         if config.lips_model == "diffusion":  # format 1.3: the decoder draws the lips with the diffusion model
@@ -177,14 +177,14 @@ class Encoder:
             source_width=sw, source_height=sh,
             crop_x=self.crop.x, crop_y=self.crop.y, crop_w=self.crop.w, crop_h=self.crop.h,
             key_codec=KEY_CODEC_IDS[config.key_codec],
-            audio_codec=ac.codec_id if ac else bs.AudioCodecId.NONE,
+            audio_codec=bs.AudioCodecId(ac.codec_id) if ac else bs.AudioCodecId.NONE,
             audio_sample_rate=ac.sample_rate if ac else 0,
             audio_param=ac.param if ac else 0,
             audio_frame_samples=ac.frame_samples if ac else 0,
             kp_count=self.model.num_kp, kp_dim=self.model.kp_dim,
             kp_precision=config.kp_precision,
-            motion_coder=MOTION_CODER_LAPLACE_V1,
-            reference_mode=int(config.reference_mode == "bidirectional"),
+            motion_coder=bs.MotionCoder(MOTION_CODER_LAPLACE_V1),
+            reference_mode=bs.ReferenceMode(int(config.reference_mode == "bidirectional")),
             max_refs=config.max_refs,
             flags=bs.HEADER_FLAG_SPARSE_MOTION if self.motion_stride > 1 else 0,
             **avcc_fields,
@@ -336,7 +336,7 @@ class Encoder:
         mse = float(np.mean((out.astype(np.float64) - frame.astype(np.float64)) ** 2))
         return 10 * np.log10(255.0 ** 2 / max(mse, 1e-10))
 
-    def _write(self, kind: str, payload: object, picture: int = 0) -> None:
+    def _write(self, kind: str, payload: bs.Payload, picture: int = 0) -> None:
         self._spend(kind, self._writer.write(payload), picture)
 
     def _code_key(self, index: int, frame: np.ndarray) -> None:
@@ -429,6 +429,7 @@ class Encoder:
         for q, frame in zip(self._waiting, frames):
             self._pending_q.append(q)
             if self._keep_frames:
+                assert frame is not None  # frames are kept exactly when _keep_frames
                 self._pending_frames.append(frame)
             if len(self._pending_q) >= self.config.packet_frames:
                 self._flush_motion()
@@ -477,12 +478,12 @@ class Encoder:
                 # rest, and so does the encoder, so that the next packet predicts from what was decoded
                 stride = self.motion_stride
                 coded = q[sparse_positions(len(q), stride)]
-                data = encode_motion(coded, None if intra else self._prev_q[0])
+                data = encode_motion(coded, None if intra or self._prev_q is None else self._prev_q[0])
                 self._write("motion", bs.MotionSparse(first_frame=first, num_frames=len(q), stride=stride,
                                                       flags=bs.MOTION_FLAG_INTRA if intra else 0, data=data))
                 q = interpolate_track(coded, len(q), stride)
             else:
-                data = encode_motion(q, None if intra else self._prev_q[0])
+                data = encode_motion(q, None if intra or self._prev_q is None else self._prev_q[0])
                 self._write("motion", bs.Motion(first_frame=first, num_frames=len(q),
                                                 flags=bs.MOTION_FLAG_INTRA if intra else 0, data=data))
             self._prev_q = last_two(self._prev_q, q)

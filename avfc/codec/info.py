@@ -38,7 +38,7 @@ def stream_info(data: bytes, join: bool = False) -> dict[str, Any]:
                 p = bs.decode_payload(u, parsed.version[0])
             except AvfcError:  # a malformed END_OF_STREAM is damage, as for the decoder: the header's count
                 continue
-            if p is not None:
+            if isinstance(p, bs.EndOfStream):  # what decode_payload gives an END_OF_STREAM unit
                 frames = int(p.frame_count)
     # a joined stream (no intact sequence header first) is described from its first intact REFRESH unit,
     # where the decoder starts: the bytes before it are skipped
@@ -66,7 +66,7 @@ def stream_info(data: bytes, join: bool = False) -> dict[str, Any]:
         audio += f" {h.audio_param if h.audio_param != 700 else '700C'} ({h.audio_sample_rate} Hz)"
     elif audio == "opus":
         audio += f" {h.audio_param} bps ({h.audio_sample_rate} Hz)"
-    avcc = None
+    avcc: dict[str, Any] | None = None
     if getattr(h, "avcc_name", None) is not None:
         avcc = {"bundle": h.avcc_name, "sha256": h.avcc_sha256,
                 "audio_coder": bs.AudioCoder(int(h.audio_coder)).name.lower(),

@@ -21,11 +21,14 @@ Two controllers, one notion of rate (key pictures, motion, audio, headers and fr
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from avfc.config import EncoderConfig
 from avfc.errors import ConfigError
 from avfc.media import QP_RANGE
+
+if TYPE_CHECKING:
+    from avfc.codec.encoder import Encoder
 
 #: ``rate_control="auto"`` codes inputs up to this long with the whole-file passes, longer ones in one pass:
 #: beyond two key intervals of the one-pass control (:data:`STREAM_KEY_SECONDS`) its refreshed key pictures
@@ -131,7 +134,7 @@ def uses_file_rate(cfg: EncoderConfig, duration: float) -> bool:
     return cfg.rate_control == "file" or duration <= FILE_RATE_MAX_SECONDS
 
 
-def fit_file_rate(cfg: EncoderConfig, budget: int, duration: float, run: Callable[..., "object"],
+def fit_file_rate(cfg: EncoderConfig, budget: int, duration: float, run: Callable[..., Encoder],
                   warnings: list[str]):
     """Whole-file rate control: the encoder pass whose file fits ``budget`` bytes with the finest key
     pictures (a warning is appended when even the coarsest do not fit).

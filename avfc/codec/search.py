@@ -359,6 +359,7 @@ class MotionSearch:
             order.extend(pos)
         out = torch.cat(parts)[torch.argsort(torch.tensor(order))] if len(parts) > 1 else parts[0]
         total = ((out - src).abs() * w).mean(dim=(1, 2, 3)).sum() * 255.0
+        nxt: torch.Tensor | list[int]  # the frames that follow their predecessor: a tensor, then a list
         if self.temporal_weight and len(indices) > 1:
             nxt = torch.tensor([i for i in range(1, len(indices)) if indices[i] == indices[i - 1] + 1],
                                dtype=torch.long)
@@ -414,6 +415,8 @@ class MotionSearch:
             b = bits(q)
             return d + self.lam * b, b
 
+        # (kind, track) before the search, (kind, rounding, track) after it
+        cands: list[tuple[str, np.ndarray]] | list[tuple[str, float, np.ndarray]]
         if not drawn:  # every frame is a key frame: only bits count
             cands = [("detector", det)] + ([("hold", held)] if held is not None else [])
             costs = [exact(q, 0.0) for _, q in cands]
@@ -430,6 +433,7 @@ class MotionSearch:
         src_full = frames_to_tensor(np.stack([frames[i] for i in drawn])).to(self.device)
         groups = self._groups(refs, indices, bidirectional)
 
+        d: torch.Tensor | float  # the distortion: a tensor in the search, a float in the exact choice
         # --- continuous search on the coded rows ------------------------------------------------
         known = [first + p in self.found for p in pos]
         if all(known):
@@ -480,7 +484,7 @@ class MotionSearch:
         self._offset = full[-1] - det[-1]
 
         # --- exact choice -------------------------------------------------------------------------
-        cands: list[tuple[str, float, np.ndarray]] = [("detector", -1.0, det)]
+        cands = [("detector", -1.0, det)]
         if held is not None:
             cands.append(("hold", -1.0, np.asarray(held, dtype=np.int32)))
         seen = [q[pos].tobytes() for _, _, q in cands]

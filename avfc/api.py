@@ -19,7 +19,7 @@ from avfc import bitstream as bs
 from avfc.codec.common import check_max_refs
 from avfc.codec.decoder import Decoder, Issue
 from avfc.codec.adapt import DecoderParamSet, fit_decoder_params
-from avfc.codec.encoder import Encoder, EncoderStats, analyse_clip, make_search
+from avfc.codec.encoder import Encoder, EncoderStats, analyse_clip, check_perceptual, make_search
 from avfc.codec.rate import fit_file_rate, uses_file_rate
 from avfc.config import EncoderConfig
 from avfc.errors import ConfigError, FileAccessError, FormatError, MediaError
@@ -177,7 +177,7 @@ def encode(src: MediaSource, dst: Optional[Union[PathLike, BinaryIO]] = None, *,
         check_writable(dst)  # type: ignore[arg-type]
     model = load_model(cfg.model, cfg.size)  # the model is cached: loaded once
     check_max_refs(cfg, model)
-    make_search(cfg, model, perceptual=search_perceptual)  # a term the search cannot use: ConfigError now
+    check_perceptual(cfg, search_perceptual)  # a term the search cannot use: ConfigError now
     search_opts = {"device": search_device, "perceptual": search_perceptual}
     if isinstance(src, (str, os.PathLike, bytes, bytearray, memoryview)):
         if isinstance(src, (str, os.PathLike)):

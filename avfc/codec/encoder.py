@@ -227,7 +227,7 @@ class Encoder:
         if self.effort.search and config.motion_source != "speech":
             self.search = search if search is not None else make_search(config, self.model, perceptual=perceptual)
         elif perceptual is not None:
-            make_search(config, self.model, perceptual=perceptual)  # a term this encoder cannot use: ConfigError
+            check_perceptual(config, perceptual)  # a term this encoder cannot use: ConfigError
         self._keep_frames = self._hold or self.search is not None  # frames kept for the closed-loop choices
         #: the search sends, per packet, its candidate with the most bits instead of choosing (the rate
         #: control's first pass, which measures an upper bound of the motion's bytes)
@@ -654,6 +654,19 @@ class Encoder:
         self._closed = True
 
 
+def check_perceptual(config: EncoderConfig, perceptual: Optional[PerceptualTerm]) -> None:
+    """ConfigError unless ``perceptual`` (a search term, or None) is callable and ``config`` searches the
+    motion it sends (an effort of fast and above, transmitted motion): a term would change nothing else."""
+    if perceptual is None:
+        return
+    if not callable(perceptual):
+        raise ConfigError(f"search_perceptual must be callable (render, source) -> (B,), "
+                          f"got {type(perceptual).__name__}")
+    if not EFFORTS[config.effort].search or config.motion_source == "speech":
+        raise ConfigError(f"a perceptual term for the search needs an effort that searches (fast and above) and "
+                          f"transmitted motion; effort {config.effort!r}, motion_source {config.motion_source!r}")
+
+
 def make_search(config: EncoderConfig, model: AnimationModel, device: Optional[str] = None,
                 keep_found: bool = False, perceptual: Optional[PerceptualTerm] = None) -> Optional[MotionSearch]:
     """The motion search ``config`` asks for (its effort and lambda), or None when it sends the
@@ -662,13 +675,8 @@ def make_search(config: EncoderConfig, model: AnimationModel, device: Optional[s
     ``perceptual``: a perceptual term the search adds to its distortion, weighted by
     ``config.search_perceptual_weight`` (an ``nn.Module`` is moved to the search's device). A term with
     an effort that does not search is a ConfigError (it would change nothing)."""
+    check_perceptual(config, perceptual)
     effort = EFFORTS[config.effort]
-    if perceptual is not None and not callable(perceptual):
-        raise ConfigError(f"search_perceptual must be callable (render, source) -> (B,), "
-                          f"got {type(perceptual).__name__}")
-    if perceptual is not None and (not effort.search or config.motion_source == "speech"):
-        raise ConfigError(f"a perceptual term for the search needs an effort that searches (fast and above) and "
-                          f"transmitted motion; effort {config.effort!r}, motion_source {config.motion_source!r}")
     if not effort.search or config.motion_source == "speech":
         return None
     if not isinstance(model, AnimationModel):  # a duck-typed model (tests, experiments): nothing to search through

@@ -25,7 +25,9 @@ valid CRC, lying length fields, unknown unit types, other versions in the preamb
 
 A *failure* is any exception that is not an ``AvfcError`` subclass, any single input over ``--slow``
 seconds (10; for the CLI, 10 s beyond the interpreter's start-up), a hang (``--hang``, 120 s, cut by
-SIGALRM), a peak RSS over ``--max-rss-mb`` (1024 MB, ``resource.getrusage``; children for the CLI), or for
+SIGALRM), memory over ``--max-rss-mb`` (1024 MB: how far the run raised this process's peak RSS above its RSS
+at the start, so that an in-process slice under pytest is not charged for what ran before it; a CLI child's
+own peak), or for
 the parser a chunked parse that differs from the one-shot parse. Each failing input is written to ``--out``
 (``TARGET-sSEED-iINDEX.avfc`` and a ``.txt`` with the traceback) and the run exits 1. Input ``i`` of a target
 depends only on ``(--seed, target, i)`` and the seed streams, so ``--replay TARGET:INDEX`` reproduces it.
@@ -498,6 +500,15 @@ def _reset_peak() -> None:
         pass
 
 
+def _current_rss_mb() -> float:
+    """RSS in MB of this process now (VmRSS; 0 where /proc lacks it, so that only the peak is judged)."""
+    try:
+        with open("/proc/self/status") as f:
+            return int(f.read().split("VmRSS:")[1].split()[0]) / 1024
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def _rss_mb(who: int = resource.RUSAGE_SELF) -> float:
     """Peak RSS in MB of this process (VmHWM where /proc has it; getrusage's maxrss otherwise)."""
     if who == resource.RUSAGE_SELF:
@@ -524,6 +535,10 @@ class Fuzzer:
         self.failures: list[Failure] = []
         self._rss_flagged = {resource.RUSAGE_SELF: False, resource.RUSAGE_CHILDREN: False}
         _reset_peak()
+        # what the run is charged: its peak over the RSS it started from. Where the peak cannot be reset
+        # (some sandboxes refuse clear_refs) a peak that never rises above the one found at the start was
+        # not set by this run, and counts nothing.
+        self._rss_base, self._peak_start = _current_rss_mb(), _rss_mb()
         self._tmp = tempfile.TemporaryDirectory(prefix="avfc-fuzz-")
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
             p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
@@ -570,10 +585,11 @@ class Fuzzer:
         if failure is None and seconds > limit:
             failure = ("slow", f"{seconds:.1f} s, over the {limit:.1f} s allowed")
         for who, name in ((resource.RUSAGE_SELF, "this process"), (resource.RUSAGE_CHILDREN, "a CLI child")):
-            rss = _rss_mb(who) if who == resource.RUSAGE_SELF else self.ctx.cli_peak_mb
+            rss = self.grown_mb() if who == resource.RUSAGE_SELF else self.ctx.cli_peak_mb
             if failure is None and rss > self.max_rss_mb and not self._rss_flagged[who]:
                 self._rss_flagged[who] = True
-                failure = ("memory", f"peak RSS of {name} {rss:.0f} MB, over {self.max_rss_mb:.0f} MB")
+                failure = ("memory", f"peak RSS of {name} {rss:.0f} MB"
+                           f"{' above its start' if who == resource.RUSAGE_SELF else ''}, over {self.max_rss_mb:.0f} MB")
         if failure is None:
             return None
         f = Failure(target, index, failure[0], failure[1], seconds, what)
@@ -589,6 +605,11 @@ class Fuzzer:
         if self.log:
             self.log(f"FAILURE {f.kind} in {target} input {index} ({what}): {f.detail.strip()[-500:]}")
         return f
+
+    def grown_mb(self) -> float:
+        """How far this run raised the process's peak RSS above the RSS it started from (MB)."""
+        peak = _rss_mb()
+        return max(0.0, peak - self._rss_base) if peak > self._peak_start + 1.0 else 0.0
 
     def _cli_startup(self) -> float:
         if self.ctx.cli_startup is None:

@@ -78,3 +78,29 @@ def test_a_foreign_exception_is_a_failure_with_its_input_saved(fuzz: ModuleType,
     assert f.kind == "exception" and "KeyError" in f.detail
     assert Path(f.path).read_bytes() == fuzz.make_input(SEED, "info", f.index, corpus, fuzzer.allowed)[0]
     assert f"--seed {SEED} --replay info:{f.index}" in report.text()
+
+
+def test_memory_is_judged_on_what_the_run_adds(fuzz: ModuleType, corpus: list, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under pytest the process has already peaked (torch, models: 1071 MB in CI, where the peak cannot be
+    reset): an input is charged only for raising the peak above the RSS the run started from."""
+    mem = {"rss": 900.0, "peak": 1071.0}
+    monkeypatch.setattr(fuzz, "_reset_peak", lambda: None)  # a sandbox that refuses clear_refs
+    monkeypatch.setattr(fuzz, "_current_rss_mb", lambda: mem["rss"])
+    monkeypatch.setattr(fuzz, "_rss_mb", lambda who=None: mem["peak"])
+
+    def grows(data: bytes, _rng: object, _ctx: object) -> None:
+        used = 100.0 if len(data) % 2 else 1200.0  # MB above the start, while the input runs
+        mem["peak"] = max(mem["peak"], mem["rss"] + used)
+
+    monkeypatch.setitem(fuzz.RUNNERS, "info", grows)
+    fuzzer = fuzz.Fuzzer(SEED, corpus=corpus, out=tmp_path)
+    try:
+        small = [i for i in range(20) if len(fuzz.make_input(SEED, "info", i, corpus, fuzzer.allowed)[0]) % 2]
+        assert small and small[0] == 0, "the test wants input 0 small"
+        assert fuzzer.one("info", 0) is None  # 1000 MB < the 1071 MB peak found at the start: not this run's
+        big = next(i for i in range(20) if i not in small)
+        f = fuzzer.one("info", big)
+    finally:
+        fuzzer.close()
+    assert f is not None and f.kind == "memory" and "1200 MB above its start" in f.detail, f

@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                        kbps=round(len(res.data) * 8 / 1000 / res.duration, 3), version=list(parsed.version),
                        params_bytes=int(res.stats.bytes_by_type.get("decoder_params", 0)), params_units=len(units),
                        mean_abs_value=float(np.mean(np.abs(units[0].values))) if units else 0.0,
-                       key_qps=res.stats.key_qps, psnr=round(psnr(frames, out).mean, 3),
+                       key_qps=list(res.stats.key_qps), psnr=round(psnr(frames, out).mean, 3),
                        encode_s=round(t1 - t0, 1), decode_s=round(t2 - t1, 1), warnings=res.warnings)
             if lpips is not None:
                 pick = slice(0, len(frames), args.lpips_stride)

@@ -68,22 +68,36 @@ def _with_threads(method):
 
 #: the search's choices kept for inspection (Encoder.search_log); every packet is counted in packets_by_choice
 SEARCH_LOG_PACKETS = 1000
+KEY_STATS_KEPT = 1024  # the last key frames' QPs and sizes kept in EncoderStats
 
 
 @dataclass
 class EncoderStats:
-    """Bytes written per unit type, and the key frames' QPs."""
+    """Bytes written per unit type, and the key frames' QPs.
+
+    Bounded for streams of any length: ``keys`` counts every key frame and ``key_picture_total`` sums
+    their pictures; ``key_qps`` and ``key_picture_bytes`` hold the last ``KEY_STATS_KEPT`` (1024) of them
+    (every one for a file of up to 1024 key frames, about 3 hours at the default 10-s interval)."""
 
     bytes_by_type: dict[str, int] = field(default_factory=dict)
     units_by_type: dict[str, int] = field(default_factory=dict)
-    key_qps: list[int] = field(default_factory=list)
-    key_picture_bytes: list[int] = field(default_factory=list)  # intra pictures alone, no unit fields
+    key_qps: deque[int] = field(default_factory=lambda: deque(maxlen=KEY_STATS_KEPT))
+    key_picture_bytes: deque[int] = field(  # intra pictures alone, no unit fields
+        default_factory=lambda: deque(maxlen=KEY_STATS_KEPT))
+    keys: int = 0
+    key_picture_total: int = 0
     frames: int = 0
     audio_frames: int = 0
 
     def add(self, kind: str, nbytes: int) -> None:
         self.bytes_by_type[kind] = self.bytes_by_type.get(kind, 0) + nbytes
         self.units_by_type[kind] = self.units_by_type.get(kind, 0) + 1
+
+    def add_key(self, qp: int, picture_bytes: int) -> None:
+        self.keys += 1
+        self.key_picture_total += picture_bytes
+        self.key_qps.append(qp)
+        self.key_picture_bytes.append(picture_bytes)
 
     @property
     def total_bytes(self) -> int:
@@ -352,8 +366,7 @@ class Encoder:
             data = encode_intra(frame, codec, qp)
         decoded = decode_intra(data, codec, self.config.size, self.config.size)
         self.decoded_keys[index] = decoded
-        self.stats.key_qps.append(qp)
-        self.stats.key_picture_bytes.append(len(data))
+        self.stats.add_key(qp, len(data))
         self._write("key_frame", bs.KeyFrame(frame_index=index, quality=qp, data=data), picture=len(data))
         self._last_key = index
         self._base_psnr = None
@@ -365,7 +378,7 @@ class Encoder:
             flags = (bs.SIDE_INFO_FLAG_BASE_PICTURE | bs.SIDE_INFO_FLAG_NETWORK_PRESENT
                      | bs.SIDE_INFO_FLAG_KP_PREDICTION)
             self._write("side_info", bs.SideInfo(
-                info_id=0, counter=len(self.stats.key_qps) - 1, flags=flags,
+                info_id=0, counter=(self.stats.keys - 1) & 0xFFFF, flags=flags,
                 kp_precision=self.config.kp_precision, kp_count=self.model.num_kp,
                 kp_dim=self.model.kp_dim, applies_from_frame=index, refs=tuple(self._ref_indices)))
 

@@ -21,7 +21,7 @@ Two controllers, one notion of rate (key pictures, motion, audio, headers and fr
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 from avfc.config import EncoderConfig
 from avfc.errors import ConfigError
@@ -172,7 +172,7 @@ def fit_file_rate(cfg: EncoderConfig, budget: int, duration: float, run: Callabl
     stats = probe.stats
     key_total = stats.bytes_by_type.get("key_frame", 0)
     n_keys = max(stats.units_by_type.get("key_frame", 1), 1)
-    per_key = (budget - (stats.total_bytes - key_total) - (key_total - sum(stats.key_picture_bytes))) // n_keys
+    per_key = (budget - (stats.total_bytes - key_total) - (key_total - stats.key_picture_total)) // n_keys
     runs = []
     fit = None  # the largest key budget that fitted, and its pass
     over = None  # the smallest that did not
@@ -211,7 +211,7 @@ def fit_file_rate(cfg: EncoderConfig, budget: int, duration: float, run: Callabl
     return max(fits, key=lambda e: e.stats.total_bytes)
 
 
-def _qp_between(fit_qps: list[int], over_qps: list[int]) -> bool:
+def _qp_between(fit_qps: Sequence[int], over_qps: Sequence[int]) -> bool:
     """Whether a key budget between two passes' can give some key frame a picture neither had: the
     passes coded the same key frames, and one of them got QPs at least 2 apart."""
     return len(fit_qps) == len(over_qps) and any(o < f - 1 for f, o in zip(fit_qps, over_qps))

@@ -191,3 +191,18 @@ def test_decoding_into_a_file_writes_what_the_array_result_holds(tmp_path) -> No
     assert kept.audio is not None and np.array_equal(kept.audio, held.audio)
     assert len(wav) == len(held.audio)
     np.testing.assert_allclose(wav, held.audio, atol=1 / 32768 + 1e-6)  # 16-bit PCM
+
+
+def test_the_encoders_key_statistics_keep_a_bounded_tail_and_exact_totals(monkeypatch) -> None:
+    """``EncoderStats`` counts and sums every key frame, keeps the QPs and sizes of the last
+    KEY_STATS_KEPT, and numbers the side-info messages by the key count."""
+    monkeypatch.setattr(encoder_module, "KEY_STATS_KEPT", 8)
+    enc, out, _ = _encode(PLAIN, seconds=20)
+    parsed = bs.parse_stream(b"".join(out))
+    units = [bs.decode_payload(u, parsed.version[0]) for u in parsed.units]
+    keys = [u for u in units if isinstance(u, bs.KeyFrame)]
+    assert len(keys) == enc.stats.keys == 20 * FPS // KEY_INTERVAL > 8
+    assert list(enc.stats.key_qps) == [int(k.quality) for k in keys[-8:]]
+    assert list(enc.stats.key_picture_bytes) == [len(k.data) for k in keys[-8:]]
+    assert enc.stats.key_picture_total == sum(len(k.data) for k in keys)
+    assert [int(u.counter) for u in units if isinstance(u, bs.SideInfo)] == list(range(len(keys)))

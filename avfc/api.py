@@ -32,6 +32,7 @@ from avfc.models.zoo import load_model
 
 if TYPE_CHECKING:
     import torch
+    from typing_extensions import TypeIs
 
 PathLike = Union[str, os.PathLike]
 #: frames as a numpy array or a torch tensor (any device): uint8 ``(T, H, W, 3)``
@@ -174,7 +175,7 @@ def encode(src: MediaSource, dst: Optional[Union[PathLike, BinaryIO]] = None, *,
     """
     cfg = EncoderConfig.make(config, **overrides)
     if dst is not None and not _is_writer(dst):
-        check_writable(dst)  # type: ignore[arg-type]
+        check_writable(dst)
     model = load_model(cfg.model, cfg.size)  # the model is cached: loaded once
     check_max_refs(cfg, model)
     check_perceptual(cfg, search_perceptual)  # a term the search cannot use: ConfigError now
@@ -218,22 +219,22 @@ def _no_audio(cfg: EncoderConfig, has_audio: bool, warnings: list[str]) -> Encod
     return cfg
 
 
-def _is_writer(dst: object) -> bool:
+def _is_writer(dst: object) -> TypeIs[BinaryIO]:
     """Whether ``dst`` is a file object to write to (rather than a path)."""
     return not isinstance(dst, (str, os.PathLike)) and hasattr(dst, "write")
 
 
-def _dst_name(dst: Union[PathLike, BinaryIO]) -> str:
+def _dst_name(dst: object) -> str:
     return str(getattr(dst, "name", "the output")) if _is_writer(dst) else str(dst)
 
 
 def _write_output(dst: Union[PathLike, BinaryIO], data: bytes) -> None:
     try:
         if _is_writer(dst):
-            dst.write(data)  # type: ignore[union-attr]
-            dst.flush()  # type: ignore[union-attr]
+            dst.write(data)
+            dst.flush()
         else:
-            Path(dst).write_bytes(data)  # type: ignore[arg-type]
+            Path(dst).write_bytes(data)
     except OSError as e:
         raise FileAccessError(f"cannot write {_dst_name(dst)}: {e.strerror or e}") from None
 
@@ -251,9 +252,15 @@ def _encode_stream(stream: MediaStream, cfg: EncoderConfig, model: Any, dst: Opt
     enc = Encoder(cfg, source_size=stream.source_size, crop=stream.crop, frame_count=frame_count,
                   model=model, search=search)
     writer = _is_writer(dst)
-    part = None if dst is None or writer else Path(dst).with_name(Path(dst).name + ".part")  # type: ignore[arg-type]
+    out: Optional[BinaryIO] = None
+    part: Optional[Path] = None
+    dst_path: Optional[PathLike] = None
+    if _is_writer(dst):
+        out = dst
+    elif dst is not None:
+        dst_path = dst
+        part = Path(dst).with_name(Path(dst).name + ".part")
     chunks: list[bytes] = []  # the stream's bytes (a few kbps: 2 MB an hour), returned
-    out = dst if writer else None
     try:
         if part is not None:
             try:
@@ -273,15 +280,17 @@ def _encode_stream(stream: MediaStream, cfg: EncoderConfig, model: Any, dst: Opt
         enc.close()
         _emit(enc.read(), chunks, out, dst)
         if writer:
+            assert out is not None
             try:
-                out.flush()  # type: ignore[union-attr]
+                out.flush()
             except OSError as e:
-                raise FileAccessError(f"cannot write {_dst_name(dst)}: {e.strerror or e}") from None  # type: ignore[arg-type]
+                raise FileAccessError(f"cannot write {_dst_name(dst)}: {e.strerror or e}") from None
             out = None  # the caller's: left open
         if out is not None and part is not None:
+            assert dst_path is not None
             out.close()
             out = None
-            os.replace(part, dst)  # type: ignore[arg-type]
+            os.replace(part, dst_path)
     finally:
         if out is not None and not writer:
             out.close()
@@ -294,7 +303,7 @@ def _encode_stream(stream: MediaStream, cfg: EncoderConfig, model: Any, dst: Opt
                         effort=enc.config.effort, packets_by_choice=enc.packets_by_choice())
 
 
-def _emit(data: bytes, chunks: list[bytes], out: Any, dst: Optional[Union[PathLike, BinaryIO]]) -> None:
+def _emit(data: bytes, chunks: list[bytes], out: Optional[BinaryIO], dst: Optional[Union[PathLike, BinaryIO]]) -> None:
     if not data:
         return
     chunks.append(data)
@@ -304,7 +313,7 @@ def _emit(data: bytes, chunks: list[bytes], out: Any, dst: Optional[Union[PathLi
             if out is dst:  # the caller's file object (a pipe): what is coded goes out now
                 out.flush()
         except OSError as e:
-            raise FileAccessError(f"cannot write {_dst_name(dst)}: {e.strerror or e}") from None  # type: ignore[arg-type]
+            raise FileAccessError(f"cannot write {_dst_name(dst)}: {e.strerror or e}") from None
 
 
 def _encode_held(frames: np.ndarray, pcm: Optional[np.ndarray], box: CropBox, source_size: tuple[int, int],
@@ -458,17 +467,16 @@ def decode(src: Union[PathLike, bytes, BinaryIO], dst: Optional[Union[PathLike, 
     :class:`~avfc.errors.AvfcError` only when nothing can be decoded (no intact header,
     unknown model). A file being written when decoding fails is removed.
     """
-    to_writer = _is_writer(dst)
-    if to_writer:
+    if _is_writer(dst):
         if output_format not in STREAM_FORMATS:
             raise ConfigError(f"decoding to a file object needs output_format= one of {STREAM_FORMATS} "
                               f"(formats written in order, never sought), got {output_format!r}")
         suffix = "." + output_format
     elif dst is not None:  # before any work: the suffix and the path (checked again when writing)
-        suffix = _check_output_suffix(dst)  # type: ignore[arg-type]
+        suffix = _check_output_suffix(dst)
         if output_format is not None and suffix != "." + output_format:
             raise ConfigError(f"output_format {output_format!r} does not match {dst}: a file's suffix says its format")
-        check_writable(dst)  # type: ignore[arg-type]
+        check_writable(dst)
     keep_frames = dst is None if keep_frames is None else bool(keep_frames)
     keep_audio = dst is None if keep_audio is None else bool(keep_audio)
 
@@ -524,8 +532,8 @@ def decode(src: Union[PathLike, bytes, BinaryIO], dst: Optional[Union[PathLike, 
     except BaseException:
         if writer is not None:
             writer._abort()
-            if not to_writer:
-                Path(dst).unlink(missing_ok=True)  # type: ignore[arg-type]
+            if dst is not None and not _is_writer(dst):  # (a writer was opened: dst is not None)
+                Path(dst).unlink(missing_ok=True)
         raise
     # concealed frames are one held picture until pulled: the array result is pulled once, at the end
     # (pulling as they come and joining the pieces held two copies), unless it is also written
@@ -555,8 +563,8 @@ def _open_writer(dst: Union[PathLike, BinaryIO], suffix: str, dec: Decoder) -> V
     if suffix == ".wav" and rate is None:
         raise MediaError("the stream has no audio to write to a .wav file")
     to_writer = _is_writer(dst)
-    if not to_writer:
-        check_writable(dst)  # type: ignore[arg-type]
+    if not _is_writer(dst):
+        check_writable(dst)
     try:
         fps = int(round(dec.header.fps_num / dec.header.fps_den))
         return VideoWriter(dst, fps, int(dec.header.width), int(dec.header.height), rate,
@@ -600,6 +608,7 @@ def write_decoded(result: DecodeResult, dst: PathLike) -> None:
             assert result.audio is not None
             write_wav(dst, result.audio, result.sample_rate)
         else:
+            assert result.frames is not None
             write_media(dst, result.frames, int(round(result.fps)), result.audio, result.sample_rate)
     except MediaError as e:  # the writers report every failure so; a failing file system is a FileAccessError
         cause = e.__cause__

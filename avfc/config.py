@@ -3,7 +3,7 @@ header, so a decoder needs no configuration at all."""
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Final, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -17,7 +17,7 @@ CODEC2_MODES = ("700C", "1300", "1600", "3200")
 
 #: the encoder's default effort (avfc.codec.search.EFFORTS): the best whose whole `avfc encode --bitrate 5`
 #: of a 256x256 clip runs at 5 fps or more on a 2-core CPU (docs/results.md)
-DEFAULT_EFFORT = "fast"
+DEFAULT_EFFORT: Final = "fast"
 
 #: the motion search's lambda at 5 kbps (8-bit levels of mean absolute error, summed over drawn frames,
 #: per bit of motion); it scales as 5 / kbps with the rate target (avfc.codec.search.lambda_for_rate)

@@ -246,7 +246,8 @@ class _OpusEncoder(AudioEncoder):
         n = len(self._pending) // FRAME_SAMPLES
         self._encode_frames(self._pending[:n * FRAME_SAMPLES].reshape(n, FRAME_SAMPLES))
         self._pending = self._pending[n * FRAME_SAMPLES:]
-        out, self._queued = list(self._queued), []
+        out: list[Token] = list(self._queued)
+        self._queued = []
         return out
 
     def _flush(self, remaining: int) -> list[Token]:
@@ -257,4 +258,5 @@ class _OpusEncoder(AudioEncoder):
         padded[:len(self._pending)] = self._pending
         self._encode_frames(padded.reshape(-1, FRAME_SAMPLES))
         self._queued += [bytes(p) for p in self._ctx.encode(None)]  # drain (one extra packet)
-        return self._queued[:remaining]
+        out: list[Token] = list(self._queued[:remaining])
+        return out

@@ -163,7 +163,7 @@ def _check_int(value: object, name: str, low: int, high: int, error: type[Except
 def _length(values: object, error: type[Exception]) -> int:
     if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
         raise error(f"expected a sequence of integers, got {type(values).__name__}")
-    return len(values)  # type: ignore[arg-type]
+    return len(values)
 
 
 class AudioContextModel:

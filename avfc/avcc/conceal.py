@@ -204,6 +204,7 @@ class JointConcealer:
         if offsets.ndim != 2 or offsets.shape[1] != m.channels or known.shape != (offsets.shape[0],):
             raise EntropyError(f"offsets must be (T, {m.channels}) with a (T,) mask")
         lost = (out < 0).all(axis=1)
+        assert isinstance(lost, np.ndarray)  # (out is 2-D: one flag per row)
         a = 0
         while a < len(out):
             if not lost[a]:

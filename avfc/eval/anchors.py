@@ -45,6 +45,7 @@ from fractions import Fraction
 from typing import Literal
 
 import av
+from av.video.codeccontext import VideoCodecContext
 import numpy as np
 
 from avfc.audio import make_audio_codec_by_name
@@ -142,6 +143,7 @@ def encode_video_anchor(
     packets: list[bytes] = []
     try:
         ctx = av.CodecContext.create(name, "w")
+        assert isinstance(ctx, VideoCodecContext)  # (every anchor encoder is a video codec)
         ctx.width, ctx.height, ctx.pix_fmt = w, h, "yuv420p"
         ctx.time_base = Fraction(1, int(fps))
         ctx.framerate = Fraction(int(fps))
@@ -176,6 +178,7 @@ def decode_video_packets(packets: list[bytes], codec: VideoAnchor, width: int, h
     out: list[np.ndarray] = []
     try:
         ctx = av.CodecContext.create(_DECODERS[codec], "r")
+        assert isinstance(ctx, VideoCodecContext)  # (every anchor decoder is a video codec)
         ctx.thread_count = 1
         # refuse larger pictures before allocating them (HEVC may code sizes rounded up to 8)
         ctx.options = {"max_pixels": str((width + 63) // 64 * 64 * ((height + 63) // 64 * 64))}
@@ -186,7 +189,7 @@ def decode_video_packets(packets: list[bytes], codec: VideoAnchor, width: int, h
                 raise MediaError(f"{codec} decoded a {frame.width}x{frame.height} {frame.format.name} picture, "
                                  f"expected {width}x{height} yuv420p")
             planes = [
-                np.frombuffer(pl, np.uint8).reshape(pl.height, pl.line_size)[:, : pl.width] for pl in frame.planes
+                np.frombuffer(memoryview(pl), np.uint8).reshape(pl.height, pl.line_size)[:, : pl.width] for pl in frame.planes
             ]
             out.append(yuv420_to_rgb(*planes))
     except (av.FFmpegError, ValueError) as exc:

@@ -401,6 +401,11 @@ class Stage:
 
 
 # --------------------------------------------------------------------------- metrics
+def _score_job(net: Any, ref: np.ndarray, dec: np.ndarray) -> Callable[[], float]:
+    """A job of :meth:`Scorer.video`: ``net``'s mean score of ``dec`` against ``ref``, when called."""
+    return lambda: net.score(ref, dec).mean
+
+
 class Scorer:
     """Computes every metric of a decoded clip against its reference; missing ones get a reason."""
 
@@ -447,7 +452,7 @@ class Scorer:
             "ms_ssim": lambda: ms_ssim(r_s, d_s, device=self.device).mean,
         }
         for key, net in self.nets.items():
-            jobs[key] = lambda net=net: net.score(r_s, d_s).mean
+            jobs[key] = _score_job(net, r_s, d_s)
         for key, job in jobs.items():
             try:
                 out[key] = float(job())

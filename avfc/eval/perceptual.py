@@ -101,6 +101,9 @@ class LPIPS(_FrameMetric):
         ConfigError: unknown ``net``, or weights missing / malformed.
     """
 
+    shift: torch.Tensor  # buffers (register_buffer): typed here, as nn.Module's attribute lookup is not
+    scale: torch.Tensor
+
     def __init__(
         self,
         net: Literal["alex", "vgg"] = "alex",
@@ -111,7 +114,8 @@ class LPIPS(_FrameMetric):
         if net not in _LPIPS_SLICES:
             raise ConfigError(f"LPIPS net must be 'alex' or 'vgg', got {net!r}")
         self.net = net
-        features = alexnet_features(weights_dir) if net == "alex" else vgg16_features(weights_dir)
+        # (the layers as a list: torch types a Sequential's slice as Sequential | Module)
+        features = list(alexnet_features(weights_dir) if net == "alex" else vgg16_features(weights_dir))
         self.slices = nn.ModuleList(nn.Sequential(*features[a:b]) for a, b in _LPIPS_SLICES[net])
         self.heads = nn.ModuleList(nn.Conv2d(c, 1, kernel_size=1, bias=False) for c in _LPIPS_CHANNELS[net])
         self._load_heads(find_weights(f"lpips_v0.1_{net}.pth", weights_dir))
@@ -124,6 +128,7 @@ class LPIPS(_FrameMetric):
     def _load_heads(self, path: os.PathLike[str]) -> None:
         state = load_state_dict_file(path)
         for k, head in enumerate(self.heads):
+            assert isinstance(head, nn.Conv2d)  # (the heads built in __init__)
             key = f"lin{k}.model.1.weight"
             w = state.get(key)
             if w is None or tuple(w.shape) != tuple(head.weight.shape) or not torch.isfinite(w).all():
@@ -150,6 +155,8 @@ class LPIPS(_FrameMetric):
 class _L2Pool(nn.Module):
     """DISTS' L2 pooling: sqrt of a Hann-weighted 3x3 mean of squares, stride 2."""
 
+    filter: torch.Tensor  # a buffer (register_buffer): typed here, as nn.Module's attribute lookup is not
+
     def __init__(self, channels: int) -> None:
         super().__init__()
         a = torch.tensor([0.5, 1.0, 0.5])
@@ -173,9 +180,14 @@ class DISTS(_FrameMetric):
         ConfigError: weights missing or malformed.
     """
 
+    alpha: torch.Tensor  # buffers (register_buffer): typed here, as nn.Module's attribute lookup is not
+    beta: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, weights_dir: str | os.PathLike[str] | None = None, device: torch.device | str = "cpu") -> None:
         super().__init__()
-        vgg = vgg16_features(weights_dir)
+        vgg = list(vgg16_features(weights_dir))  # (a list: torch types a Sequential's slice as Sequential | Module)
         self.stages = nn.ModuleList(
             [
                 nn.Sequential(*vgg[0:4]),

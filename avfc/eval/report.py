@@ -416,6 +416,7 @@ def environment(device: str = "cpu") -> dict[str, Any]:
 
     import avfc
 
+    usable: int | None
     try:
         usable = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):

@@ -128,7 +128,9 @@ class FrameDecoder(nn.Module):
         self.mix0 = nn.Sequential(nn.Conv2d(c0 + 4, c0, 1), nn.ReLU(inplace=True))
         self.out = nn.Conv2d(c0, 4, 3, padding=1)  # RGB logits and a blend logit
         with torch.no_grad():
-            self.out.bias[3].fill_(BLEND_INIT)
+            bias = self.out.bias
+            assert bias is not None  # (nn.Conv2d's default bias=True)
+            bias[3].fill_(BLEND_INIT)
 
     def forward(self, fused: Sequence[torch.Tensor], vis: Sequence[torch.Tensor]) -> torch.Tensor:
         x = self.blocks(self.inp(torch.cat((fused[2], vis[2]), dim=1)))

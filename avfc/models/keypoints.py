@@ -95,6 +95,8 @@ class KeypointDetector(nn.Module):
     the keypoints' relative positions (DAC shows zero-order motion is enough at these rates).
     """
 
+    grid: torch.Tensor  # a buffer (register_buffer): typed here, as nn.Module's attribute lookup is not
+
     def __init__(self, num_kp: int = 10, in_size: int = 64, channels: Sequence[int] = (16, 32, 64, 128),
                  out_channels: int = 16, temperature: float = 0.1) -> None:
         super().__init__()

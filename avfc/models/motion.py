@@ -26,6 +26,8 @@ class DenseMotion(nn.Module):
     passed already downscaled to ``m`` (the generator caches it per reference).
     """
 
+    grid: torch.Tensor  # a buffer (register_buffer): typed here, as nn.Module's attribute lookup is not
+
     def __init__(self, num_kp: int, size: int, channels: Sequence[int] = (16, 32, 64, 128),
                  out_channels: int = 16, kp_variance: float = 0.01) -> None:
         super().__init__()

@@ -110,7 +110,8 @@ class MRDAC(AnimationModel):
         self.encoder = FeatureEncoder((c1, c2))
         self.decoder = FrameDecoder((c0, c1, c2), self.decoder_blocks)
         # oneDNN convolutions run about 25% faster on CPU in NHWC; the state dict is unchanged
-        self.to(memory_format=torch.channels_last)
+        # (Module.to takes memory_format=, documented, but torch's stubs list no overload with it)
+        self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     # ---- differentiable building blocks (training uses these) ----
 

@@ -31,6 +31,8 @@ class TinyWarp(AnimationModel):
     """Seeded keypoint detector + Gaussian sparse-motion warping (see module docstring)."""
 
     arch = "tiny-warp"
+    out_gain: torch.Tensor  # buffers (register_buffer): typed here, as nn.Module's attribute lookup is not
+    out_bias: torch.Tensor
 
     def __init__(self, num_kp: int = 10, kp_dim: int = 2, size: int = 256, det_size: int = 32,
                  sigma: float = 0.2, motion_size: int = 64) -> None:

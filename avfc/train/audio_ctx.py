@@ -23,7 +23,7 @@ import sys
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, cast
 
 import numpy as np
 
@@ -191,7 +191,8 @@ def file_tokens(path: Path) -> list[int]:
     from avfc.audio import make_audio_codec_by_name
     from avfc.media.io import load_audio
 
-    return make_audio_codec_by_name("codec2", 700).encode(load_audio(path, 16000))
+    tokens = make_audio_codec_by_name("codec2", 700).encode(load_audio(path, 16000))
+    return cast(list[int], tokens)  # (Codec2's tokens are ints; bytes are Opus')
 
 
 def save_model(model: AudioContextModel, path: Path) -> None:

@@ -240,7 +240,7 @@ def train(clips: Sequence, val_clips: Sequence, speech: Sequence[np.ndarray], me
         f"windows, x_scale {x_scale:.3f}, {sum(p.numel() for p in net.parameters())} parameters")
     history: list[dict] = []
     t0 = time.time()
-    ema = None
+    ema: Optional[tuple[float, ...]] = None
     best: Optional[tuple[float, int, dict]] = None  # (validation loss, step, parameters): early stopping
     for step in range(cfg.steps):
         for g in opt.param_groups:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, cast
 
 import numpy as np
 import torch
@@ -123,7 +123,7 @@ def _compute(path: Path, model_name: str, max_frames: Optional[int], precision: 
     key = decode_intra(encode_intra(frames[0], "av1", DEFAULT_QP["av1"]), "av1", cfg.size, cfg.size)
     ref = make_reference(model, key, 0, cfg.kp_precision, torch.device("cpu"))
     ref_q = quantize(ref.keypoints.cpu().numpy().astype(np.float64), cfg.kp_precision).reshape(-1)
-    return AvccClip(name=path.stem, q=q.astype(np.int32), fields=fields_array(tokens),
+    return AvccClip(name=path.stem, q=q.astype(np.int32), fields=fields_array(cast(list[int], tokens)),  # (Codec2's tokens are ints)
                     ref_q=ref_q.astype(np.int32), key=key)
 
 

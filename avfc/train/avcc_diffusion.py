@@ -58,6 +58,9 @@ DEFAULT_META = dict(block=25, context=4, lookahead=2, width=64, layers=3, heads=
 class DiffusionNet(nn.Module):
     """The denoiser of :class:`~avfc.avcc.diffusion.LipsDiffusion` in torch (training only)."""
 
+    x_scale: torch.Tensor  # buffers (register_buffer): typed here, as nn.Module's attribute lookup is not
+    guidance: torch.Tensor
+
     def __init__(self, meta: DiffusionMeta, dropout: float = 0.0) -> None:
         super().__init__()
         self.meta = meta
@@ -179,7 +182,11 @@ def make_windows(clips: Sequence, meta: DiffusionMeta, x_scale: float, starts: s
             tgt[:n] = off[b0:b0 + n]
             mk = np.zeros(B)
             mk[:n] = 1.0
-            ctx.append(c), has.append(ok), fields.append(field_indexes(rows)), target.append(tgt), mask.append(mk)
+            ctx.append(c)
+            has.append(ok)
+            fields.append(field_indexes(rows))
+            target.append(tgt)
+            mask.append(mk)
     return Windows(ctx=torch.tensor(np.array(ctx), dtype=torch.float32),
                    has_ctx=torch.tensor(np.array(has), dtype=torch.bool),
                    fields=torch.tensor(np.array(fields), dtype=torch.long),

@@ -34,7 +34,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, TypedDict
 
 import cv2
 import numpy as np
@@ -405,6 +405,14 @@ class LazyNpy:
         return state
 
 
+class _Augment(TypedDict):
+    """The options of :func:`avfc.train.data.augment`."""
+
+    scale_jitter: float
+    flip: bool
+    color_jitter: float
+
+
 class CorpusSampler(IterableDataset):
     """An endless stream of samples from many cached clips and photos, mixed at ``photo_ratio``.
 
@@ -440,7 +448,7 @@ class CorpusSampler(IterableDataset):
             self.photo_ratio = 1.0
         self.motion = motion if motion is not None else MotionRange()
         self.seed, self.rank = int(seed), int(rank)
-        self.aug = {"scale_jitter": float(scale_jitter), "flip": bool(flip), "color_jitter": float(color_jitter)}
+        self.aug: _Augment = {"scale_jitter": float(scale_jitter), "flip": bool(flip), "color_jitter": float(color_jitter)}
         self.video = ClipSampler(clips, num_refs, max_ref_distance=max_ref_distance, seed=seed, rank=rank,
                                  coded=coded, coded_stride=coded_stride, same_frame=same_frame,
                                  **self.aug) if clips else None

@@ -34,6 +34,9 @@ class PerceptualLoss(nn.Module):
     layer used and frozen. ``layers`` are names of :data:`VGG16_RELU`.
     """
 
+    mean: torch.Tensor  # buffers (register_buffer): typed here, as nn.Module's attribute lookup is not
+    std: torch.Tensor
+
     def __init__(self, vgg: nn.Sequential, scales: Sequence[float] = (1.0, 0.5, 0.25),
                  layers: Sequence[str] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3"),
                  weights: Sequence[float] | None = None) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -29,7 +30,7 @@ TABLE = Path(__file__).with_name("people.csv")
 EVAL_FOLDERS = ("av-eval", "speech-eval")
 
 
-def load_people(path: str | Path | None = None) -> dict[str, tuple[str, ...]]:
+def load_people(path: str | os.PathLike[str] | None = None) -> dict[str, tuple[str, ...]]:
     """``{relative file: (person id, ...)}`` from the table (``#`` lines are comments)."""
     src = Path(path) if path is not None else TABLE
     try:

@@ -99,13 +99,17 @@ class TrainStep(nn.Module):
             losses["separation"] = separation_loss(kp_clean.reshape(-1, model.num_kp, 2), cfg.separation_sigma)
         if cfg.contrastive > 0 and num_refs > 1:
             warped = out["warped"]
-            losses["contrastive"] = sum(
+            contrastive = sum(
                 contrastive_loss(warped[r], warped[r + 1], cfg.contrastive_temperature) for r in range(num_refs - 1)
-            ) / (num_refs - 1)
+            )
+            assert isinstance(contrastive, torch.Tensor)  # (num_refs > 1: one term at least, so not sum's 0)
+            losses["contrastive"] = contrastive / (num_refs - 1)
         weights = {"l1": cfg.l1, "perceptual": cfg.perceptual, "equivariance": cfg.equivariance,
                    "contrastive": cfg.contrastive, "separation": cfg.separation, "lpips": cfg.lpips,
                    "dists": cfg.dists}
-        losses["total"] = sum(weights[k] * v for k, v in losses.items())
+        total = sum(weights[k] * v for k, v in losses.items())
+        assert isinstance(total, torch.Tensor)  # (l1 at least, so not sum's 0)
+        losses["total"] = total
         return losses
 
 

@@ -104,3 +104,27 @@ def test_memory_is_judged_on_what_the_run_adds(fuzz: ModuleType, corpus: list, t
     finally:
         fuzzer.close()
     assert f is not None and f.kind == "memory" and "1200 MB above its start" in f.detail, f
+
+
+def test_slow_is_judged_on_the_inputs_own_time_not_a_busy_machines(fuzz: ModuleType, corpus: list, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """An input that waits (as one does on a machine busy with other work) is not slow; one that computes is."""
+    import time
+
+    def waits(data: bytes, _rng: object, _ctx: object) -> None:
+        time.sleep(0.4)  # wall time without CPU time
+
+    def computes(data: bytes, _rng: object, _ctx: object) -> None:
+        end = time.process_time() + 0.4
+        while time.process_time() < end:
+            pass
+
+    fuzzer = fuzz.Fuzzer(SEED, corpus=corpus, out=tmp_path, slow_s=0.2)
+    try:
+        monkeypatch.setitem(fuzz.RUNNERS, "info", waits)
+        assert fuzzer.one("info", 0) is None
+        monkeypatch.setitem(fuzz.RUNNERS, "info", computes)
+        f = fuzzer.one("info", 1)
+    finally:
+        fuzzer.close()
+    assert f is not None and f.kind == "slow", f

@@ -66,6 +66,10 @@ def _with_threads(method):
     return run
 
 
+#: format 2.3, predicted motion: the longest the encoder holds the frames from a REFRESH on while the audio of the
+#: frames before it is late; past it that audio counts as lost (the decoder conceals the motion it would have
+#: predicted, and the late audio is dropped), so the frames held stay bounded when a caller's audio stops
+MAX_AUDIO_WAIT_SECONDS = 2.0
 #: the search's choices kept for inspection (Encoder.search_log); every packet is counted in packets_by_choice
 SEARCH_LOG_PACKETS = 1000
 KEY_STATS_KEPT = 1024  # the last key frames' QPs and sizes kept in EncoderStats
@@ -233,6 +237,7 @@ class Encoder:
         #: predicted motion (2.3): frames from a REFRESH on, held until the audio of the frames before it is
         #: written, so that the motion packet before the REFRESH is coded with it and written before it
         self._deferred: list[tuple[np.ndarray, np.ndarray]] = []
+        self._audio_lost_to = 0  # audio frames before this one came too late (MAX_AUDIO_WAIT_SECONDS): dropped
         # decoded key frames (closed loop): kept so that callers can inspect what the decoder will see
         self.decoded_keys: dict[int, np.ndarray] = {}
         self._ref_indices: list[int] = []  # the decoder's reference buffer, as frame indices
@@ -424,15 +429,42 @@ class Encoder:
             q = np.asarray(q, dtype=np.int32)
             if self._deferred or self._must_wait(self._frame):
                 self._deferred.append((frame, q))
+                if len(self._deferred) > max(self.config.packet_frames,
+                                             round(MAX_AUDIO_WAIT_SECONDS * self.config.fps)):
+                    self._give_up_audio()
             else:
                 self._push_one(frame, q)
         self._flush_audio(final=False)
 
+    def _give_up_audio(self) -> None:
+        """The audio before the held refresh is too late: code the frames held up to the next refresh as if it
+        was lost. The motion packets before the refresh are coded with the audio written (the rest unknown)
+        and written; the decoder, which never gets that audio, conceals them; audio for those frames that comes
+        later is dropped, so that no decoder ever reads it. (A packet is never coded before its audio is
+        written unless that audio is dropped so.)"""
+        self._audio_lost_to = self._frame  # the refresh's frame
+        n = min(len(self._tokens), self._audio_lost_to - self._audio_frame)
+        if n > 0:  # what has come of it (less than a packet) is written
+            self._write_audio_packet(n)
+        self._resume()  # up to the next refresh, which waits for its audio again
+
+    def _drop_audio(self, n: int) -> None:
+        """Drop the next ``n`` audio tokens (late ones, of frames before :attr:`_audio_lost_to`): counted, never
+        written."""
+        if n <= 0:
+            return
+        del self._tokens[:n]
+        if self.avcc is not None:
+            self._fields.extend(np.full((n, 4), -1, np.int64))  # unknown rows: no packet from here on reads them
+        self._audio_frame += n
+
     def _must_wait(self, index: int) -> bool:
         """Format 2.3, predicted motion: frame ``index`` starts a refresh whose motion packet before it still
-        waits for its audio (the REFRESH and everything after it are held until that audio is written)."""
+        waits for its audio (the REFRESH and everything after it are held until that audio is written, at most
+        :data:`MAX_AUDIO_WAIT_SECONDS`)."""
         return (self._restart and self.config.motion_source == "predicted" and index > 0
-                and index % self.refresh_frames == 0 and self._audio_frame < index and not self._closing)
+                and index % self.refresh_frames == 0 and self._audio_frame < index and not self._closing
+                and self._audio_lost_to < index)
 
     def _resume(self) -> bool:
         """Code the held frames that no longer wait (:meth:`_must_wait`); True when some were."""
@@ -672,6 +704,8 @@ class Encoder:
         ac = self.audio_codec
         assert ac is not None
         per_packet = self._audio_packet_frames()
+        if self._audio_frame < self._audio_lost_to:  # late audio of frames given up on: dropped
+            self._drop_audio(min(len(self._tokens), self._audio_lost_to - self._audio_frame))
         while len(self._tokens) >= per_packet or (final and self._tokens):
             if (self.config.motion_source == "speech" and not final
                     and self._audio_frame + per_packet > self._frame):
@@ -685,17 +719,23 @@ class Encoder:
                 n = min(n, (a // r + 1) * r - a)
                 if len(self._tokens) < n and not final:
                     break
-            tokens, self._tokens = self._tokens[:n], self._tokens[n:]
-            if self.avcc is not None:
-                self._fields.extend(fields_array(tokens))  # appended, not re-copied per packet
-            if self.config.audio_coder == "context":
-                assert self.avcc is not None
-                self._write("audio", bs.AudioCtx(first_frame=self._audio_frame, num_frames=len(tokens),
-                                                 data=self.avcc.audio.encode(tokens)))
-            else:
-                self._write("audio", bs.Audio(first_frame=self._audio_frame, num_frames=len(tokens),
-                                              data=ac.pack(tokens)))
-            self._audio_frame += len(tokens)
+            self._write_audio_packet(n)
+
+    def _write_audio_packet(self, n: int) -> None:
+        """Write the next ``n`` audio tokens as one audio unit."""
+        ac = self.audio_codec
+        assert ac is not None
+        tokens, self._tokens = self._tokens[:n], self._tokens[n:]
+        if self.avcc is not None:
+            self._fields.extend(fields_array(tokens))  # appended, not re-copied per packet
+        if self.config.audio_coder == "context":
+            assert self.avcc is not None
+            self._write("audio", bs.AudioCtx(first_frame=self._audio_frame, num_frames=len(tokens),
+                                             data=self.avcc.audio.encode(tokens)))
+        else:
+            self._write("audio", bs.Audio(first_frame=self._audio_frame, num_frames=len(tokens),
+                                          data=ac.pack(tokens)))
+        self._audio_frame += len(tokens)
 
     # ------------------------------------------------------------------ output
     def read(self) -> bytes:

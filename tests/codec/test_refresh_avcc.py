@@ -189,3 +189,36 @@ def test_older_minors_keep_their_decoding(streams) -> None:
     rows_new, rows_old = new._pred_rows(packet), old._pred_rows(packet)
     assert (rows_new[:h] == -1).all() and (rows_old[:h] >= 0).all()
     assert np.array_equal(rows_new[h:], rows_old[h:]) and (rows_new[h:] >= 0).all()
+
+
+def test_a_live_encoder_whose_audio_stops_holds_a_bounded_number_of_frames() -> None:
+    """Predicted motion, audio stopped for 3 s while frames keep coming: the encoder holds at most
+    MAX_AUDIO_WAIT_SECONDS of frames, then codes the packets before the held REFRESH as if their audio was lost
+    and drops that audio when it comes late. The stream is consistent: the decoder conceals exactly those
+    packets, decodes every other one to the file encoder's motion, and joins at every REFRESH exactly."""
+    from avfc.codec.encoder import MAX_AUDIO_WAIT_SECONDS
+
+    n = 100
+    frames, pcm = talking_face(n, SIZE, SIZE, seed=5), speech_like(n / 25, seed=5)
+    settings = {**SETTINGS, **MODES["predicted"], "intra_period": 1}
+    reference = decode(avfc.encode(frames, pcm=pcm, **settings).data)
+    enc = Encoder(EncoderConfig(**settings), frame_count=n)
+    enc.push_audio(pcm[:12 * 640])  # the audio of frames 0..11; the rest comes after 87 frames
+    held = 0
+    for i in range(0, 87, 3):
+        enc.push_frames(frames[i:i + 3])
+        held = max(held, len(enc._deferred))
+    enc.push_audio(pcm[12 * 640:])
+    enc.push_frames(frames[87:])
+    enc.close()
+    data = enc.read()
+    assert 0 < held <= MAX_AUDIO_WAIT_SECONDS * 25 + 1
+    full = decode(data)
+    whole = full.pull_frames()
+    assert len(whole) == n and {i.kind for i in full.issues} == {"lost_motion"}, full.issues
+    lost = sorted(f for i in full.issues for f in range(*i.frames))
+    assert lost == list(range(10, 30))  # the packets whose audio (frames 12..29) was given up on
+    assert all(np.array_equal(full.motion[k], reference.motion[k]) for k in range(n) if k not in lost)
+    for u, p in units(data):
+        if u.type == bs.UnitType.REFRESH:
+            assert_same_from(decode(data[u.offset:], join=True), full, whole, p.frame_index)

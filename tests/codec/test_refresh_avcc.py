@@ -132,10 +132,12 @@ def test_a_lost_audio_unit_before_a_refresh_conceals_only_motion_before_it(strea
     assert [i.frames for i in dec.issues if i.kind == "lost_motion"] == [(5, 10)]
 
 
-@pytest.mark.parametrize("name", ["predicted", "speech", "predicted-raw-audio"])
+@pytest.mark.parametrize("name", ["predicted", "speech", "predicted-raw-audio", "context-audio"])
 def test_a_live_encoder_fed_in_any_order_writes_a_joinable_stream(media, streams, name) -> None:
     """The streaming Encoder fed all frames first, all audio first, or with the audio late: the same motion as
-    the file encoder's; no audio unit crosses a REFRESH, those after it in time follow it; joins are exact."""
+    the file encoder's; no audio unit crosses a REFRESH, those after it in time follow it; joins are exact
+    (before 2.3 a context-audio stream fed its audio first put the audio of frames 10..24 before the REFRESH
+    of frame 10, and a receiver joining there missed it)."""
     frames, pcm = media
     cfg = EncoderConfig(**SETTINGS, **MODES[name])
     reference = decode(streams[name])

@@ -397,7 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--refresh-interval", type=float, metavar="SECONDS",
                    help="random access (format 2.1): repeat the header and restart the references with a key "
                         "frame every SECONDS (rounded up to whole motion packets), so that a receiver that joins "
-                        "late decodes from there (`avfc decode --join`); default off")
+                        "late decodes from there (`avfc decode --join`); with --motion-source predicted / speech "
+                        "or --audio-coder context (format 2.3) their histories restart there too; default off")
     e.add_argument("--adapt-decoder", action="store_true",
                    help="format 2.2: fit a few hundred of the model's last-layer parameters to the clip and send "
                         "them (DECODER_PARAMS, counted in the rate); codes the clip twice. Default off")

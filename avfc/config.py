@@ -155,7 +155,8 @@ class EncoderConfig(BaseModel):
         description="random access (format 2.1): every this many seconds (rounded up to whole motion packets) "
                     "the encoder repeats the sequence header in a REFRESH unit, codes a key frame and restarts "
                     "the reference buffer and the motion prediction there, so a receiver that joins late "
-                    "(`avfc decode --join`) starts at the next one. None or 0: off (a 2.0 stream)")
+                    "(`avfc decode --join`) starts at the next one; with an AVCC mode (format 2.3) the "
+                    "cross-modal histories restart there too. None or 0: off (a 2.0 stream)")
     adapt_decoder: bool = Field(
         False, description="instance-adaptive decoder parameters (format 2.2): after a pass has chosen what it "
                            "sends, the encoder fits the model's adaptable set (a few hundred affine terms of its "
@@ -190,9 +191,9 @@ class EncoderConfig(BaseModel):
         if self.refresh_interval:
             if self.format_major != 2:
                 raise ValueError("refresh_interval needs format_major 2 (REFRESH units exist from format 2.1 on)")
-            if self.motion_source != "transmitted":
-                raise ValueError("refresh_interval with motion_source 'predicted' or 'speech' is not supported "
-                                 "yet (their predictors read audio from before the refresh)")
+            if self.lips_model == "diffusion":
+                raise ValueError("refresh_interval with lips_model 'diffusion' is not supported yet (its blocks "
+                                 "and their context do not restart at a REFRESH)")
             if self.reference_mode != "low-delay":
                 raise ValueError("refresh_interval needs reference_mode 'low-delay' (bidirectional mode is not "
                                  "supported yet)")

@@ -1,4 +1,4 @@
-"""The .avfc bitstream container (versions 1.0-1.3 and 2.0-2.2): units, payload models, writer and incremental reader.
+"""The .avfc bitstream container (versions 1.0-1.3 and 2.0-2.3): units, payload models, writer and incremental reader.
 
 No torch here: this layer only frames, checks and (de)serialises bytes. The format
 is specified field by field in docs/bitstream.md (container section).
@@ -55,6 +55,7 @@ from avfc.bitstream.units import (
     VERSION_2_0,
     VERSION_2_1,
     VERSION_2_2,
+    VERSION_2_3,
     Damage,
     DamageReason,
     Event,
@@ -91,6 +92,7 @@ __all__ = [
     "VERSION_2_0",
     "VERSION_2_1",
     "VERSION_2_2",
+    "VERSION_2_3",
     "Audio",
     "AudioCodecId",
     "AudioCoder",

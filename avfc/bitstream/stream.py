@@ -13,6 +13,7 @@ from avfc.bitstream.units import (
     VERSION_2_0,
     VERSION_2_1,
     VERSION_2_2,
+    VERSION_2_3,
     Damage,
     Event,
     Unit,
@@ -51,7 +52,8 @@ class StreamWriter:
     ``refresh=True`` (major 2 only) writes version 2.1 and allows :meth:`write_refresh`: the version is
     in the preamble, written first, so a writer that may write a REFRESH unit says so up front.
     ``decoder_params=True`` (major 2 only) writes version 2.2 and allows DECODER_PARAMS units (with or
-    without ``refresh``).
+    without ``refresh``). ``refresh=True`` with a header that has the AVCC extension writes version 2.3
+    (every cross-modal history restarts at each REFRESH; with or without ``decoder_params``).
     """
 
     def __init__(self, fp: BinaryIO, major: int = 1, *, refresh: bool = False, decoder_params: bool = False) -> None:
@@ -77,8 +79,9 @@ class StreamWriter:
 
         Major 1: the preamble's version is ``header.min_version``: 1.3 with DIFFUSION_LIPS, 1.2 when
         the header has the SPARSE_MOTION flag, else 1.1 when it has the AVCC extension, else 1.0 (a
-        stream that uses no 1.1 feature is a 1.0 stream, byte for byte). Major 2: version 2.2 when the
-        writer was made with ``decoder_params=True``, else 2.1 with ``refresh=True``, else 2.0.
+        stream that uses no 1.1 feature is a 1.0 stream, byte for byte). Major 2: version 2.3 when the
+        writer was made with ``refresh=True`` and the header has the AVCC extension, else 2.2 when it was
+        made with ``decoder_params=True``, else 2.1 with ``refresh=True``, else 2.0.
         """
         if not isinstance(header, SequenceHeader):
             raise FormatError(f"write_header expects a SequenceHeader, not {type(header).__name__}")
@@ -95,6 +98,8 @@ class StreamWriter:
         """The version this writer writes a stream with ``header`` as."""
         if self.major == 1:
             return header.min_version
+        if self.refresh and header.avcc_name is not None:  # cross-modal histories restart at a REFRESH
+            return VERSION_2_3
         if self.decoder_params:
             return VERSION_2_2
         return VERSION_2_1 if self.refresh else VERSION_2_0

@@ -39,10 +39,15 @@ VERSION_2_1 = (2, 1)
 #: model's adaptable set, applied from a key frame on); a decoder that does not know it must refuse the
 #: stream, so decoders refuse a major-2 minor newer than they know (docs/bitstream.md A.15.4)
 VERSION_2_2 = (2, 2)
+#: version 2.3: no new unit; in a stream with REFRESH units and the AVCC extension every cross-modal history
+#: (the speech-predicted motion's and the lips' audio rows, the motion before) restarts at each REFRESH, as
+#: at the start of the stream, so a receiver that joins there decodes what one that read everything does
+#: (docs/bitstream.md A.14.7, E.8). A reader of 2.3 reads every 2.2 feature too
+VERSION_2_3 = (2, 3)
 #: (major, minor): the newest version this implementation reads and writes. The parser frames any minor of
 #: majors 1 and 2; the decoder refuses a major-2 minor above this one's. A major-1 writer writes the oldest
 #: 1.x version that holds the stream.
-FORMAT_VERSION = VERSION_2_2
+FORMAT_VERSION = VERSION_2_3
 #: the major versions this implementation reads
 SUPPORTED_MAJORS = (1, 2)
 PREAMBLE_SIZE = len(MAGIC) + 2
@@ -84,7 +89,7 @@ class UnitType(IntEnum):
     END_OF_STREAM = 0x0F
 
 
-#: every type byte this implementation knows (version 2.2).
+#: every type byte this implementation knows (versions 2.2 and 2.3).
 KNOWN_UNIT_TYPES = frozenset(int(t) for t in UnitType)
 #: the type bytes version 2.1 defines (all but DECODER_PARAMS).
 UNIT_TYPES_2_1 = KNOWN_UNIT_TYPES - {UnitType.DECODER_PARAMS}
@@ -99,7 +104,7 @@ UNIT_TYPES_1_0 = UNIT_TYPES_1_1 - {UnitType.AUDIO_CTX, UnitType.MOTION_PRED}
 def unit_types_of(version: tuple[int, int]) -> frozenset[int]:
     """The type bytes a stream of ``version`` defines: those of 1.0, of 1.1, those of 1.2 (every later 1.x
     and 2.0 too), from 2.1 on also REFRESH (0x09; a 1.x or 2.0 stream's 0x09 byte is unknown), and from 2.2
-    on also DECODER_PARAMS (0x0A)."""
+    on also DECODER_PARAMS (0x0A); 2.3 adds none."""
     if version[0] == 1 and version[1] < 2:
         return (UNIT_TYPES_1_0, UNIT_TYPES_1_1)[version[1]]
     if version[0] == 1 or version[1] < 1:

@@ -175,6 +175,12 @@ class Decoder:
         # None: no reset pending): until then, were that key frame lost, frames are drawn from the old ones
         self._reset_at: Optional[int] = None
         self._lost_key_reported: Optional[int] = None  # the REFRESH whose lost key frame was reported
+        #: motion from speech: key frames held until their time (_pending_keys) that empty the buffer when they
+        #: enter it (a REFRESH's; the next REFRESH may be read before the drawing reaches them)
+        self._reset_keys: set[int] = set()
+        #: format 2.3 (AVCC streams): the frames of the REFRESH units read (the last one at or before the oldest
+        #: frame still to draw, and those after it), where every cross-modal history restarts (E.8)
+        self._restarts: list[int] = []
         self.header: Optional[bs.SequenceHeader] = None
         self.version: Optional[tuple[int, int]] = None
         self.model: Optional[AnimationModel] = None
@@ -275,6 +281,8 @@ class Decoder:
             for k in old[:-1]:
                 del self._key_q[k]
             self._trimmed_video = low
+        while len(self._restarts) > 1 and self._restarts[1] <= low:
+            self._restarts.pop(0)
         if low > self._trimmed_fields:
             for i in range(self._trimmed_fields, low):
                 self._fields.pop(i, None)
@@ -412,6 +420,7 @@ class Decoder:
                 self._failed = e
                 raise
             self._last_refresh = f
+            self._restarts = [f]
             return
         if r.version != self.version or r.header != self._header_bytes:
             self._failed = FormatError(
@@ -432,6 +441,8 @@ class Decoder:
         # (concealment, reported) rather than held on the last frame until the next one
         self._reset_at = f
         self._last_refresh = f
+        if not self._restarts or f > self._restarts[-1]:
+            self._restarts.append(f)
         self._set_params(f, None)  # the zoo's parameters from f, unless a DECODER_PARAMS follows (E.9)
 
     def _start(self, header: bs.SequenceHeader) -> None:
@@ -486,6 +497,19 @@ class Decoder:
             f"stream is .avfc version {version[0]}.{version[1]}; this decoder reads versions up to "
             f"{bs.FORMAT_VERSION[0]}.{bs.FORMAT_VERSION[1]} (a later minor version may carry units, such as "
             "decoder parameters, that change every picture: decoding without them would be wrong)")
+
+    def _history_floor(self, idx: int) -> int:
+        """The first audio frame the cross-modal models may read for frame ``idx``: in a stream of version 2.3 or
+        later with the AVCC extension, the frame of the last REFRESH at or before ``idx`` (every cross-modal
+        history restarts there, docs/bitstream.md E.8); else 0 (what a REFRESH leaves unchanged before 2.3)."""
+        if self.avcc is None or self.version is None or tuple(self.version) < bs.VERSION_2_3:
+            return 0
+        floor = 0
+        for f in self._restarts:
+            if f > idx:
+                break
+            floor = f
+        return floor
 
     # ------------------------------------------------------------------ video
     def _model_at(self, idx: int) -> AnimationModel:
@@ -555,6 +579,9 @@ class Decoder:
             # the frames before it are drawn when their audio arrives: hold it until then
             if len(self._pending_keys) >= MAX_PENDING_KEYS:
                 raise LimitError(f"more than {MAX_PENDING_KEYS} key frames ahead of the audio")
+            if self._reset_at is not None and kf.frame_index >= self._reset_at:
+                self._reset_keys.add(int(kf.frame_index))  # it restarts the buffer when it enters it
+                self._reset_at = None
             self._pending_keys.append(ref)
             return
         self._add_reference(ref)
@@ -574,7 +601,10 @@ class Decoder:
 
     def _add_reference(self, ref: Reference) -> None:
         assert self.header is not None
-        if self._reset_at is not None and ref.frame_index >= self._reset_at:
+        if ref.frame_index in self._reset_keys:
+            self._reset_keys.discard(ref.frame_index)
+            self._refs = []
+        elif self._reset_at is not None and ref.frame_index >= self._reset_at:
             self._refs = []  # the REFRESH's key frame (or, that one lost, a later one): the buffer restarts
             self._reset_at = None
         self._key_q[ref.frame_index] = quantize(ref.keypoints[0].cpu().numpy().astype(np.float64).reshape(-1),
@@ -604,7 +634,7 @@ class Decoder:
         if first < self._next_render:
             raise FormatError(f"motion packet for frames {first}.. repeats frames already decoded")
         self._reach = max(self._reach, first + n)
-        if isinstance(m, bs.MotionPred) and (self._waiting_motion or self._audio_rows(*self._audio_span(m)) is _WAIT):
+        if isinstance(m, bs.MotionPred) and (self._waiting_motion or self._pred_rows(m) is _WAIT):
             # its audio has not arrived yet (it normally comes first): decode it when it does
             if len(self._waiting_motion) >= MAX_WAITING_PACKETS:
                 raise LimitError(f"more than {MAX_WAITING_PACKETS} motion packets wait for their audio")
@@ -612,15 +642,19 @@ class Decoder:
             return
         self._decode_motion(m)
 
-    def _audio_span(self, m: bs.MotionPred) -> tuple[int, int]:
+    def _pred_rows(self, m: bs.MotionPred, final: bool = False) -> np.ndarray | str:
+        """The audio rows predicted-motion packet ``m`` reads (F.4.1; from 2.3 none before its REFRESH, E.8), or
+        ``_WAIT`` / ``_LOST`` (:meth:`_audio_rows`)."""
         assert self.avcc is not None
-        return int(m.first_frame) - self.avcc.motion.history, int(m.first_frame) + int(m.num_frames)
+        first = int(m.first_frame)
+        return self._audio_rows(first - self.avcc.motion.history, first + int(m.num_frames), final=final,
+                                floor=self._history_floor(first))
 
     def _decode_waiting(self, final: bool) -> None:
         """Decode the predicted-motion packets whose audio is complete (all of them at the end)."""
         while self._waiting_motion:
             m = self._waiting_motion[0]
-            if not final and self._audio_rows(*self._audio_span(m)) is _WAIT:
+            if not final and self._pred_rows(m) is _WAIT:
                 return
             self._waiting_motion.pop(0)
             try:
@@ -652,7 +686,7 @@ class Decoder:
                     self._conceal(first, first + n, "its motion packet depends on a lost packet")
                     return
                 prev = np.stack([prev, before])  # last frame first
-            audio = self._audio_rows(*self._audio_span(m), final=final)
+            audio = self._pred_rows(m, final=final)
             if not isinstance(audio, np.ndarray):
                 self._conceal(first, first + n, "the audio their predicted motion depends on is lost")
                 return
@@ -837,19 +871,20 @@ class Decoder:
         """Audio frames received so far: past the last one."""
         return self._audio_end_frame
 
-    def _known_rows(self, start: int, end: int) -> np.ndarray:
-        """700C fields of audio frames ``start..end-1``, -1 for every frame not received."""
+    def _known_rows(self, start: int, end: int, floor: int = 0) -> np.ndarray:
+        """700C fields of audio frames ``start..end-1``, -1 for every frame not received (and before ``floor``)."""
         out = np.full((max(end - start, 0), 4), -1, dtype=np.int64)
-        for i in range(max(start, 0), end):
+        for i in range(max(start, floor, 0), end):
             row = self._fields.get(i)
             if row is not None:
                 out[i - start] = row
         return out
 
-    def _audio_rows(self, start: int, end: int, final: bool = False) -> np.ndarray | str:
+    def _audio_rows(self, start: int, end: int, final: bool = False, floor: int = 0) -> np.ndarray | str:
         """700C fields of audio frames ``start..end-1`` as the encoder's predictor saw them.
 
-        Rows before frame 0 and past the end of the stream's audio are -1. Returns ``_LOST`` when
+        Rows before frame 0 (or ``floor``: from 2.3, the REFRESH the frames follow) and past the end of the
+        stream's audio are -1. Returns ``_LOST`` when
         a frame the encoder had is missing (a later one has arrived, or the stream has ended),
         ``_WAIT`` when frames may still arrive (the encoder writes them before the motion that
         needs them, so this happens only after a loss or at the end of the stream).
@@ -857,7 +892,7 @@ class Decoder:
         out = np.full((max(end - start, 0), 4), -1, dtype=np.int64)
         received_end = self._audio_end_frame
         total = int(self.end.audio_frame_count) if self.end is not None else None
-        for i in range(max(start, 0), end):
+        for i in range(max(start, floor, 0), end):
             row = self._fields.get(i)
             if row is not None:
                 out[i - start] = row
@@ -910,7 +945,7 @@ class Decoder:
             if diff is not None:
                 q = keypoints_from_offsets(ref_q, self._diffusion_offsets(idx))[None]
             else:
-                audio = self._known_rows(idx - lips.history, idx + 1 + lips.lookahead)
+                audio = self._known_rows(idx - lips.history, idx + 1 + lips.lookahead, self._history_floor(idx))
                 q = lips.generate(ref_q, audio)
             self.motion[idx] = q[0]
             kp = torch.from_numpy(dequantize(q, self.header.kp_precision)).to(self.device)
@@ -926,7 +961,7 @@ class Decoder:
             m = self._diffusion.meta
             k = idx // m.block
             return k * m.block - m.context, (k + 1) * m.block + m.lookahead
-        return idx - self.avcc.lips.history, idx + 1 + self.avcc.lips.lookahead
+        return max(idx - self.avcc.lips.history, self._history_floor(idx)), idx + 1 + self.avcc.lips.lookahead
 
     def _heard(self, start: int, end: int) -> bool:
         """Whether any audio frame of ``[start, end)`` has been received (its 700C fields decoded)."""

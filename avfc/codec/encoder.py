@@ -66,6 +66,10 @@ def _with_threads(method):
     return run
 
 
+#: format 2.3, predicted motion: the longest the encoder holds the frames from a REFRESH on while the audio of the
+#: frames before it is late; past it that audio counts as lost (the decoder conceals the motion it would have
+#: predicted, and the late audio is dropped), so the frames held stay bounded when a caller's audio stops
+MAX_AUDIO_WAIT_SECONDS = 2.0
 #: the search's choices kept for inspection (Encoder.search_log); every packet is counted in packets_by_choice
 SEARCH_LOG_PACKETS = 1000
 KEY_STATS_KEPT = 1024  # the last key frames' QPs and sizes kept in EncoderStats
@@ -223,7 +227,17 @@ class Encoder:
         self._fields_start = 0  # ... from this audio frame on (older rows are no predictor's history any more)
         self._audio_frame = 0
         self._audio_samples = 0
+        self._audio_flushed = False  # the audio encoder's last tokens taken (close)
         self._closed = False
+        self._closing = False
+        #: format 2.3: REFRESH units in an AVCC stream, where every cross-modal history restarts at a REFRESH
+        #: (the predicted motion reads no audio before it; audio units do not cross it; docs/bitstream.md A.14.7)
+        self._restart = self.refresh_frames > 0 and self.avcc is not None
+        self._refreshed = 0  # frame of the last REFRESH written
+        #: predicted motion (2.3): frames from a REFRESH on, held until the audio of the frames before it is
+        #: written, so that the motion packet before the REFRESH is coded with it and written before it
+        self._deferred: list[tuple[np.ndarray, np.ndarray]] = []
+        self._audio_lost_to = 0  # audio frames before this one came too late (MAX_AUDIO_WAIT_SECONDS): dropped
         # decoded key frames (closed loop): kept so that callers can inspect what the decoder will see
         self.decoded_keys: dict[int, np.ndarray] = {}
         self._ref_indices: list[int] = []  # the decoder's reference buffer, as frame indices
@@ -338,6 +352,7 @@ class Encoder:
         self._flush_motion()
         self._emit_motion(final=True)
         self._spend("refresh", self._writer.write_refresh(index))
+        self._refreshed = index
         self._ref_indices = []
         self._refs = []
         self._prev_q = None  # the next motion packet is INTRA
@@ -411,26 +426,76 @@ class Encoder:
         if self.rate is not None and self.rate.other_prior is None:
             self._rate_prior(keypoints)
         for frame, q in zip(frames, keypoints):
-            index, q = self._frame, np.asarray(q, dtype=np.int32)
-            self._frame += 1
-            refresh = self.refresh_frames > 0 and index > 0 and index % self.refresh_frames == 0
-            if refresh:
-                self._refresh(index)
-            key = refresh or self._want_key(index, frame, q)
-            if self.decoder_params is not None and (index == 0 or refresh):  # format 2.2: before its key frame
-                self._write("decoder_params", bs.DecoderParams(
-                    frame_index=index, shift=self.decoder_params.shift, values=self.decoder_params.values))
-            if key:
-                self._code_key(index, frame)
-            self._waiting.append(q)
-            if self._keep_frames:
-                self._waiting_frames.append(frame)
-            # low delay: motion goes out at once; bi-directional: frames wait for the next key frame
-            if not self._bidirectional or key:
-                self._release()
-            if self.rate is not None:
-                self.rate.frames(1)
+            q = np.asarray(q, dtype=np.int32)
+            if self._deferred or self._must_wait(self._frame):
+                self._deferred.append((frame, q))
+                if len(self._deferred) > max(self.config.packet_frames,
+                                             round(MAX_AUDIO_WAIT_SECONDS * self.config.fps)):
+                    self._give_up_audio()
+            else:
+                self._push_one(frame, q)
         self._flush_audio(final=False)
+
+    def _give_up_audio(self) -> None:
+        """The audio before the held refresh is too late: code the frames held up to the next refresh as if it
+        was lost. The motion packets before the refresh are coded with the audio written (the rest unknown)
+        and written; the decoder, which never gets that audio, conceals them; audio for those frames that comes
+        later is dropped, so that no decoder ever reads it. (A packet is never coded before its audio is
+        written unless that audio is dropped so.)"""
+        self._audio_lost_to = self._frame  # the refresh's frame
+        n = min(len(self._tokens), self._audio_lost_to - self._audio_frame)
+        if n > 0:  # what has come of it (less than a packet) is written
+            self._write_audio_packet(n)
+        self._resume()  # up to the next refresh, which waits for its audio again
+
+    def _drop_audio(self, n: int) -> None:
+        """Drop the next ``n`` audio tokens (late ones, of frames before :attr:`_audio_lost_to`): counted, never
+        written."""
+        if n <= 0:
+            return
+        del self._tokens[:n]
+        if self.avcc is not None:
+            self._fields.extend(np.full((n, 4), -1, np.int64))  # unknown rows: no packet from here on reads them
+        self._audio_frame += n
+
+    def _must_wait(self, index: int) -> bool:
+        """Format 2.3, predicted motion: frame ``index`` starts a refresh whose motion packet before it still
+        waits for its audio (the REFRESH and everything after it are held until that audio is written, at most
+        :data:`MAX_AUDIO_WAIT_SECONDS`)."""
+        return (self._restart and self.config.motion_source == "predicted" and index > 0
+                and index % self.refresh_frames == 0 and self._audio_frame < index and not self._closing
+                and self._audio_lost_to < index)
+
+    def _resume(self) -> bool:
+        """Code the held frames that no longer wait (:meth:`_must_wait`); True when some were."""
+        done = False
+        while self._deferred and not self._must_wait(self._frame):
+            frame, q = self._deferred.pop(0)
+            self._push_one(frame, q)
+            done = True
+        return done
+
+    def _push_one(self, frame: np.ndarray, q: np.ndarray) -> None:
+        """Code the next frame (its keypoints ``q``)."""
+        index = self._frame
+        self._frame += 1
+        refresh = self.refresh_frames > 0 and index > 0 and index % self.refresh_frames == 0
+        if refresh:
+            self._refresh(index)
+        key = refresh or self._want_key(index, frame, q)
+        if self.decoder_params is not None and (index == 0 or refresh):  # format 2.2: before its key frame
+            self._write("decoder_params", bs.DecoderParams(
+                frame_index=index, shift=self.decoder_params.shift, values=self.decoder_params.values))
+        if key:
+            self._code_key(index, frame)
+        self._waiting.append(q)
+        if self._keep_frames:
+            self._waiting_frames.append(frame)
+        # low delay: motion goes out at once; bi-directional: frames wait for the next key frame
+        if not self._bidirectional or key:
+            self._release()
+        if self.rate is not None:
+            self.rate.frames(1)
 
     def _release(self) -> None:
         """Move the waiting frames' motion into packets (emitted as they fill)."""
@@ -482,7 +547,10 @@ class Encoder:
                 assert self.avcc is not None
                 # rows are dropped only once no packet can need them (_trim), so the offset changes nothing
                 off = self._fields_start
-                audio = audio_rows(self._fields, first - self.avcc.motion.history - off, first + len(q) - off)
+                start = first - self.avcc.motion.history
+                audio = audio_rows(self._fields, start - off, first + len(q) - off)
+                if self._restart:  # 2.3: the audio before the packet's refresh is not read (unknown rows)
+                    audio[:max(0, first // self.refresh_frames * self.refresh_frames - start)] = -1
                 data = encode_predicted_motion(q, self.avcc.motion, audio, None if intra else self._prev_q)
                 self._write("motion", bs.MotionPred(first_frame=first, num_frames=len(q),
                                                     flags=bs.MOTION_FLAG_INTRA if intra else 0, data=data))
@@ -622,25 +690,52 @@ class Encoder:
         ac = self.audio_codec
         if ac is None or self._audio_enc is None:
             return
-        if final:
+        if final and not self._audio_flushed:
             self._tokens.extend(self._audio_enc.flush())
+            self._audio_flushed = True
+        while True:
+            self._write_audio(final)
+            if not self._deferred or not self._resume():
+                break
+        self._emit_motion(final=False)
+
+    def _write_audio(self, final: bool) -> None:
+        """Write the audio packets that can be written now."""
+        ac = self.audio_codec
+        assert ac is not None
         per_packet = self._audio_packet_frames()
+        if self._audio_frame < self._audio_lost_to:  # late audio of frames given up on: dropped
+            self._drop_audio(min(len(self._tokens), self._audio_lost_to - self._audio_frame))
         while len(self._tokens) >= per_packet or (final and self._tokens):
             if (self.config.motion_source == "speech" and not final
                     and self._audio_frame + per_packet > self._frame):
                 break  # motion from speech: audio never runs ahead of the key frames it animates
-            tokens, self._tokens = self._tokens[:per_packet], self._tokens[per_packet:]
-            if self.avcc is not None:
-                self._fields.extend(fields_array(tokens))  # appended, not re-copied per packet
-            if self.config.audio_coder == "context":
-                assert self.avcc is not None
-                self._write("audio", bs.AudioCtx(first_frame=self._audio_frame, num_frames=len(tokens),
-                                                 data=self.avcc.audio.encode(tokens)))
-            else:
-                self._write("audio", bs.Audio(first_frame=self._audio_frame, num_frames=len(tokens),
-                                              data=ac.pack(tokens)))
-            self._audio_frame += len(tokens)
-        self._emit_motion(final=False)
+            n = per_packet
+            if self._restart:  # 2.3: an audio unit never crosses a refresh, and follows the REFRESH it is after
+                a, r = self._audio_frame, self.refresh_frames
+                if (a > 0 and a % r == 0 and self._refreshed < a
+                        and not (self._closing and self._frame + len(self._deferred) <= a)):
+                    break  # the REFRESH at audio frame a (video frame a: AVCC pairs them) is not written yet
+                n = min(n, (a // r + 1) * r - a)
+                if len(self._tokens) < n and not final:
+                    break
+            self._write_audio_packet(n)
+
+    def _write_audio_packet(self, n: int) -> None:
+        """Write the next ``n`` audio tokens as one audio unit."""
+        ac = self.audio_codec
+        assert ac is not None
+        tokens, self._tokens = self._tokens[:n], self._tokens[n:]
+        if self.avcc is not None:
+            self._fields.extend(fields_array(tokens))  # appended, not re-copied per packet
+        if self.config.audio_coder == "context":
+            assert self.avcc is not None
+            self._write("audio", bs.AudioCtx(first_frame=self._audio_frame, num_frames=len(tokens),
+                                             data=self.avcc.audio.encode(tokens)))
+        else:
+            self._write("audio", bs.Audio(first_frame=self._audio_frame, num_frames=len(tokens),
+                                          data=ac.pack(tokens)))
+        self._audio_frame += len(tokens)
 
     # ------------------------------------------------------------------ output
     def read(self) -> bytes:
@@ -655,6 +750,9 @@ class Encoder:
         """Write the remaining motion and audio and the END_OF_STREAM unit."""
         if self._closed:
             return
+        self._closing = True
+        if self._deferred:  # 2.3: the frames held for audio that will not come
+            self._flush_audio(final=True)
         self._release()
         self._flush_motion()
         self._flush_audio(final=True)

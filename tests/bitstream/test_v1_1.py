@@ -99,7 +99,7 @@ def write_stream(header: SequenceHeader, payloads: list) -> bytes:
 
 
 def test_versions_and_unit_type_numbers() -> None:
-    assert FORMAT_VERSION == (2, 2) and VERSION_1_1 == (1, 1) and VERSION_1_0 == (1, 0)
+    assert FORMAT_VERSION == (2, 3) and VERSION_1_1 == (1, 1) and VERSION_1_0 == (1, 0)
     assert (int(UnitType.AUDIO_CTX), int(UnitType.MOTION_PRED)) == (0x06, 0x07)
     assert unit_types_of((1, 0)) == {0x01, 0x02, 0x03, 0x04, 0x05, 0x0F}
     assert unit_types_of((1, 1)) == {0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x0F}

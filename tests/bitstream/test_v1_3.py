@@ -71,7 +71,7 @@ def golden_1_3_header(**overrides) -> SequenceHeader:
 
 
 def test_versions() -> None:
-    assert VERSION_1_3 == (1, 3) and FORMAT_VERSION == (2, 2)
+    assert VERSION_1_3 == (1, 3) and FORMAT_VERSION == (2, 3)
     assert AVCC_FLAG_DIFFUSION_LIPS == 1 and MAX_DIFFUSION_STEPS == 64
     # 1.3 adds no unit type
     assert unit_types_of((1, 3)) == unit_types_of((1, 2)) == {int(t) for t in UnitType} - {0x09, 0x0A}

@@ -54,7 +54,7 @@ def _encode(settings: dict, seconds: int = SECONDS, bitrate: float | None = None
             "decoded_keys": len(enc.decoded_keys), "ref_indices": len(enc._ref_indices), "refs": len(enc._refs),
             "fields": len(enc._fields), "tokens": len(enc._tokens), "pending_q": len(enc._pending_q),
             "motion_queue": sum(len(q) for _, q in enc._motion_queue), "waiting": len(enc._waiting),
-            "search_log": len(enc.search_log),
+            "search_log": len(enc.search_log), "deferred": len(enc._deferred),
             "rate_recent": len(enc.rate._recent) if enc.rate is not None else 0,
         }
         for k, v in sizes.items():
@@ -87,6 +87,7 @@ def _decode(data: bytes) -> tuple[Decoder, int, int, dict[str, int]]:
             "audio_tokens": len(dec.audio_tokens), "fields": len(dec._fields), "ready": len(dec._ready),
             "side_info": len(dec.side_info), "waiting_motion": len(dec._waiting_motion),
             "pending_keys": len(dec._pending_keys), "parser_buffer": len(dec._parser._buf),
+            "restarts": len(dec._restarts),
         }
         for k, v in sizes.items():
             peak[k] = max(peak[k], v)
@@ -142,8 +143,11 @@ def test_the_streaming_decoders_tables_stay_within_the_references_the_packet_in_
     assert peak["parser_buffer"] <= CHUNK + max(u.size for u in bs.parse_stream(data).units)
 
 
-def test_the_avcc_modes_history_stays_bounded_in_the_encoder_and_the_decoder() -> None:
-    enc, out, epeak = _encode(AVCC)
+@pytest.mark.parametrize("refresh", [None, 2.0])
+def test_the_avcc_modes_history_stays_bounded_in_the_encoder_and_the_decoder(refresh) -> None:
+    """Also with REFRESH (format 2.3): each second's frames come before its audio, so the encoder holds the frames
+    from each refresh until the audio before it (at most a second here); the decoder keeps a few REFRESH frames."""
+    enc, out, epeak = _encode({**AVCC, "refresh_interval": refresh})
     # the predictor's audio rows: trimmed in steps of 256 audio frames behind the next packet's window
     history = enc.avcc.motion.history
     assert FPS * SECONDS > 3 * 256 and epeak["fields"] <= 256 + history + 2 * FPS
@@ -152,6 +156,8 @@ def test_the_avcc_modes_history_stays_bounded_in_the_encoder_and_the_decoder() -
     assert not dec.issues and frames == SECONDS * FPS and samples == SECONDS * 16000
     assert dpeak["fields"] <= KEEP_BEHIND + 3 * PACKET and dpeak["motion"] <= KEEP_BEHIND + 3 * PACKET
     assert dpeak["waiting_motion"] <= 2 and dpeak["audio_tokens"] <= 2 * FPS
+    assert (0 < epeak["deferred"] <= FPS) if refresh else epeak["deferred"] == 0
+    assert dpeak["restarts"] <= (3 if refresh else 0)
 
 
 def test_the_one_pass_rate_controls_window_and_the_search_log_are_bounded(monkeypatch) -> None:

@@ -83,8 +83,7 @@ def test_refresh_frames_are_whole_packets() -> None:
 
 @pytest.mark.parametrize("overrides, text", [
     (dict(format_major=1), "format_major 2"),
-    (dict(audio_coder="context", motion_source="predicted"), "not supported yet"),
-    (dict(audio_coder="context", motion_source="speech"), "not supported yet"),
+    (dict(audio_coder="context", motion_source="speech", lips_model="diffusion"), "not supported yet"),
     (dict(reference_mode="bidirectional", key_interval=20, max_refs=2), "low-delay"),
 ])
 def test_refresh_refuses_what_it_does_not_support(overrides, text) -> None:

@@ -74,6 +74,19 @@ STREAMS = {
     "v2_2-decoder-params": dict(n=30, size=64, model="tiny-test", audio="codec2", codec2_mode="700C",
                                 key_codec="av1", key_qp=40, packet_frames=5, kp_precision=5, kp_hysteresis=0.3,
                                 motion_hold=False, effort="live", refresh_interval=0.6, adapt_decoder=True),
+    # format 2.3: REFRESH with the AVCC modes (context-coded audio, speech-predicted motion): at frames 10, 20
+    # and 30 the predictor's audio history restarts (the packet there reads no audio before it); every third
+    # packet INTRA, and every packet at a REFRESH
+    "v2_3-refresh-avcc": dict(n=40, size=64, model="tiny-test", audio="codec2", codec2_mode="700C", key_codec="av1",
+                              key_qp=40, packet_frames=5, intra_period=3, audio_coder="context",
+                              motion_source="predicted", avcc="avcc-mrdac-cpu-v3", kp_precision=5,
+                              kp_hysteresis=0.3, motion_hold=False, effort="live", refresh_interval=0.4),
+    # ... and lips from speech with the regressor: the frames after each REFRESH (10, 20, 30) read no audio
+    # before it (here the restart changes the keypoints of some of them); key frames only at the REFRESH units
+    "v2_3-refresh-lips": dict(n=40, size=64, model="tiny-test", audio="codec2", codec2_mode="700C", key_codec="av1",
+                              key_qp=40, packet_frames=5, max_refs=2, audio_coder="context", motion_source="speech",
+                              avcc="avcc-mrdac-cpu-v2", kp_precision=5, kp_hysteresis=0.3, motion_hold=False,
+                              effort="live", refresh_interval=0.4),
 }
 
 

@@ -3,7 +3,8 @@
 The files were written once by make_golden.py (``v1_0-*``: avfc 0.1.0, format 1.0; ``v1_1-*``:
 format 1.1 with the AVCC bundle ``avcc-mrdac-cpu-v1``; ``v1_2-*``: format 1.2, sparse motion; ``v1_3-*``: format
 1.3, diffusion lips with ``avcc-mrdac-cpu-v3``; ``v2_0-*``: format 2.0, the compact layout; ``v2_1-*``: format
-2.1, REFRESH units for random access; ``v2_2-*``: format 2.2, decoder parameters) and are never
+2.1, REFRESH units for random access; ``v2_2-*``: format 2.2, decoder parameters; ``v2_3-*``: format 2.3,
+REFRESH with the AVCC modes) and are never
 regenerated. Decoded motion, audio tokens and key-frame pictures must hash exactly the same;
 rendered frames (a float network) must match per-frame means within a small tolerance. (The
 keypoints of ``v1_3-*`` come from the float64 diffusion sampler: exact on the machine that wrote them,
@@ -137,6 +138,51 @@ def test_there_are_golden_files_for_format_2_2():
     # (small deltas: the fit only corrects the coded key picture's colours; rendering differences between
     # machines move these means by far less than 0.01)
     assert np.abs(means - np.array(expected["frame_means"])).max() > 0.05
+
+
+@pytest.mark.parametrize("name", ["v2_3-refresh-avcc", "v2_3-refresh-lips"])
+def test_there_are_golden_files_for_format_2_3(name):
+    """2.3 files (speech-predicted motion with context-coded audio; lips from speech) with REFRESH units at frames
+    10, 20, 30 stating 2.3: joined at each, they decode to the whole file's motion integers, audio tokens and key
+    pictures from that frame on. The same units labelled 2.1 decode the lips file to other keypoints after a
+    REFRESH (2.1 reads the audio before it): the file pins the restart."""
+    assert name in GOLDEN
+    from avfc import bitstream as bs
+    from avfc.bitstream.units import encode_preamble, encode_unit
+    from avfc.codec import Decoder
+
+    def decode(data: bytes, join: bool = False) -> Decoder:
+        dec = Decoder(join=join, keep_motion=True)
+        dec.push(data)
+        dec.close()
+        return dec
+
+    data = (HERE / f"{name}.avfc").read_bytes()
+    assert data[4:6] == bytes((2, 3))
+    parsed = bs.parse_stream(data)
+    assert parsed.header.avcc_name is not None
+    refreshes = [u for u in parsed.units if u.type == bs.UnitType.REFRESH]
+    assert [(bs.decode_payload(u, 2).frame_index, bs.decode_payload(u, 2).minor) for u in refreshes] == [
+        (10, 3), (20, 3), (30, 3)]
+    expected = json.loads((HERE / f"{name}.json").read_text())
+    full = decode(data)
+    n = expected["frames"]
+    for unit, first in zip(refreshes, (10, 20, 30)):
+        dec = decode(data[unit.offset - 3:], join=True)
+        frames = dec.pull_frames()
+        assert dec.first_frame == first and len(frames) == n - first
+        assert all(np.array_equal(dec.motion.get(i, -1), full.motion.get(i, -1)) for i in range(first, n))
+        assert {k: t for k, t in dec.audio_tokens.items() if k >= first} == {
+            k: t for k, t in full.audio_tokens.items() if k >= first}
+        keys = {int(k): v for k, v in expected["key_frames_sha256"].items() if int(k) >= first}
+        assert {k: hashlib.sha256(np.ascontiguousarray(frames[k - first]).tobytes()).hexdigest() for k in keys} == keys
+    if name == "v2_3-refresh-lips":
+        as_2_1 = encode_preamble((2, 1)) + encode_unit(1, parsed.header.to_bytes(2), 2) + b"".join(
+            encode_unit(int(u.type), bs.Refresh(frame_index=bs.decode_payload(u, 2).frame_index,
+                                                header=bs.decode_payload(u, 2).header, minor=1).to_bytes(2)
+                        if u.type == bs.UnitType.REFRESH else u.payload, 2) for u in parsed.units)
+        old = decode(as_2_1)
+        assert not all(np.array_equal(old.motion.get(i, -1), full.motion.get(i, -1)) for i in range(10, n))
 
 
 def test_there_are_golden_files_for_the_default_and_every_shipped_model():

@@ -51,6 +51,7 @@ import numpy as np
 from avfc.audio import make_audio_codec_by_name
 from avfc.errors import ConfigError, MediaError
 from avfc.media import CODECS, decode_intra, encode_intra_to_size
+from avfc.media.keyframe import keep_scheduling
 from avfc.media.yuv import rgb_to_yuv420, yuv420_to_rgb
 
 __all__ = [
@@ -150,13 +151,14 @@ def encode_video_anchor(
         ctx.gop_size = t + 1
         ctx.max_b_frames = 0
         ctx.options = _options(codec, int(qp), t, str(preset or DEFAULT_PRESETS[codec]))
-        for i, rgb in enumerate(frames):
-            y, u, v = rgb_to_yuv420(rgb)
-            picture = np.concatenate([y.ravel(), u.ravel(), v.ravel()]).reshape(h * 3 // 2, w)
-            frame = av.VideoFrame.from_ndarray(picture, format="yuv420p")
-            frame.pts = i
-            packets.extend(bytes(p) for p in ctx.encode(frame))
-        packets.extend(bytes(p) for p in ctx.encode(None))
+        with keep_scheduling():  # libsvtav1 run by root leaves this thread real-time otherwise
+            for i, rgb in enumerate(frames):
+                y, u, v = rgb_to_yuv420(rgb)
+                picture = np.concatenate([y.ravel(), u.ravel(), v.ravel()]).reshape(h * 3 // 2, w)
+                frame = av.VideoFrame.from_ndarray(picture, format="yuv420p")
+                frame.pts = i
+                packets.extend(bytes(p) for p in ctx.encode(frame))
+            packets.extend(bytes(p) for p in ctx.encode(None))
     except (av.FFmpegError, ValueError) as exc:
         raise MediaError(f"{name} failed to encode {t} frames of {w}x{h}: {exc}") from exc
     if len(packets) != t:

@@ -17,9 +17,10 @@ and the colour conversion is integer. Encoding need not be reproducible across m
 
 from __future__ import annotations
 
+import contextlib
 import os
 from fractions import Fraction
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 import av
 import numpy as np
@@ -191,6 +192,29 @@ def _unpack_hevc(data: bytes) -> bytes:
 # --- PyAV ----------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def keep_scheduling() -> Iterator[None]:
+    """Restore the calling thread's scheduling policy after an encoder ran.
+
+    libsvtav1, run by root on Linux, leaves the thread that drives it on ``SCHED_FIFO`` at priority 99
+    (measured with PyAV 18 / SVT-AV1 in this package's tests): an application that codes a key picture
+    would go on as a real-time thread that can starve the rest of the machine. Where the platform has no
+    ``sched_*`` calls this does nothing."""
+    try:
+        policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    except (AttributeError, OSError):  # not Linux
+        yield
+        return
+    try:
+        yield
+    finally:
+        try:
+            if os.sched_getscheduler(0) != policy or os.sched_getparam(0) != param:
+                os.sched_setscheduler(0, policy, param)
+        except OSError:  # pragma: no cover - lowering one's own priority is always allowed
+            pass
+
+
 def _encode_yuv(codec: str, yuv: np.ndarray, width: int, height: int, qp: int) -> bytes:
     if codec == "av1":
         _quiet_svt()
@@ -211,7 +235,8 @@ def _encode_yuv(codec: str, yuv: np.ndarray, width: int, height: int, qp: int) -
         ctx.options = options
         frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
         frame.pts = 0
-        packets = list(ctx.encode(frame)) + list(ctx.encode(None))
+        with keep_scheduling():
+            packets = list(ctx.encode(frame)) + list(ctx.encode(None))
     except av.FFmpegError as exc:
         raise MediaError(f"{name} failed to encode a {width}x{height} picture: {exc}") from exc
     stream = b"".join(bytes(p) for p in packets)

@@ -178,3 +178,32 @@ def test_bad_pictures(rgb: np.ndarray) -> None:
 def test_errors_are_avfc_errors() -> None:
     with pytest.raises(AvfcError):
         decode_intra(b"\xff" * 40, "av1", 64, 64)
+
+
+def _policies() -> set[int]:
+    import os
+    return {os.sched_getscheduler(int(t)) for t in os.listdir(f"/proc/{os.getpid()}/task")}
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "sched_getscheduler"), reason="no sched_* calls here")
+@pytest.mark.parametrize("codec", ["av1", "hevc"])
+def test_coding_a_key_picture_leaves_the_threads_scheduling_as_it_was(codec: str) -> None:
+    """libsvtav1 run by root left the calling thread on SCHED_FIFO 99 (an app coding a key picture went on
+    as a real-time thread); the encoder restores the policy."""
+    import os
+    before = os.sched_getscheduler(0), os.sched_getparam(0)
+    picture = (np.arange(64 * 64 * 3) % 251).astype(np.uint8).reshape(64, 64, 3)
+    encode_intra(picture, codec, 40)
+    assert (os.sched_getscheduler(0), os.sched_getparam(0)) == before
+    assert _policies() <= {before[0]}  # no thread of this process is left real-time either
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "sched_getscheduler"), reason="no sched_* calls here")
+def test_the_svtav1_anchor_leaves_the_threads_scheduling_as_it_was() -> None:
+    import os
+
+    from avfc.eval.anchors import encode_video_anchor
+    before = os.sched_getscheduler(0), os.sched_getparam(0)
+    frames = (np.arange(3 * 64 * 64 * 3) % 251).astype(np.uint8).reshape(3, 64, 64, 3)
+    encode_video_anchor(frames, "svtav1", 63)
+    assert (os.sched_getscheduler(0), os.sched_getparam(0)) == before

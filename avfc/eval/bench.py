@@ -94,6 +94,7 @@ AVFC_MODES: dict[str, dict[str, Any]] = {
     # the shipped models by name: the CPU-trained v2, and v3 (v2 fine-tuned on coded references)
     "v2": {"model": "mrdac-cpu-v2"},
     "v3": {"model": "mrdac-cpu-v3"},
+    "v4": {"model": "mrdac-cpu-v4"},
     # sparse motion (format 1.2): keypoints of every 2nd / 3rd frame, the rest interpolated; dense: every frame
     "dense": {"motion_stride": 1},
     "stride2": {"motion_stride": 2},

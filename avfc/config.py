@@ -11,7 +11,7 @@ from avfc.errors import ConfigError
 
 #: the zoo's default model (kept in step with avfc.models.zoo.DEFAULT_MODEL by a test; this module
 #: must not import torch)
-DEFAULT_MODEL = "mrdac-cpu-v3"
+DEFAULT_MODEL = "mrdac-cpu-v4"
 
 CODEC2_MODES = ("700C", "1300", "1600", "3200")
 

@@ -118,7 +118,7 @@ ZOO: dict[str, ZooEntry] = {
 }
 
 #: the model ``avfc encode`` uses when none is named
-DEFAULT_MODEL = "mrdac-cpu-v3"
+DEFAULT_MODEL = "mrdac-cpu-v4"
 
 
 def weights_dir() -> Path:

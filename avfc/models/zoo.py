@@ -111,7 +111,7 @@ ZOO: dict[str, ZooEntry] = {
             description="mrdac-cpu-v3 fine-tuned 1300 steps at 256 px on about six times the people (cpu-v4 preset: "
                         "av/, av2/, face/, face2/ clips and images/ photos with synthetic motion, 20 % photo "
                         "pairs; about 1.5 h of a 2-core CPU); keypoint detector unchanged (v2's). "
-                        "See docs/models/mrdac-cpu-v4.md.",
+                        "See docs/model-card.md.",
             keypoints_of="mrdac-cpu-v2",
         ),
     ]

@@ -48,6 +48,7 @@ CPU for everything else; the metric networks always run on ``--device``.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import os
 import resource
@@ -109,6 +110,8 @@ AVFC_MODES: dict[str, dict[str, Any]] = {
     # rate control (avfc.codec.rate): one pass (as for long inputs and live use) or the whole-file passes
     "rate-stream": {"rate_control": "stream"},
     "rate-file": {"rate_control": "file"},
+    # the search with a perceptual term (avfc encode --search-weights; the bench's metric weights): opt-in
+    **{f"search-{m}": {} for m in ("lpips-alex", "lpips-vgg", "dists")},
     # audio-visual cross-modal coding (format 1.1): context-coded audio, speech-predicted motion
     "avcc": {"audio_coder": "context", "motion_source": "predicted"},
     # no motion at all: the decoder draws the lips from the speech (the lowest rates)
@@ -506,13 +509,25 @@ class Coded:
     notes: list[str] = field(default_factory=list)
 
 
+@functools.lru_cache(maxsize=4)
+def _search_term(weights: str, metric: str, device: str) -> Any:
+    from avfc.eval.perceptual import search_term
+
+    return search_term(weights, metric, device)
+
+
 def _code_avfc(ref: Reference, spec: CodecSpec, rate: float, cfg: BenchConfig) -> Coded:
     import avfc
 
     c = Coded(f"{rate:g} kbps", f"{rate:g}", target_kbps=float(rate), device=cfg.device)
     media = Media.from_arrays(ref.frames, ref.fps, ref.audio, _SAMPLE_RATE)
-    overrides = {**AVFC_MODES[spec.mode], "bitrate_kbps": float(rate), "size": int(ref.frames.shape[1]),
-                 "fps": ref.fps, "crop": "none"}
+    overrides: dict[str, Any] = {**AVFC_MODES[spec.mode], "bitrate_kbps": float(rate),
+                                 "size": int(ref.frames.shape[1]), "fps": ref.fps, "crop": "none"}
+    if spec.mode.startswith("search-"):  # the search's perceptual term, from the bench's metric weights
+        weights, why = find_metric_weights(cfg.weights)
+        if weights is None:
+            raise ConfigError(f"avfc:{spec.mode} needs the metric weights: {why}")
+        overrides["search_perceptual"] = _search_term(str(weights), spec.mode.removeprefix("search-"), cfg.device)
     with c.encode:
         res = avfc.encode(media, **overrides)
     with c.decode:

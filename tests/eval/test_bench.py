@@ -304,3 +304,29 @@ def test_group_rows_orders_points_by_rate() -> None:
     assert [(g.codec, g.point) for g in groups] == [("avfc", "3"), ("avfc", "5"), ("avfc", "8"),
                                                      ("x265", "7"), ("x265", "9")]
     assert groups[0].mean("psnr") == 2 and groups[0].mean("ssim") is None
+
+
+def test_the_search_modes_take_the_perceptual_term_from_the_metric_weights(monkeypatch: pytest.MonkeyPatch,
+                                                                           no_weights: None) -> None:
+    """``avfc:search-lpips-alex`` (and -vgg, -dists) encode with the search's perceptual term built from the
+    bench's metric weights, and refuse to run without them."""
+    assert [s.name for s in bench.parse_codecs("avfc:search-lpips-alex,avfc:search-dists")] == [
+        "avfc:search-lpips-alex", "avfc:search-dists"]
+    frames = np.zeros((4, 64, 64, 3), np.uint8)
+    ref = bench.Reference(name="x", frames=frames, audio=None, fps=25, crop=None)
+    seen: dict = {}
+
+    def fake_encode(media, **kw):
+        seen.update(kw)
+        raise RuntimeError("stop")  # only the arguments matter here
+
+    monkeypatch.setattr("avfc.encode", fake_encode)
+    monkeypatch.setattr(bench, "_search_term", lambda weights, metric, device: ("term", weights, metric))
+    cfg = bench.BenchConfig(clips=Path("."), out_dir=Path("."))
+    spec = bench.CodecSpec("avfc", "search-dists")
+    with pytest.raises(ConfigError, match="needs the metric weights"):
+        bench._code_avfc(ref, spec, 5.0, cfg)
+    monkeypatch.setenv("AVFC_WEIGHTS_DIR", str(Path(__file__).parent))  # any folder: the term is faked
+    with pytest.raises(RuntimeError, match="stop"):
+        bench._code_avfc(ref, spec, 5.0, cfg)
+    assert seen["search_perceptual"][2] == "dists" and seen["bitrate_kbps"] == 5.0

@@ -188,7 +188,12 @@ def fit_file_rate(cfg: EncoderConfig, budget: int, duration: float, run: Callabl
         elif excess <= 0 and (fit is None or per_key > fit[0]):
             fit = (per_key, enc)
         if fit is None:
-            per_key -= -(-excess // n_keys)  # none fitted yet: shrink by the excess, rounded up
+            per_key -= -(-excess // n_keys)  # none fitted yet: shrink by the excess, rounded up ...
+            if excess > 0 and enc.stats.key_picture_bytes:
+                # ... and at least below the largest picture coded, so that the next pass codes it coarser
+                # (a budget still above it codes the same pictures: a pass wasted, and with an excess smaller
+                # than one QP step every pass was, down to the coarsest key pictures)
+                per_key = min(per_key, max(enc.stats.key_picture_bytes) - 1)
         elif over is None:
             if -excess < n_keys * 8:
                 break  # within a few bytes of the budget

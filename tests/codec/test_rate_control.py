@@ -182,3 +182,34 @@ def test_a_sparser_stride_must_save_enough_of_the_file(moving, monkeypatch):
     assert avfc.encode(moving, **kw).motion_stride == 1  # not quite enough: every frame's keypoints
     monkeypatch.setattr(rate, "AUTO_STRIDE_MIN_SAVING", 0.0)
     assert avfc.encode(moving, **kw).motion_stride == 3
+
+
+def test_a_pass_a_few_bytes_over_moves_the_key_picture_one_step_coarser_not_to_the_coarsest() -> None:
+    """lrs2_00022 of av-eval with the search's perceptual term: pass 1 planned 1324 bytes for the key picture,
+    the planned pass coded 1282 and came out 7 bytes over (its search sent more motion than pass 1's bound);
+    shrinking the budget by 7 bytes a pass coded the same picture four times, and the file fell back to the
+    coarsest key picture (2.29 instead of 5 kbps). The next budget now goes below the picture coded."""
+    from avfc.config import EncoderConfig
+
+    sizes = (205, 1000, 1282)  # the key picture's sizes at three QPs (the coarsest first)
+    runs: list = []
+
+    class Done:
+        def __init__(self, picture: int, other: int) -> None:
+            self.stats = EncoderStats()
+            self.stats.add("key_frame", picture + 4)
+            self.stats.add_key(63 if picture == sizes[0] else 41, picture)
+            self.stats.add("motion", other)
+
+    def run(cfg, key_bytes=None, bound=False):
+        runs.append(key_bytes)
+        if key_bytes is None:  # pass 1: the coarsest picture, the motion's bound
+            return Done(sizes[0], 647)
+        return Done(max(s for s in sizes if s <= key_bytes), 696)  # 49 bytes more motion than the bound
+
+    cfg = EncoderConfig(model="tiny-test", size=SIZE, audio="none", bitrate_kbps=5.0, motion_stride=1)
+    warnings: list[str] = []
+    best = rate.fit_file_rate(cfg, 1975, 3.16, run, warnings)
+    assert runs[:3] == [None, 1324, 1281], runs  # 1282 coded 7 over: the next budget is below it
+    assert best.stats.total_bytes <= 1975 and best.stats.key_picture_bytes[0] == 1000 and not warnings
+    assert len(runs) == len(set(runs))  # no pass repeated

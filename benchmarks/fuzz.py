@@ -508,23 +508,25 @@ def _cpu_seconds() -> float:
     return time.process_time() + children.ru_utime + children.ru_stime
 
 
-def _current_rss_mb() -> float:
-    """RSS in MB of this process now (VmRSS; 0 where /proc lacks it, so that only the peak is judged)."""
+def _status_mb(field: str) -> Optional[float]:
+    """A memory field of /proc/self/status (``VmRSS``, ``VmHWM``) in MB, or None where /proc lacks it."""
     try:
         with open("/proc/self/status") as f:
-            return int(f.read().split("VmRSS:")[1].split()[0]) / 1024
+            return int(f.read().split(field + ":")[1].split()[0]) / 1024
     except (OSError, IndexError, ValueError):
-        return 0.0
+        return None
+
+
+def _current_rss_mb() -> float:
+    """RSS in MB of this process now (VmRSS; 0 where /proc lacks it, so that only the peak is judged)."""
+    rss = _status_mb("VmRSS")
+    return 0.0 if rss is None else rss
 
 
 def _rss_mb(who: int = resource.RUSAGE_SELF) -> float:
     """Peak RSS in MB of this process (VmHWM where /proc has it; getrusage's maxrss otherwise)."""
-    if who == resource.RUSAGE_SELF:
-        try:
-            with open("/proc/self/status") as f:
-                return int(f.read().split("VmHWM:")[1].split()[0]) / 1024
-        except (OSError, IndexError, ValueError):
-            pass
+    if who == resource.RUSAGE_SELF and (peak := _status_mb("VmHWM")) is not None:
+        return peak
     return resource.getrusage(who).ru_maxrss / 1024  # KiB on Linux
 
 

@@ -189,7 +189,7 @@ def fit_file_rate(cfg: EncoderConfig, budget: int, duration: float, run: Callabl
             fit = (per_key, enc)
         if fit is None:
             per_key -= -(-excess // n_keys)  # none fitted yet: shrink by the excess, rounded up ...
-            if excess > 0 and enc.stats.key_picture_bytes:
+            if enc.stats.key_picture_bytes:  # (this pass did not fit: excess > 0)
                 # ... and at least below the largest picture coded, so that the next pass codes it coarser
                 # (a budget still above it codes the same pictures: a pass wasted, and with an excess smaller
                 # than one QP step every pass was, down to the coarsest key pictures)

@@ -118,7 +118,10 @@ class Encoder:
     Units are emitted as soon as they are complete: a key frame when its frame
     arrives, a motion packet every ``config.packet_frames`` frames, an audio packet
     for every packet's worth of audio. In bi-directional mode the frames between two
-    key frames are held back until the second key frame is coded.
+    key frames are held back until the second key frame is coded. With REFRESH units
+    (``config.refresh_interval``) audio units are cut at each refresh, and the audio from
+    the one holding the refresh frame's time on waits until that REFRESH is written, so
+    that a receiver joining there gets all of it (docs/bitstream.md A.14.2).
 
     Args:
         config: the encoder configuration.
@@ -231,7 +234,8 @@ class Encoder:
         self._closed = False
         self._closing = False
         #: format 2.3: REFRESH units in an AVCC stream, where every cross-modal history restarts at a REFRESH
-        #: (the predicted motion reads no audio before it; audio units do not cross it; docs/bitstream.md A.14.7)
+        #: (the predicted motion reads no audio before it; docs/bitstream.md A.14.7). Audio units are placed
+        #: around REFRESH units in every stream that has them (2.1, 2.2 and 2.3; _write_audio, A.14.2)
         self._restart = self.refresh_frames > 0 and self.avcc is not None
         self._refreshed = 0  # frame of the last REFRESH written
         #: predicted motion (2.3): frames from a REFRESH on, held until the audio of the frames before it is
@@ -711,15 +715,33 @@ class Encoder:
                     and self._audio_frame + per_packet > self._frame):
                 break  # motion from speech: audio never runs ahead of the key frames it animates
             n = per_packet
-            if self._restart:  # 2.3: an audio unit never crosses a refresh, and follows the REFRESH it is after
-                a, r = self._audio_frame, self.refresh_frames
-                if (a > 0 and a % r == 0 and self._refreshed < a
-                        and not (self._closing and self._frame + len(self._deferred) <= a)):
-                    break  # the REFRESH at audio frame a (video frame a: AVCC pairs them) is not written yet
-                n = min(n, (a // r + 1) * r - a)
+            if self.refresh_frames:  # an audio unit never crosses a refresh, and follows the REFRESH it is after
+                a = self._audio_frame
+                f = self._refresh_of_audio(a)
+                if f > 0 and self._refreshed < f and not (self._closing and self._frame + len(self._deferred) <= f):
+                    break  # the REFRESH of frame f, at or before audio frame a, is not written yet
+                n = min(n, self._audio_cut(f + self.refresh_frames) - a)
                 if len(self._tokens) < n and not final:
                     break
             self._write_audio_packet(n)
+
+    def _audio_cut(self, index: int) -> int:
+        """The audio frame that holds the time of video frame ``index``: where audio units are cut at a
+        refresh of that frame, the first audio frame a decoder that joins there decodes (docs/bitstream.md
+        E.8: sample ``floor(index * sample_rate / fps)``). In the AVCC modes (25 fps, 40-ms frames) it is
+        ``index``."""
+        ac = self.audio_codec
+        assert ac is not None
+        return index * ac.sample_rate // (self.config.fps * ac.frame_samples)
+
+    def _refresh_of_audio(self, a: int) -> int:
+        """The frame of the last refresh whose :meth:`_audio_cut` is at or before audio frame ``a`` (0: none):
+        the REFRESH that an audio unit carrying frame ``a`` must follow."""
+        ac = self.audio_codec
+        assert ac is not None
+        # the last video frame whose time falls in audio frames 0..a
+        last = ((a + 1) * self.config.fps * ac.frame_samples - 1) // ac.sample_rate
+        return last // self.refresh_frames * self.refresh_frames
 
     def _write_audio_packet(self, n: int) -> None:
         """Write the next ``n`` audio tokens as one audio unit."""

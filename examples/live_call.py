@@ -4,12 +4,15 @@ and speech as they arrive. One receiver is there from the start, one joins late 
 refresh), and the first drops its connection mid-call and reconnects (it resumes at the next refresh).
 
     python examples/live_call.py [INPUT] [--kbps 5] [--seconds 10] [--packet 0.48] [--refresh 2]
-                                 [--effort live] [--late 3.0] [--drop 5.0] [--out received.mp4] [--smoke]
+                                 [--effort live] [--late 3.0] [--drop 5.0] [--receivers 2] [--no-drop]
+                                 [--out received.mp4] [--smoke]
 
 INPUT is any video FFmpeg reads (a camera device through PyAV works too, e.g. ``/dev/video0``); without
 one, a synthetic face. It reports the end-to-end latency per frame (from the moment the sender had the
 frame to the moment a receiver could show it: capture-to-display, both in this process, same clock) and
-the rate on the wire. ``--smoke``: 3 s of a synthetic face with the untrained ``tiny-test`` model at 64x64.
+the rate on the wire. All of it runs in this one process: with two receivers the machine decodes the call
+twice, so on a 2-core CPU measure the latency of a one-to-one call with ``--receivers 1 --no-drop``
+(one sender, one receiver, as each side of a call runs). ``--smoke``: 3 s of a synthetic face with the untrained ``tiny-test`` model at 64x64.
 """
 
 from __future__ import annotations
@@ -132,6 +135,9 @@ def main(argv: Optional[list[str]] = None) -> dict:
     p.add_argument("--effort", default="live", help="encoder effort (default live: real time on a CPU)")
     p.add_argument("--late", type=float, default=3.0, help="when the second receiver joins (s)")
     p.add_argument("--drop", type=float, default=5.0, help="when the first receiver's connection drops (s)")
+    p.add_argument("--no-drop", action="store_true", help="the first receiver's connection never drops")
+    p.add_argument("--receivers", type=int, choices=(1, 2), default=2,
+                   help="1: only the first receiver (a one-to-one call); 2: and one that joins late (default)")
     p.add_argument("--out", help="write what the first receiver showed to this .mp4")
     p.add_argument("--smoke", action="store_true")
     args = p.parse_args(argv)
@@ -150,8 +156,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
     clients: list[socket.socket] = []
     lock, stop = threading.Lock(), threading.Event()
     captured: dict[int, float] = {}
-    receivers = [Receiver("first", port, captured, drop_after=args.drop),
-                 Receiver("late", port, captured, start_after=args.late)]
+    receivers = [Receiver("first", port, captured, drop_after=None if args.no_drop else args.drop),
+                 Receiver("late", port, captured, start_after=args.late)][:args.receivers]
     threads = [threading.Thread(target=serve, args=(server, clients, lock, stop), daemon=True)]
     t0 = time.monotonic()
     threads += [threading.Thread(target=r.run, args=(t0, stop), daemon=True) for r in receivers]

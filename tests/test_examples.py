@@ -55,6 +55,16 @@ def test_live_call_example_joins_late_and_resumes_after_a_dropped_connection():
     assert report["kbps"] > 0 and first["median_latency_ms"] is not None
 
 
+def test_live_call_example_one_to_one():
+    """--receivers 1 --no-drop (how the latency is measured): one receiver, connected throughout, shows every
+    frame from frame 0 and all the speech; there is no late receiver."""
+    mod = runpy.run_path(str(ROOT / "examples" / "live_call.py"))
+    report = mod["main"](["--smoke", "--receivers", "1", "--no-drop"])
+    assert "late" not in report
+    assert report["first"]["started_at"] == [0] and report["first"]["frames"] == 75
+    assert report["first"]["audio_s"] == pytest.approx(3.0, abs=0.05)
+
+
 def test_live_webrtc_example_carries_the_units_and_conceals_the_lost_ones():
     """examples/live_webrtc.py --smoke (needs aiortc, the ``live`` extra): two peers over the loopback, the
     units on an unordered data channel without retransmission. Without loss the receiver shows exactly the

@@ -166,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--weights", type=Path, help="arrays from python -m avfc.train.avcc_motion (required)")
     ap.add_argument("--model", default="mrdac-cpu-v1")
+    ap.add_argument("--precision", type=int, default=6,
+                    help="keypoint grid (kp_precision) the clips are analysed on; 5 for the encoder's default")
+    ap.add_argument("--hysteresis", type=float, default=0.0,
+                    help="keypoint dead zone (kp_hysteresis); 0.3 for the encoder's default")
     ap.add_argument("--max-frames", type=int, default=100, help="frames per clip for lips and rendering")
     ap.add_argument("--render", action="store_true", help="also render and measure mouth motion (slow)")
     ap.add_argument("--smoke", action="store_true",
@@ -199,8 +203,8 @@ def run(args: argparse.Namespace, data: Path, pred: SpeechMotionPredictor, lips:
 
     t0 = time.time()
     train_paths, eval_paths = find_clips(data / "av"), find_clips(data / "av-eval")
-    train = [load_clip(p, args.model) for p in train_paths]
-    evals = [load_clip(p, args.model) for p in eval_paths]
+    train = [load_clip(p, args.model, precision=args.precision, hysteresis=args.hysteresis) for p in train_paths]
+    evals = [load_clip(p, args.model, precision=args.precision, hysteresis=args.hysteresis) for p in eval_paths]
     no_audio = fit_predictor(train, history=pred.history, use_audio=False)
 
     print("## Motion bits per frame (packets of 25 frames; decoded keypoints identical => identical video)\n")

@@ -430,7 +430,8 @@ def decode(src: Union[PathLike, bytes, BinaryIO], dst: Optional[Union[PathLike, 
            device: str = "cpu", progress: Optional[Callable[[str, int, int], None]] = None,
            conceal_audio: str = "repeat", conceal_motion: str = "hold", join: bool = False,
            keep_frames: Optional[bool] = None, keep_audio: Optional[bool] = None,
-           keep_motion: bool = False, output_format: Optional[str] = None) -> DecodeResult:
+           keep_motion: bool = False, output_format: Optional[str] = None,
+           threads: Optional[int] = None) -> DecodeResult:
     """Decode an .avfc stream to frames (at the coded size) and audio.
 
     Args:
@@ -462,6 +463,8 @@ def decode(src: Union[PathLike, bytes, BinaryIO], dst: Optional[Union[PathLike, 
             minute at 256x256). Default: when ``dst`` is None; otherwise ``result.frames`` is None.
         keep_audio: likewise for ``result.audio`` (default: when ``dst`` is None).
         keep_motion: return the whole stream's decoded motion integers in ``result.motion`` (else None).
+        threads: torch intra-op threads the decoder draws with (None: the process's setting); 1 keeps
+            decoding steady on a CPU that other work shares (:class:`~avfc.codec.Decoder`).
 
     Damaged units are skipped and reported in ``result.issues``; raises
     :class:`~avfc.errors.AvfcError` only when nothing can be decoded (no intact header,
@@ -486,7 +489,7 @@ def decode(src: Union[PathLike, bytes, BinaryIO], dst: Optional[Union[PathLike, 
             progress("decode", idx + 1, total)
 
     dec = Decoder(device=device, conceal_audio=conceal_audio, conceal_motion=conceal_motion, join=join,
-                  keep_motion=keep_motion, on_frame=on_frame)
+                  keep_motion=keep_motion, on_frame=on_frame, threads=threads)
     writer: Optional[VideoWriter] = None
     frames: list[np.ndarray] = []
     audio: list[np.ndarray] = []

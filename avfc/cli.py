@@ -227,7 +227,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
     progress, done = _progress_bar(not args.quiet and sys.stderr.isatty() or args.progress)
     try:
         res = decode(src, dst, device=args.device, progress=progress, conceal_audio=args.conceal_audio,
-                     conceal_motion=args.conceal_motion, join=args.join,
+                     conceal_motion=args.conceal_motion, join=args.join, threads=args.threads,
                      output_format=(args.output_format or "mkv") if isinstance(dst, _Stdout) else None)
     finally:
         done()
@@ -454,6 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how frames whose motion packet is lost are drawn: hold the last frame (default), joint: "
                         "from keypoints the joint audio-video model samples from their audio (measured worse than "
                         "hold, docs/results.md, Cross-modal features)")
+    d.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads the decoder's network uses (default: torch's setting; 1 keeps decoding steady "
+                        "on a CPU that other work shares)")
     d.set_defaults(func=cmd_decode)
 
     for sp in (e, d):

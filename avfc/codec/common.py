@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional, Sequence
+import functools
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -28,6 +29,39 @@ MOTION_CODER_LAPLACE_V1 = 1
 AUDIO_CODER_IDS = {"raw": bs.AudioCoder.RAW, "context": bs.AudioCoder.CONTEXT}
 MOTION_SOURCE_IDS = {"transmitted": bs.MotionSource.TRANSMITTED, "predicted": bs.MotionSource.PREDICTED,
                      "speech": bs.MotionSource.FROM_SPEECH}
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def check_threads(threads: Optional[int]) -> Optional[int]:
+    """A thread limit: None (torch's setting) or a positive int (ConfigError otherwise)."""
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"threads must be a positive integer or None, got {threads!r}")
+    return threads
+
+
+def with_threads(method: _Method) -> _Method:
+    """Run an Encoder / Decoder method with torch's intra-op threads set to ``self.threads`` (when not None;
+    restored after), so that an app embedding it bounds its CPU use without changing the process's setting.
+    The setting is OpenMP's, per calling thread: an encoder and a decoder working in two threads of one
+    process can each have their own."""
+
+    @functools.wraps(method)
+    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        threads = self.threads
+        if threads is None:
+            return method(self, *args, **kwargs)
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            torch.set_num_threads(before)
+
+    return run  # type: ignore[return-value]
 
 
 def check_avcc(bundle: AvccBundle, model: AnimationModel, precision: int) -> None:

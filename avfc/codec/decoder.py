@@ -33,9 +33,11 @@ from avfc.codec.common import (
     MOTION_CODER_LAPLACE_V1,
     audio_codec_for_header,
     check_avcc,
+    check_threads,
     make_reference,
     references_for,
     tensor_to_frames,
+    with_threads,
 )
 from avfc.entropy import decode_motion, dequantize, interpolate_track, quantize, sparse_positions
 from avfc.errors import (
@@ -142,6 +144,11 @@ class Decoder:
             otherwise rows are dropped once their frames are drawn (memory stays flat).
         on_frame: called with the frame's index each time a frame is drawn or concealed
             (progress; frames are drawn while :meth:`push` and :meth:`close` run).
+        threads: torch intra-op threads the model draws with while :meth:`push` and :meth:`close` run
+            (None: the process's setting; restored after each call). On a CPU shared with other work
+            (an encoder beside it in a call, an app) 1 keeps decoding steady: torch's threads wait on
+            each other, and when one of them loses its core every operation waits for it
+            (docs/results.md, "Speed and memory").
 
     Memory: every table is bounded by the reference buffer, the units in flight (motion packets,
     key pictures ahead), what has not been pulled yet (:meth:`pull_frames`, :meth:`pull_audio`) and
@@ -151,7 +158,9 @@ class Decoder:
 
     def __init__(self, *, device: str | torch.device = "cpu", model: Optional[AnimationModel] = None,
                  conceal_audio: str = "repeat", conceal_motion: str = "hold", join: bool = False,
-                 keep_motion: bool = False, on_frame: Optional[Callable[[int], None]] = None) -> None:
+                 keep_motion: bool = False, on_frame: Optional[Callable[[int], None]] = None,
+                 threads: Optional[int] = None) -> None:
+        self.threads = check_threads(threads)
         if conceal_audio not in CONCEAL_MODES:
             raise ConfigError(f"conceal_audio must be one of {', '.join(CONCEAL_MODES)}, got {conceal_audio!r}")
         if conceal_motion not in CONCEAL_MOTION_MODES:
@@ -229,6 +238,7 @@ class Decoder:
         self._trace: Optional[Callable[[int, list[Reference], torch.Tensor], None]] = None
 
     # ------------------------------------------------------------------ input
+    @with_threads
     def push(self, data: bytes) -> None:
         """Feed more bytes of the stream (any split is fine)."""
         if self._failed is not None:
@@ -239,6 +249,7 @@ class Decoder:
             self._event(ev)
             self._trim()
 
+    @with_threads
     def close(self) -> None:
         """End of input: flush, conceal missing frames, check the stream was complete."""
         if self._failed is not None:

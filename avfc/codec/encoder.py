@@ -9,7 +9,6 @@ coder sees is an integer.
 
 from __future__ import annotations
 
-import functools
 import io
 from collections import deque
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from avfc.codec.common import (
     make_reference,
     references_for,
     tensor_to_frames,
+    with_threads,
 )
 from avfc.codec.rate import STREAM_KEY_SECONDS, StreamRate
 from avfc.codec.search import EFFORTS, PERCEPTUAL_WEIGHT, MotionSearch, PacketChoice, PerceptualTerm, lambda_for_rate
@@ -45,25 +45,6 @@ from avfc.errors import ConfigError, MediaError
 from avfc.media import DEFAULT_QP, CropBox, as_array, decode_intra, encode_intra, encode_intra_to_size
 from avfc.models.base import AnimationModel, Reference
 from avfc.models.zoo import get_entry, load_model
-
-
-def _with_threads(method):
-    """Run an Encoder method with torch's intra-op threads set to ``config.threads`` (restored after), so
-    that an app embedding the encoder bounds its CPU use without changing the process's setting."""
-
-    @functools.wraps(method)
-    def run(self, *args, **kwargs):
-        threads = self.config.threads
-        if threads is None:
-            return method(self, *args, **kwargs)
-        before = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
-            return method(self, *args, **kwargs)
-        finally:
-            torch.set_num_threads(before)
-
-    return run
 
 
 #: format 2.3, predicted motion: the longest the encoder holds the frames from a REFRESH on while the audio of the
@@ -401,7 +382,12 @@ class Encoder:
                 kp_precision=self.config.kp_precision, kp_count=self.model.num_kp,
                 kp_dim=self.model.kp_dim, applies_from_frame=index, refs=tuple(self._ref_indices)))
 
-    @_with_threads
+    @property
+    def threads(self) -> Optional[int]:
+        """torch intra-op threads the encoder works with (``config.threads``; None: the process's setting)."""
+        return self.config.threads
+
+    @with_threads
     def push_frames(self, frames: np.ndarray | torch.Tensor, keypoints: Optional[np.ndarray] = None) -> None:
         """Code frames ``(N, S, S, 3)`` uint8 RGB at the coded size ``S`` (a numpy array or a torch
         tensor on any device).
@@ -670,7 +656,7 @@ class Encoder:
         return {k: v for k, v in (("detector", total - self.held_packets), ("hold", self.held_packets)) if v}
 
     # ------------------------------------------------------------------ audio
-    @_with_threads
+    @with_threads
     def push_audio(self, pcm: np.ndarray | torch.Tensor) -> None:
         """Add mono float samples in [-1, 1] at the codec's sample rate (a numpy array or a torch tensor on
         any device; ignored when audio is 'none')."""
@@ -767,7 +753,7 @@ class Encoder:
         self._buf.truncate()
         return data
 
-    @_with_threads
+    @with_threads
     def close(self) -> None:
         """Write the remaining motion and audio and the END_OF_STREAM unit."""
         if self._closed:

@@ -4,7 +4,7 @@ and speech as they arrive. One receiver is there from the start, one joins late 
 refresh), and the first drops its connection mid-call and reconnects (it resumes at the next refresh).
 
     python examples/live_call.py [INPUT] [--kbps 5] [--seconds 10] [--packet 0.48] [--refresh 2]
-                                 [--effort live] [--late 3.0] [--drop 5.0] [--receivers 2] [--no-drop]
+                                 [--effort live] [--late 3.0] [--drop 5.0] [--receivers 2] [--no-drop] [--threads 1]
                                  [--out received.mp4] [--smoke]
 
 INPUT is any video FFmpeg reads (a camera device through PyAV works too, e.g. ``/dev/video0``); without
@@ -47,6 +47,7 @@ class Receiver:
     first_frames: list[int] = field(default_factory=list)  # the frame each connection started at
     audio_samples: int = 0
     issues: int = 0
+    threads: Optional[int] = None  # torch threads this receiver's decoder draws with
 
     def run(self, t0: float, stop: threading.Event) -> None:
         time.sleep(max(0.0, t0 + self.start_after - time.monotonic()))
@@ -54,7 +55,8 @@ class Receiver:
         while True:
             with socket.create_connection(("127.0.0.1", self.port)) as s:
                 s.settimeout(0.05)
-                dec = avfc.Decoder(join=True)  # start at the next refresh wherever the bytes begin
+                # start at the next refresh wherever the bytes begin
+                dec = avfc.Decoder(join=True, threads=self.threads)
                 shown = 0
                 while True:
                     if not dropped and time.monotonic() - t0 >= self.drop_after:
@@ -136,6 +138,9 @@ def main(argv: Optional[list[str]] = None) -> dict:
     p.add_argument("--late", type=float, default=3.0, help="when the second receiver joins (s)")
     p.add_argument("--drop", type=float, default=5.0, help="when the first receiver's connection drops (s)")
     p.add_argument("--no-drop", action="store_true", help="the first receiver's connection never drops")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads of the encoder and of each decoder (default 1: in one process on a small "
+                        "CPU, each keeps its own core; 0: torch's setting)")
     p.add_argument("--receivers", type=int, choices=(1, 2), default=2,
                    help="1: only the first receiver (a one-to-one call); 2: and one that joins late (default)")
     p.add_argument("--out", help="write what the first receiver showed to this .mp4")
@@ -148,7 +153,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
     frames, pcm = source(args.input, args.seconds, size, fps)
     packet = max(1, round(args.packet * fps))
     cfg = avfc.EncoderConfig(**{"size": size, "fps": fps, "bitrate_kbps": args.kbps, "packet_frames": packet,
-                                "refresh_interval": args.refresh, "effort": args.effort, "crop": "none", **model})
+                                "refresh_interval": args.refresh, "effort": args.effort, "crop": "none",
+                                "threads": args.threads or None, **model})
     enc = avfc.Encoder(cfg)
 
     server = socket.create_server(("127.0.0.1", 0))
@@ -156,8 +162,9 @@ def main(argv: Optional[list[str]] = None) -> dict:
     clients: list[socket.socket] = []
     lock, stop = threading.Lock(), threading.Event()
     captured: dict[int, float] = {}
-    receivers = [Receiver("first", port, captured, drop_after=None if args.no_drop else args.drop),
-                 Receiver("late", port, captured, start_after=args.late)][:args.receivers]
+    threads = args.threads or None
+    receivers = [Receiver("first", port, captured, drop_after=None if args.no_drop else args.drop, threads=threads),
+                 Receiver("late", port, captured, start_after=args.late, threads=threads)][:args.receivers]
     threads = [threading.Thread(target=serve, args=(server, clients, lock, stop), daemon=True)]
     t0 = time.monotonic()
     threads += [threading.Thread(target=r.run, args=(t0, stop), daemon=True) for r in receivers]

@@ -27,7 +27,12 @@ read only) or, when that file is absent, from a synthetic talking face (``avfc.m
 Streams are written in the encoder's default format (2.0 since avfc 0.2); every payload is read in the
 layout of the stream's own major version.
 
-Run: ``python benchmarks/speed.py --out /tmp/speed.md [--model NAME] [--threads 2,1] [--runs 30] [--max-load 1.2]``
+``--busy N`` keeps N other processes spinning on the CPU while the children measure (each a busy Python
+loop): decoding on a CPU that other work shares, as in an app or a call whose encoder runs beside its
+decoder (on the 2-core CPU, ``--busy 1`` leaves the decoder one free core).
+
+Run: ``python benchmarks/speed.py --out /tmp/speed.md [--model NAME] [--threads 2,1] [--runs 30] [--max-load 1.2]
+[--busy 1]``
 (``--model``: a zoo model, default the zoo's default; streams and pieces alike use it).
 ``--smoke``: a check that the script runs, in seconds, on no data (the ``tiny-test`` model at 64x64,
 16 synthetic frames, one thread, one timed call); its figures mean nothing.
@@ -265,6 +270,8 @@ def report(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
            f"{'reached' if meta['load_reached'] else 'NOT reached'} ({meta['load_at_start']:.2f})"
            if meta["max_load"] is not None else "") + ".",
         f"- Streams: {meta['source']}.",
+        *([f"- **{meta['busy']} other process{'es' if meta['busy'] > 1 else ''} kept spinning on the CPU** while "
+           "measuring (`--busy`): a shared CPU."] if meta.get("busy") else []),
         f"- Each figure is the median of {meta['runs']} timed calls (in brackets: the 25th and 75th "
         f"percentiles) after {meta['warmup']} untimed ones. The calls are interleaved: every round times each "
         "item once, so a slow spell of the machine touches every item alike. Each thread count runs in a "
@@ -327,6 +334,8 @@ def main() -> int:
     parser.add_argument("--max-load", type=float, default=None, help="wait for the 1-min load to drop below")
     parser.add_argument("--wait", type=float, default=900, help="seconds to wait for --max-load at most")
     parser.add_argument("--model", default=None, help="zoo model (default: the zoo's default)")
+    parser.add_argument("--busy", type=int, default=0,
+                        help="keep N busy processes spinning on the CPU while measuring (a shared CPU)")
     parser.add_argument("--smoke", action="store_true",
                         help="check that the script runs: tiny-test model, 16 synthetic 64x64 frames, 1 thread, "
                              "1 timed call (seconds; the figures mean nothing)")
@@ -345,6 +354,8 @@ def main() -> int:
         args.model = DEFAULT_MODEL
     if args.runs < 1 or args.warmup < 1 or min(threads) < 1:
         parser.error("--runs, --warmup and --threads must be >= 1")
+    if args.busy < 0:
+        parser.error("--busy must be >= 0")
     if args.child is not None:
         print(json.dumps(measure(args.child, threads[0], args.runs, args.warmup, args.model, args.frames,
                                  args.size)))
@@ -356,13 +367,15 @@ def main() -> int:
 
     meta: dict[str, Any] = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
                             "runs": args.runs, "warmup": args.warmup, "max_load": args.max_load,
-                            "frames": args.frames, "size": args.size}
+                            "frames": args.frames, "size": args.size, "busy": args.busy}
+    spinners: list[subprocess.Popen] = []
     with tempfile.TemporaryDirectory() as tmp:
         meta["model"] = args.model
         meta["source"] = make_streams(args.clip, Path(tmp), args.model, args.frames, args.size)
         if args.max_load is not None:
             meta["load_at_start"], meta["load_reached"] = wait_for_load(args.max_load, args.wait)
         meta["load_before"] = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
         results = []
         for n in threads:
             print(f"measuring with {n} thread(s)", file=sys.stderr, flush=True)
@@ -373,6 +386,8 @@ def main() -> int:
                                   capture_output=True, text=True, check=False)
             busy1, own1, wall = cpu_busy_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic() - t0
             if proc.returncode:
+                for sp in spinners:
+                    sp.kill()
                 print(proc.stderr, file=sys.stderr)
                 return proc.returncode
             results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
@@ -380,6 +395,9 @@ def main() -> int:
             results[-1]["others_cores"] = (busy1 - busy0 - own) / wall if busy0 is not None and busy1 else None
             results[-1]["wall_s"] = wall
         meta["load_after"] = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        for sp in spinners:
+            sp.kill()
+            sp.wait()
     md = report(results, meta)
     print(md)
     if args.out is not None:

@@ -18,12 +18,13 @@ twice, so on a 2-core CPU measure the latency of a one-to-one call with ``--rece
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import socket
 import statistics
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -39,17 +40,18 @@ class Receiver:
 
     name: str
     port: int
-    captured: dict[int, float]  # frame index -> when the sender had it (shared with the sender)
     start_after: float = 0.0  # seconds into the call before it connects
     drop_after: Optional[float] = None  # seconds into the call when its connection drops (then it reconnects)
-    latencies: list[float] = field(default_factory=list)
+    shown_at: dict[int, float] = field(default_factory=dict)  # frame index -> when it could be shown
     frames: list[np.ndarray] = field(default_factory=list)
+    keep_frames: bool = True  # keep what was shown (for --out); the count is kept either way
+    n_frames: int = 0
     first_frames: list[int] = field(default_factory=list)  # the frame each connection started at
     audio_samples: int = 0
     issues: int = 0
     threads: Optional[int] = None  # torch threads this receiver's decoder draws with
 
-    def run(self, t0: float, stop: threading.Event) -> None:
+    def run(self, t0: float, stop: Any) -> None:
         time.sleep(max(0.0, t0 + self.start_after - time.monotonic()))
         dropped = self.drop_after is None
         while True:
@@ -83,14 +85,26 @@ class Receiver:
         if len(frames) and shown == 0:
             self.first_frames.append(dec.first_frame)
         for k in range(len(frames)):
-            idx = dec.first_frame + shown + k
-            if idx in self.captured:
-                self.latencies.append(now - self.captured[idx])
-        self.frames.extend(frames)
+            self.shown_at[dec.first_frame + shown + k] = now
+        self.n_frames += len(frames)
+        if self.keep_frames:
+            self.frames.extend(frames)
         pcm = dec.pull_audio()
         if pcm is not None:
             self.audio_samples += len(pcm)  # a player would queue these samples now
         return shown + len(frames)
+
+
+def _receive_in_process(receiver: Receiver, ready: Any, go: Any, t0: Any, stop: Any, results: Any) -> None:
+    """--processes: one receiver in its own process (as the far end of a call runs), started when the call
+    starts; what it measured goes back to the sender's process (the clock is the system's monotonic one, the
+    same in both)."""
+    receiver.keep_frames = False
+    ready.set()  # avfc and torch are imported
+    go.wait()
+    receiver.run(t0.value, stop)
+    results.put((receiver.name, receiver.shown_at, receiver.first_frames, receiver.audio_samples,
+                 receiver.issues, receiver.n_frames))
 
 
 def serve(server: socket.socket, clients: list[socket.socket], lock: threading.Lock, stop: threading.Event) -> None:
@@ -143,7 +157,10 @@ def main(argv: Optional[list[str]] = None) -> dict:
                         "CPU, each keeps its own core; 0: torch's setting)")
     p.add_argument("--receivers", type=int, choices=(1, 2), default=2,
                    help="1: only the first receiver (a one-to-one call); 2: and one that joins late (default)")
-    p.add_argument("--out", help="write what the first receiver showed to this .mp4")
+    p.add_argument("--processes", action="store_true",
+                   help="run each receiver in its own process, as the far end of a call runs (else threads of "
+                        "this one, sharing its interpreter with the sender)")
+    p.add_argument("--out", help="write what the first receiver showed to this .mp4 (receivers in threads)")
     p.add_argument("--smoke", action="store_true")
     args = p.parse_args(argv)
     fps, size, model = 25, 256, {}
@@ -161,15 +178,28 @@ def main(argv: Optional[list[str]] = None) -> dict:
     port = server.getsockname()[1]
     clients: list[socket.socket] = []
     lock, stop = threading.Lock(), threading.Event()
-    captured: dict[int, float] = {}
-    threads = args.threads or None
-    receivers = [Receiver("first", port, captured, drop_after=None if args.no_drop else args.drop, threads=threads),
-                 Receiver("late", port, captured, start_after=args.late, threads=threads)][:args.receivers]
-    threads = [threading.Thread(target=serve, args=(server, clients, lock, stop), daemon=True)]
-    t0 = time.monotonic()
-    threads += [threading.Thread(target=r.run, args=(t0, stop), daemon=True) for r in receivers]
-    for t in threads:
-        t.start()
+    captured: dict[int, float] = {}  # frame index -> when the sender had it
+    n_threads = args.threads or None
+    receivers = [Receiver("first", port, drop_after=None if args.no_drop else args.drop, threads=n_threads),
+                 Receiver("late", port, start_after=args.late, threads=n_threads)][:args.receivers]
+    workers: list[Any] = [threading.Thread(target=serve, args=(server, clients, lock, stop), daemon=True)]
+    if args.processes:  # each receiver imports avfc and torch in its own process before the call starts
+        ctx = multiprocessing.get_context("spawn")
+        pstop, go, results, t0_shared = ctx.Event(), ctx.Event(), ctx.Queue(), ctx.Value("d", 0.0)
+        ready = [ctx.Event() for _ in receivers]
+        workers += [ctx.Process(target=_receive_in_process, args=(r, e, go, t0_shared, pstop, results), daemon=True)
+                    for r, e in zip(receivers, ready)]
+        for w in workers:
+            w.start()
+        for e in ready:
+            e.wait(timeout=120)
+        t0 = t0_shared.value = time.monotonic()
+        go.set()
+    else:
+        t0 = time.monotonic()
+        workers += [threading.Thread(target=r.run, args=(t0, stop), daemon=True) for r in receivers]
+        for w in workers:
+            w.start()
     time.sleep(0.1)  # the first receiver connects
     sent = 0
     spf = 16000 // fps
@@ -187,24 +217,33 @@ def main(argv: Optional[list[str]] = None) -> dict:
     sent += len(data)
     broadcast(data, clients, lock)
     stop.set()
+    if args.processes:
+        pstop.set()
     with lock:
         for c in clients:
             c.close()
-    for t in threads:
-        t.join(timeout=30)
+    if args.processes:
+        by_name = {r.name: r for r in receivers}
+        for _ in receivers:
+            name, shown_at, first_frames, audio_samples, issues, n_frames = results.get(timeout=60)
+            r = by_name[name]
+            r.shown_at, r.first_frames, r.audio_samples, r.issues, r.n_frames = (
+                shown_at, first_frames, audio_samples, issues, n_frames)
+    for w in workers:
+        w.join(timeout=30)
     server.close()
 
     duration = len(frames) / fps
     report = {"seconds": duration, "kbps": sent * 8 / 1000 / duration, "packet_s": packet / fps}
     for r in receivers:
-        lat = sorted(r.latencies)
+        lat = sorted(t - captured[i] for i, t in r.shown_at.items() if i in captured)
         report[r.name] = {
-            "frames": len(r.frames), "started_at": r.first_frames,
+            "frames": r.n_frames, "started_at": r.first_frames,
             "median_latency_ms": 1000 * statistics.median(lat) if lat else None,
             "p90_latency_ms": 1000 * lat[int(0.9 * (len(lat) - 1))] if lat else None,
             "audio_s": r.audio_samples / 16000,
         }
-        print(f"{r.name:5s}: {len(r.frames)} frames from frame(s) {r.first_frames}, latency median "
+        print(f"{r.name:5s}: {r.n_frames} frames from frame(s) {r.first_frames}, latency median "
               f"{report[r.name]['median_latency_ms'] or float('nan'):.0f} ms, p90 "
               f"{report[r.name]['p90_latency_ms'] or float('nan'):.0f} ms, {r.audio_samples / 16000:.2f} s of speech")
     print(f"sent {sent} bytes in {duration:.1f} s: {report['kbps']:.2f} kbps; packets of {packet / fps:.2f} s")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import runpy
 import subprocess
 import sys
@@ -63,6 +64,17 @@ def test_live_call_example_one_to_one():
     assert "late" not in report
     assert report["first"]["started_at"] == [0] and report["first"]["frames"] == 75
     assert report["first"]["audio_s"] == pytest.approx(3.0, abs=0.05)
+
+
+def test_live_call_example_with_the_receiver_in_its_own_process():
+    """--processes: the receiver runs in a spawned process (as the far end of a call), connected throughout; it
+    shows every frame from frame 0 and the report says so (the script as a user runs it)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "live_call.py"), "--smoke", "--processes",
+                          "--receivers", "1", "--no-drop"], capture_output=True, text=True, timeout=240, env=env,
+                         check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "first: 75 frames from frame(s) [0], latency median" in out.stdout and "late :" not in out.stdout
 
 
 def test_live_webrtc_example_carries_the_units_and_conceals_the_lost_ones():

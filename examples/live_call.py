@@ -57,9 +57,11 @@ class Receiver:
         while True:
             with socket.create_connection(("127.0.0.1", self.port)) as s:
                 s.settimeout(0.05)
-                # start at the next refresh wherever the bytes begin
-                dec = avfc.Decoder(join=True, threads=self.threads)
-                shown = 0
+                # start at the next refresh wherever the bytes begin; a player shows each frame as soon as the
+                # decoder has drawn it (on_frame), not when the whole packet is drawn
+                shown = [0]
+                dec = avfc.Decoder(join=True, threads=self.threads,
+                                   on_frame=lambda _i: shown.__setitem__(0, self._take_frames(dec, shown[0])))
                 while True:
                     if not dropped and time.monotonic() - t0 >= self.drop_after:
                         dropped = True
@@ -73,13 +75,15 @@ class Receiver:
                             continue
                     if not chunk:  # the call ended
                         dec.close()
-                        self._take(dec, shown)
+                        self._take_frames(dec, shown[0])
+                        self._take_audio(dec)
                         return
                     dec.push(chunk)
-                    shown = self._take(dec, shown)
+                    shown[0] = self._take_frames(dec, shown[0])
+                    self._take_audio(dec)
                 self.issues += len(dec.issues)
 
-    def _take(self, dec: "avfc.Decoder", shown: int) -> int:
+    def _take_frames(self, dec: "avfc.Decoder", shown: int) -> int:
         now = time.monotonic()
         frames = dec.pull_frames()
         if len(frames) and shown == 0:
@@ -89,10 +93,12 @@ class Receiver:
         self.n_frames += len(frames)
         if self.keep_frames:
             self.frames.extend(frames)
+        return shown + len(frames)
+
+    def _take_audio(self, dec: "avfc.Decoder") -> None:
         pcm = dec.pull_audio()
         if pcm is not None:
             self.audio_samples += len(pcm)  # a player would queue these samples now
-        return shown + len(frames)
 
 
 def _receive_in_process(receiver: Receiver, ready: Any, go: Any, t0: Any, stop: Any, results: Any) -> None:

@@ -360,10 +360,10 @@ class Encoder:
             budget = self.rate.key_budget(self._next_key_distance(index))
         if budget is not None:
             # when not even the coarsest qp fits, the coarsest: the rate control sees the excess
-            data, qp = encode_intra_to_size(frame, codec, budget, or_coarsest=True)
+            data, qp = encode_intra_to_size(frame, codec, budget, or_coarsest=True, speed=self.effort.key_speed)
         else:
             qp = self.key_qp
-            data = encode_intra(frame, codec, qp)
+            data = encode_intra(frame, codec, qp, speed=self.effort.key_speed)
         decoded = decode_intra(data, codec, self.config.size, self.config.size)
         self.decoded_keys[index] = decoded
         self.stats.add_key(qp, len(data))

@@ -85,13 +85,18 @@ class Effort:
     rechoose: bool = True
     knot_every: int = 1
     perceptual_scale: int = 2
+    key_speed: Optional[int] = None
 
+
+#: SVT-AV1 speed preset of the ``live`` effort's key pictures: about 10x faster than preset 0 at 256x256 for
+#: 2-5 % more bytes (docs/results.md, "Live: latency")
+LIVE_KEY_SPEED = 4
 
 #: the effort presets, fastest first. ``live``: the detector's keypoints, no second render (real time);
 #: ``detector``: the detector with the closed-loop hold (avfc 0.2's encoder, byte for byte); then
 #: searches of growing effort (speed and quality measured in docs/results.md).
 EFFORTS: dict[str, Effort] = {e.name: e for e in (
-    Effort("live", hold=False),
+    Effort("live", hold=False, key_speed=LIVE_KEY_SPEED),
     Effort("detector"),
     Effort("fast", search=True, steps=9, warm_steps=0, scale=4, choice_scale=2, lr=2.0, rechoose=False,
            knot_every=5),

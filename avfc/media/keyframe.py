@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 from fractions import Fraction
-from typing import Any, Iterator, Literal
+from typing import Any, Iterator, Literal, Optional
 
 import av
 import numpy as np
@@ -215,11 +215,12 @@ def keep_scheduling() -> Iterator[None]:
             pass
 
 
-def _encode_yuv(codec: str, yuv: np.ndarray, width: int, height: int, qp: int) -> bytes:
+def _encode_yuv(codec: str, yuv: np.ndarray, width: int, height: int, qp: int, speed: Optional[int]) -> bytes:
     if codec == "av1":
         _quiet_svt()
         name = "libsvtav1"
-        options = {"preset": str(AV1_PRESET), "svtav1-params": f"avif=1:qp={qp}:film-grain=0"}
+        preset = AV1_PRESET if speed is None else speed
+        options = {"preset": str(preset), "svtav1-params": f"avif=1:qp={qp}:film-grain=0"}
     else:
         name = "libx265"
         params = (
@@ -275,7 +276,8 @@ def _decode_planes(codec: str, stream: bytes, width: int, height: int) -> tuple[
 # --- public API ----------------------------------------------------------------------------
 
 
-def encode_intra(rgb: np.ndarray, codec: Codec = "av1", qp: int | None = None) -> bytes:
+def encode_intra(rgb: np.ndarray, codec: Codec = "av1", qp: int | None = None, *,
+                 speed: Optional[int] = None) -> bytes:
     """Intra-code one RGB picture.
 
     Args:
@@ -283,6 +285,9 @@ def encode_intra(rgb: np.ndarray, codec: Codec = "av1", qp: int | None = None) -
             one pixel (edge replication) before coding; :func:`decode_intra` crops it again.
         codec: ``"av1"`` or ``"hevc"``.
         qp: quantiser in ``QP_RANGE[codec]``; ``None`` takes ``DEFAULT_QP[codec]``.
+        speed: AV1 only, SVT-AV1's speed preset (0 slowest, best per byte .. 13; ``None``: :data:`AV1_PRESET`).
+            Any preset gives a payload every decoder reads; faster ones spend a few % more bytes for the same
+            picture (``AV1_PRESET``'s comment). HEVC ignores it.
 
     Returns:
         The compact payload (see ``docs/bitstream.md (part D)``); it does not record the size or
@@ -295,6 +300,9 @@ def encode_intra(rgb: np.ndarray, codec: Codec = "av1", qp: int | None = None) -
     _check_codec(codec)
     qp = DEFAULT_QP[codec] if qp is None else qp
     _check_qp(codec, qp)
+    if speed is not None and (isinstance(speed, bool) or not isinstance(speed, (int, np.integer))
+                              or not 0 <= speed <= 13):
+        raise ConfigError(f"speed must be an SVT-AV1 preset 0..13 or None, got {speed!r}")
     if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise MediaError(
             f"key frame must be a uint8 array (H, W, 3), got "
@@ -307,7 +315,7 @@ def encode_intra(rgb: np.ndarray, codec: Codec = "av1", qp: int | None = None) -
         rgb = np.pad(rgb, ((0, ch - height), (0, cw - width), (0, 0)), mode="edge")
     y, u, v = rgb_to_yuv420(np.ascontiguousarray(rgb))
     yuv = np.concatenate([y.ravel(), u.ravel(), v.ravel()]).reshape(ch * 3 // 2, cw)
-    stream = _encode_yuv(codec, yuv, cw, ch, int(qp))
+    stream = _encode_yuv(codec, yuv, cw, ch, int(qp), None if speed is None else int(speed))
     payload = _pack_av1(stream) if codec == "av1" else _pack_hevc(stream)
     if not payload:
         raise MediaError(f"{codec} encoder output holds no picture data")
@@ -346,13 +354,13 @@ def decode_intra(data: bytes, codec: Codec, width: int, height: int) -> np.ndarr
 
 
 def encode_intra_to_size(rgb: np.ndarray, codec: Codec, max_bytes: int, *,
-                         or_coarsest: bool = False) -> tuple[bytes, int]:
+                         or_coarsest: bool = False, speed: Optional[int] = None) -> tuple[bytes, int]:
     """Code a picture at the lowest qp (best quality) whose payload fits in ``max_bytes``.
 
     Bisection over ``QP_RANGE[codec]`` (about 7 encodes); size is not strictly monotonic in
     qp, so the result is the lowest fitting qp that bisection finds, not always the global one.
     With ``or_coarsest``, a picture that does not fit even at the coarsest qp is returned at that
-    qp (longer than ``max_bytes``) instead of raising.
+    qp (longer than ``max_bytes``) instead of raising. ``speed``: as :func:`encode_intra`.
 
     Returns:
         ``(payload, qp)``.
@@ -366,7 +374,7 @@ def encode_intra_to_size(rgb: np.ndarray, codec: Codec, max_bytes: int, *,
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or max_bytes < 1:
         raise ConfigError(f"max_bytes must be a positive integer, got {max_bytes!r}")
     lo, hi = QP_RANGE[codec]
-    best = encode_intra(rgb, codec, hi)
+    best = encode_intra(rgb, codec, hi, speed=speed)
     if len(best) > max_bytes:
         if or_coarsest:
             return best, hi
@@ -374,13 +382,13 @@ def encode_intra_to_size(rgb: np.ndarray, codec: Codec, max_bytes: int, *,
             f"{codec} key frame needs {len(best)} bytes at the coarsest qp {hi}; "
             f"it cannot fit in {max_bytes}"
         )
-    first = encode_intra(rgb, codec, lo)
+    first = encode_intra(rgb, codec, lo, speed=speed)
     if len(first) <= max_bytes:
         return first, lo
     # invariant: qp=lo does not fit, qp=hi fits (payload in `best`)
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        payload = encode_intra(rgb, codec, mid)
+        payload = encode_intra(rgb, codec, mid, speed=speed)
         if len(payload) <= max_bytes:
             hi, best = mid, payload
         else:

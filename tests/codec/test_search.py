@@ -221,6 +221,39 @@ def test_live_effort_renders_nothing_after_analysis(monkeypatch):
     assert len(out) == 20
 
 
+@pytest.mark.parametrize("bitrate", [None, 5.0])
+def test_only_the_live_effort_codes_key_pictures_with_a_faster_av1_preset(monkeypatch, bitrate):
+    """A live sender cannot stall for a key picture coded up to 8 times at SVT-AV1's slowest preset (about 2 s
+    on the 2-core CPU at each REFRESH): ``live`` codes its key pictures at LIVE_KEY_SPEED; every other effort
+    keeps the slowest preset (so ``detector`` still writes avfc 0.2's bytes)."""
+    import avfc.codec.encoder as encoder_module
+    from avfc.codec.search import LIVE_KEY_SPEED
+
+    seen: list[object] = []
+    to_size, fixed = encoder_module.encode_intra_to_size, encoder_module.encode_intra
+
+    def spy_to_size(*a, speed=None, **k):
+        seen.append(speed)
+        return to_size(*a, speed=speed, **k)
+
+    def spy_fixed(*a, speed=None, **k):
+        seen.append(speed)
+        return fixed(*a, speed=speed, **k)
+
+    monkeypatch.setattr(encoder_module, "encode_intra_to_size", spy_to_size)
+    monkeypatch.setattr(encoder_module, "encode_intra", spy_fixed)
+    frames = talking_face(10, SIZE, SIZE, seed=3)
+    for effort, want in (("live", LIVE_KEY_SPEED), ("detector", None)):
+        seen.clear()
+        cfg = EncoderConfig.make(model="tiny-test", size=SIZE, audio="none", key_qp=35, packet_frames=5,
+                                 effort=effort, bitrate_kbps=bitrate, rate_control="stream", refresh_interval=0.2)
+        enc = Encoder(cfg)
+        enc.push_frames(frames)
+        enc.close()
+        assert len(seen) == 2 and set(seen) == {want}  # frame 0 and the REFRESH at frame 5
+        assert len(_decode(enc.read())[1]) == 10
+
+
 def test_the_same_input_gives_the_same_file():
     frames = talking_face(30, SIZE, SIZE, seed=8)
     files = [avfc.encode(frames, model="mrdac-cpu-v3", size=SIZE, audio="none", key_qp=40, effort="fast",

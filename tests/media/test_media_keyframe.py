@@ -119,6 +119,20 @@ def test_encode_to_size_finds_the_lowest_fitting_qp(codec: str) -> None:
     assert encode_intra_to_size(rgb, codec, budget, or_coarsest=True) == (data, qp)  # fits: as without it
 
 
+def test_a_faster_av1_speed_preset_gives_another_payload_any_decoder_reads() -> None:
+    """``speed`` is SVT-AV1's preset: another encoder search, the same syntax (the decoder needs nothing);
+    encode_intra_to_size fits the budget with it too, and the default is the slowest preset."""
+    rgb = picture(128, 128)
+    slow, fast = encode_intra(rgb, "av1", 40), encode_intra(rgb, "av1", 40, speed=8)
+    assert slow == encode_intra(rgb, "av1", 40, speed=0) and fast != slow
+    for payload in (slow, fast):
+        assert psnr(decode_intra(payload, "av1", 128, 128), rgb) > 28
+    budget = len(fast) + 10
+    data, qp = encode_intra_to_size(rgb, "av1", budget, speed=8)
+    assert len(data) <= budget and data == encode_intra(rgb, "av1", qp, speed=8)
+    assert encode_intra(rgb, "hevc", 30, speed=8) == encode_intra(rgb, "hevc", 30)  # HEVC ignores it
+
+
 @pytest.mark.parametrize("codec", CODECS)
 def test_garbage_and_truncated_payloads_fail_cleanly(codec: str) -> None:
     rng = np.random.default_rng(7)
@@ -160,6 +174,10 @@ def test_wrong_codec_or_size_is_refused() -> None:
         lambda: decode_intra(b"\x0a", "av1", 8, 64),
         lambda: decode_intra(b"\x0a", "av1", 64, 5000),
         lambda: encode_intra_to_size(picture(), "av1", 0),
+        lambda: encode_intra(picture(), "av1", 30, speed=14),
+        lambda: encode_intra(picture(), "av1", 30, speed=-1),
+        lambda: encode_intra(picture(), "av1", 30, speed=True),
+        lambda: encode_intra_to_size(picture(), "av1", 500, speed=2.5),
     ],
 )
 def test_bad_configuration(call) -> None:

@@ -47,6 +47,10 @@ from avfc.models.base import AnimationModel, Reference
 from avfc.models.zoo import get_entry, load_model
 
 
+#: the one-pass rate control's prior of the motion bytes of one frame after a packet's first, when the encoder
+#: has seen a single frame before its first key picture (about 14 bits a frame at 5 kbps: docs/results.md)
+PRIOR_RESIDUAL_BYTES = 2.0
+
 #: format 2.3, predicted motion: the longest the encoder holds the frames from a REFRESH on while the audio of the
 #: frames before it is late; past it that audio counts as lost (the decoder conceals the motion it would have
 #: predicted, and the late audio is dropped), so the frames held stay bounded when a caller's audio stops
@@ -305,9 +309,19 @@ class Encoder:
         fps = self.config.fps
         per_frame = 0.0
         if len(keypoints) and self.config.motion_source != "speech":
-            n = min(len(keypoints), self.config.packet_frames)
-            rows = keypoints[:n][sparse_positions(n, self.motion_stride)] if self.motion_stride > 1 else keypoints[:n]
-            per_frame += (len(encode_motion(np.asarray(rows, np.int32), None)) + 8) / n
+            # one packet of P frames: its first row coded whole, then P - 1 residual rows; with fewer than P
+            # frames at hand (a live sender pushes one at a time) the residual rows cost what the ones at hand
+            # do, and PRIOR_RESIDUAL_BYTES each when only one frame is (not the whole row again for every frame)
+            p = self.config.packet_frames
+            n = min(len(keypoints), p)
+
+            def coded(m: int) -> int:
+                rows = keypoints[:m][sparse_positions(m, self.motion_stride)] if self.motion_stride > 1 else keypoints[:m]
+                return len(encode_motion(np.asarray(rows, np.int32), None))
+
+            first = coded(1)
+            residual = (coded(n) - first) / (n - 1) if n > 1 else PRIOR_RESIDUAL_BYTES
+            per_frame += (first + (p - 1) * residual + 8) / p
         if self.audio_codec is not None:
             per_frame += self.audio_codec.param / 8 / fps + 8 / self.config.packet_frames
         self.rate.other_prior = per_frame
@@ -360,7 +374,9 @@ class Encoder:
             budget = self.rate.key_budget(self._next_key_distance(index))
         if budget is not None:
             # when not even the coarsest qp fits, the coarsest: the rate control sees the excess
-            data, qp = encode_intra_to_size(frame, codec, budget, or_coarsest=True, speed=self.effort.key_speed)
+            near = self.stats.key_qps[-1] if self.effort.key_near and self.stats.key_qps else None
+            data, qp = encode_intra_to_size(frame, codec, budget, or_coarsest=True, speed=self.effort.key_speed,
+                                            near_qp=near)
         else:
             qp = self.key_qp
             data = encode_intra(frame, codec, qp, speed=self.effort.key_speed)

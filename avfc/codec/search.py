@@ -86,6 +86,7 @@ class Effort:
     knot_every: int = 1
     perceptual_scale: int = 2
     key_speed: Optional[int] = None
+    key_near: bool = False
 
 
 #: SVT-AV1 speed preset of the ``live`` effort's key pictures: about 10x faster than preset 0 at 256x256 for
@@ -96,7 +97,7 @@ LIVE_KEY_SPEED = 4
 #: ``detector``: the detector with the closed-loop hold (avfc 0.2's encoder, byte for byte); then
 #: searches of growing effort (speed and quality measured in docs/results.md).
 EFFORTS: dict[str, Effort] = {e.name: e for e in (
-    Effort("live", hold=False, key_speed=LIVE_KEY_SPEED),
+    Effort("live", hold=False, key_speed=LIVE_KEY_SPEED, key_near=True),
     Effort("detector"),
     Effort("fast", search=True, steps=9, warm_steps=0, scale=4, choice_scale=2, lr=2.0, rechoose=False,
            knot_every=5),

@@ -216,3 +216,20 @@ def test_with_refreshes_the_key_pictures_come_at_the_refreshes_and_the_rate_hold
     rates = _kbps_per_stretch(data, 60, 30)
     assert np.all(np.abs(rates - 3.0) <= 0.3), rates
     assert bs.parse_stream(data).version == (2, 1)
+
+
+def test_a_live_sender_pushing_one_frame_gets_a_motion_prior_like_a_whole_packets():
+    """The first key picture's budget leaves room for the motion expected (StreamRate.other_prior). A live
+    sender pushes one frame before that key picture: its prior is a packet's first row spread over the packet
+    plus residual rows, not the whole first row for every frame (which made it about 10x too large and the
+    first key picture of a call the coarsest)."""
+    frames = talking_face(25, SIZE, SIZE, seed=1)
+    priors = []
+    for chunk in (1, 25):
+        enc = Encoder(EncoderConfig(model="tiny-test", size=SIZE, audio="none", bitrate_kbps=5.0,
+                                    rate_control="stream", effort="live", packet_frames=25))
+        enc.push_frames(frames[:chunk])
+        assert enc.rate is not None and enc.rate.other_prior is not None
+        priors.append(enc.rate.other_prior)
+    one, packet = priors
+    assert 0 < one < 3 * packet

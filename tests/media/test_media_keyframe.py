@@ -133,6 +133,36 @@ def test_a_faster_av1_speed_preset_gives_another_payload_any_decoder_reads() -> 
     assert encode_intra(rgb, "hevc", 30, speed=8) == encode_intra(rgb, "hevc", 30)  # HEVC ignores it
 
 
+@pytest.mark.parametrize("near", [0, 20, 31, 45, 63])
+def test_encode_to_size_from_a_nearby_qp_finds_a_lowest_fitting_qp(monkeypatch: pytest.MonkeyPatch, near: int) -> None:
+    """near_qp (the live encoder's warm start): the payload fits, one qp finer does not (or it is the finest),
+    from any start; started at the answer it codes the picture twice (the answer, one finer)."""
+    import avfc.media.keyframe as keyframe
+
+    rgb = picture(128, 128)
+    calls = []
+    encode = keyframe.encode_intra
+
+    def counting(*a, **k):  # type: ignore[no-untyped-def]
+        calls.append(a[2])
+        return encode(*a, **k)
+
+    monkeypatch.setattr(keyframe, "encode_intra", counting)
+    for budget in (250, 700, 3000):
+        data, qp = encode_intra_to_size(rgb, "av1", budget, near_qp=near)
+        assert len(data) <= budget and data == encode(rgb, "av1", qp)
+        assert qp == QP_RANGE["av1"][0] or len(encode(rgb, "av1", qp - 1)) > budget
+        calls.clear()
+        assert encode_intra_to_size(rgb, "av1", budget, near_qp=qp) == (data, qp)
+        assert len(calls) <= 2
+    calls.clear()
+    big, qp_big = encode_intra_to_size(rgb, "av1", 10**6, near_qp=near)
+    assert qp_big == 0
+    with pytest.raises(ConfigError, match="cannot fit"):
+        encode_intra_to_size(rgb, "av1", 3, near_qp=near)
+    assert encode_intra_to_size(rgb, "av1", 3, near_qp=near, or_coarsest=True)[1] == QP_RANGE["av1"][1]
+
+
 @pytest.mark.parametrize("codec", CODECS)
 def test_garbage_and_truncated_payloads_fail_cleanly(codec: str) -> None:
     rng = np.random.default_rng(7)

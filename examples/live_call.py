@@ -106,6 +106,10 @@ def _receive_in_process(receiver: Receiver, ready: Any, go: Any, t0: Any, stop: 
     starts; what it measured goes back to the sender's process (the clock is the system's monotonic one, the
     same in both)."""
     receiver.keep_frames = False
+    if receiver.threads:  # a process that only decodes: its whole torch pool that size (idle pool threads spin)
+        import torch
+
+        torch.set_num_threads(receiver.threads)
     ready.set()  # avfc and torch are imported
     go.wait()
     receiver.run(t0.value, stop)
@@ -178,6 +182,10 @@ def main(argv: Optional[list[str]] = None) -> dict:
     cfg = avfc.EncoderConfig(**{"size": size, "fps": fps, "bitrate_kbps": args.kbps, "packet_frames": packet,
                                 "refresh_interval": args.refresh, "effort": args.effort, "crop": "none",
                                 "threads": args.threads or None, **model})
+    if args.threads:  # the sender's whole torch pool that size too (idle pool threads spin on a small CPU)
+        import torch
+
+        torch.set_num_threads(args.threads)
     enc = avfc.Encoder(cfg)
 
     server = socket.create_server(("127.0.0.1", 0))

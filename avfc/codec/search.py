@@ -89,8 +89,8 @@ class Effort:
     key_near: bool = False
 
 
-#: SVT-AV1 speed preset of the ``live`` effort's key pictures: about 10x faster than preset 0 at 256x256 for
-#: 2-5 % more bytes (docs/results.md, "Live: latency")
+#: SVT-AV1 speed preset of the ``live`` effort's key pictures: about 10x faster than preset 0 at 256x256 (on one
+#: face crop at qp 30-55: -1 to +5 % bytes, 0.2-0.7 dB lower PSNR; docs/results.md, "Live: latency of a call")
 LIVE_KEY_SPEED = 4
 
 #: the effort presets, fastest first. ``live``: the detector's keypoints, no second render (real time);

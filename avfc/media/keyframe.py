@@ -393,16 +393,21 @@ def encode_intra_to_size(rgb: np.ndarray, codec: Codec, max_bytes: int, *,
     first = encode_intra(rgb, codec, lo, speed=speed)
     if len(first) <= max_bytes:
         return first, lo
-    # invariant: qp=lo does not fit, qp=hi fits (payload in `best`)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
+    return _bisect(rgb, codec, max_bytes, speed, lo, hi, best)
+
+
+def _bisect(rgb: np.ndarray, codec: Codec, max_bytes: int, speed: Optional[int], over: int, fit: int,
+            best: bytes) -> tuple[bytes, int]:
+    """The lowest qp in ``(over, fit]`` that bisection finds fitting: qp ``over`` does not fit, qp ``fit`` does
+    (its payload ``best``)."""
+    while fit - over > 1:
+        mid = (over + fit) // 2
         payload = encode_intra(rgb, codec, mid, speed=speed)
         if len(payload) <= max_bytes:
-            hi, best = mid, payload
+            fit, best = mid, payload
         else:
-            lo = mid
-    return best, hi
-
+            over = mid
+    return best, fit
 
 
 def _to_size_near(rgb: np.ndarray, codec: Codec, max_bytes: int, or_coarsest: bool, speed: Optional[int],
@@ -438,14 +443,7 @@ def _to_size_near(rgb: np.ndarray, codec: Codec, max_bytes: int, or_coarsest: bo
                 fit, best = q, payload
                 break
             over, step = q, step * 2
-    while fit - over > 1:  # invariant: qp=over does not fit, qp=fit does (payload in `best`)
-        mid = (fit + over) // 2
-        payload = encode_intra(rgb, codec, mid, speed=speed)
-        if len(payload) <= max_bytes:
-            fit, best = mid, payload
-        else:
-            over = mid
-    return best, fit
+    return _bisect(rgb, codec, max_bytes, speed, over, fit, best)
 
 
 __all__ = [

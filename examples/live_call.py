@@ -46,6 +46,7 @@ class Receiver:
     frames: list[np.ndarray] = field(default_factory=list)
     keep_frames: bool = True  # keep what was shown (for --out); the count is kept either way
     n_frames: int = 0
+    _shown: int = 0  # frames shown on the current connection
     first_frames: list[int] = field(default_factory=list)  # the frame each connection started at
     audio_samples: int = 0
     issues: int = 0
@@ -59,9 +60,8 @@ class Receiver:
                 s.settimeout(0.05)
                 # start at the next refresh wherever the bytes begin; a player shows each frame as soon as the
                 # decoder has drawn it (on_frame), not when the whole packet is drawn
-                shown = [0]
-                dec = avfc.Decoder(join=True, threads=self.threads,
-                                   on_frame=lambda _i: shown.__setitem__(0, self._take_frames(dec, shown[0])))
+                self._shown = 0  # frames shown on this connection
+                dec = avfc.Decoder(join=True, threads=self.threads, on_frame=lambda _i: self._take_frames(dec))
                 while True:
                     if not dropped and time.monotonic() - t0 >= self.drop_after:
                         dropped = True
@@ -75,25 +75,25 @@ class Receiver:
                             continue
                     if not chunk:  # the call ended
                         dec.close()
-                        self._take_frames(dec, shown[0])
+                        self._take_frames(dec)
                         self._take_audio(dec)
                         return
                     dec.push(chunk)
-                    shown[0] = self._take_frames(dec, shown[0])
+                    self._take_frames(dec)
                     self._take_audio(dec)
                 self.issues += len(dec.issues)
 
-    def _take_frames(self, dec: "avfc.Decoder", shown: int) -> int:
+    def _take_frames(self, dec: "avfc.Decoder") -> None:
         now = time.monotonic()
         frames = dec.pull_frames()
-        if len(frames) and shown == 0:
+        if len(frames) and self._shown == 0:
             self.first_frames.append(dec.first_frame)
         for k in range(len(frames)):
-            self.shown_at[dec.first_frame + shown + k] = now
+            self.shown_at[dec.first_frame + self._shown + k] = now
+        self._shown += len(frames)
         self.n_frames += len(frames)
         if self.keep_frames:
             self.frames.extend(frames)
-        return shown + len(frames)
 
     def _take_audio(self, dec: "avfc.Decoder") -> None:
         pcm = dec.pull_audio()

@@ -124,6 +124,7 @@ class TrainConfig(_Config):
     eval_samples: int = Field(8, ge=1, le=256)
     resume: bool = True
     init_from: str | None = None  # start from these weights (exported safetensors or a zoo name)
+    init_grow: bool = False  # init_from has fewer decoder blocks: the new ones start as the identity
     freeze: list[Literal["kp_detector", "dense_motion", "encoder", "decoder"]] = []  # parts left as they are
     train_refs: int | None = Field(None, ge=1, le=MAX_REFS)  # steps cycle 1..this many references (None: max_refs)
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -211,6 +212,27 @@ PRESETS: dict[str, dict[str, Any]] = {
         "device": "cpu",
         "init_from": "mrdac-cpu-v3",
         "out_dir": "runs/cpu-v4",
+    },
+    # Model v5 (issue 20, the capacity step): cpu-v4's data and loss, the frame decoder's trunk at S/4 grown
+    # from 4 to 8 inverted-residual blocks, the new ones starting as the identity (init_grow: step 0 renders
+    # exactly as mrdac-cpu-v4), a higher learning rate for them to move within a CPU session.
+    "cpu-v5": {
+        "name": "cpu-v5",
+        "model": {"size": 256, "render_keys": True, "motion_size": 64, "decoder_blocks": 8},
+        "data": {"ref_codec": "av1", "same_frame": 0.15, "corpus": "../shared/data", "photo_ratio": 0.2},
+        "loss": {"perceptual": 0.0, "lpips": 1.0, "equivariance": 0.0, "kp_precision": 5},
+        "optim": {"lr": 2e-4, "warmup_steps": 50},
+        "steps": 1200,
+        "batch_size": 4,
+        "train_refs": 2,
+        "freeze": ["kp_detector"],
+        "checkpoint_every": 100,
+        "eval_every": 100,
+        "threads": 2,
+        "device": "cpu",
+        "init_from": "mrdac-cpu-v4",
+        "init_grow": True,
+        "out_dir": "runs/cpu-v5",
     },
     # One GPU (or torchrun DDP): 256 px, full multi-scale perceptual loss, many more steps.
     "gpu": {

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import time
 from itertools import islice
 from pathlib import Path
@@ -288,9 +289,46 @@ def _eval_batch(clips: list[np.ndarray], cfg: TrainConfig,
     return {k: torch.stack([s[k] for s in samples]) for k in ("frames", "indices")}
 
 
-def init_weights(model: MRDAC, source: str) -> None:
+#: a residual block of the frame decoder's trunk, in a state dict: ``decoder.blocks.<i>.<rest>``
+_BLOCK_KEY = re.compile(r"^decoder\.blocks\.(\d+)\.")
+
+
+def grow_decoder(model: MRDAC, state: dict[str, torch.Tensor]) -> list[int]:
+    """Load ``state``, the weights of a model with fewer frame-decoder blocks than ``model`` but
+    otherwise the same architecture, and start the blocks it lacks as the identity (the last
+    BatchNorm of each, whose output is added to the block's input, scaled to zero), so the grown
+    model renders exactly as the smaller one until training moves them. Returns the new blocks'
+    indices; raises :class:`ConfigError` when anything else differs."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if unexpected:
+        raise ConfigError(f"the source has weights the grown model lacks: {', '.join(unexpected[:4])}")
+    new_blocks = sorted({int(m.group(1)) for m in map(_BLOCK_KEY.match, missing) if m})
+    other = [k for k in missing if not _BLOCK_KEY.match(k)]
+    if other or not new_blocks:
+        raise ConfigError("only frame-decoder blocks can be added: "
+                          + (f"missing {', '.join(other[:4])}" if other else "nothing to grow"))
+    kept = len(model.decoder.blocks) - len(new_blocks)
+    if new_blocks != list(range(kept, len(model.decoder.blocks))):
+        raise ConfigError(f"the source's decoder blocks do not fit: new blocks {new_blocks}")
+    shapes = [k for k in state if tuple(state[k].shape) != tuple(own[k].shape)]
+    if shapes:
+        raise ConfigError(f"weights of another shape: {', '.join(shapes[:4])}")
+    model.load_state_dict(state, strict=False)
+    with torch.no_grad():
+        for i in new_blocks:
+            last = model.decoder.blocks[i].body[-1]
+            assert isinstance(last, nn.BatchNorm2d)
+            last.weight.zero_()
+            last.bias.zero_()
+    return new_blocks
+
+
+def init_weights(model: MRDAC, source: str, *, grow: bool = False) -> None:
     """Load the weights of ``source`` (an exported safetensors file or a zoo model name) into
-    ``model`` (a warm start; the architectures must match). Checkpoints of a run still win:
+    ``model`` (a warm start; the architectures must match, or with ``grow`` differ only by frame-decoder
+    blocks that ``model`` adds: :func:`grow_decoder`). Checkpoints of a run still win:
     resuming loads them over this."""
     from avfc.models.zoo import ZOO, load_model  # the zoo imports every architecture
 
@@ -301,6 +339,9 @@ def init_weights(model: MRDAC, source: str) -> None:
         if not path.is_file():
             raise ConfigError(f"init_from {source!r} is neither a zoo model nor a weights file")
         state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
+    if grow:
+        grow_decoder(model, state)
+        return
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -337,7 +378,7 @@ def train(config: TrainConfig | str, *, progress: bool = True) -> Path:
 
     model = cfg.model.build()
     if cfg.init_from:
-        init_weights(model, cfg.init_from)
+        init_weights(model, cfg.init_from, grow=cfg.init_grow)
     model = model.to(device)
     for part in cfg.freeze:
         getattr(model, part).requires_grad_(False)

@@ -15,7 +15,7 @@ from avfc.models.base import Reference
 from avfc.models.mrdac import MRDAC
 from avfc.train import export_model, get_config, load_exported, train
 from avfc.train.configs import LossConfig, OptimConfig, TrainConfig
-from avfc.train.trainer import TrainStep, init_weights, learning_rate, reference_weights, train_step
+from avfc.train.trainer import TrainStep, grow_decoder, init_weights, learning_rate, reference_weights, train_step
 
 SIZE = 64
 
@@ -102,6 +102,44 @@ def test_init_from_loads_a_zoo_model_or_an_exported_file(tmp_path) -> None:
         init_weights(MRDAC(num_kp=5, size=SIZE), str(tmp_path / "s.safetensors"))
     with pytest.raises(ConfigError, match="neither"):
         init_weights(other, str(tmp_path / "missing.safetensors"))
+
+
+def test_a_grown_decoder_renders_as_the_smaller_model_then_trains_its_new_blocks(tmp_path) -> None:
+    torch.manual_seed(4)
+    small = MRDAC(num_kp=4, size=SIZE, decoder_blocks=2)
+    with torch.no_grad():  # trained-looking batch norms, so "identity" is not an accident of the defaults
+        for m in small.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5), m.bias.uniform_(-0.2, 0.2), m.running_var.uniform_(0.5, 2.0)
+    export_model(small, tmp_path / "s.safetensors")
+    grown = MRDAC(num_kp=4, size=SIZE, decoder_blocks=4)
+    init_weights(grown, str(tmp_path / "s.safetensors"), grow=True)
+    small.eval(), grown.eval()
+    frames = _batch()["frames"]
+    ref, target = frames[:1, 1], frames[:1, 0]
+    with torch.no_grad():
+        out = [m.animate([m.encode_reference(ref, m.keypoints(ref))], m.keypoints(target), torch.ones(1, 1))
+               ["prediction"] for m in (small, grown)]
+    assert torch.equal(out[0], out[1])
+    new_bn = grown.decoder.blocks[3].body[-1]
+    assert torch.count_nonzero(new_bn.weight) == 0
+    # the new blocks learn: their zeroed scale gets a gradient
+    grown.train()
+    loss = grown.animate([grown.encode_reference(ref, grown.keypoints(ref))], grown.keypoints(target),
+                         torch.ones(1, 1))["prediction"].sub(target).abs().mean()
+    loss.backward()
+    assert new_bn.weight.grad is not None and float(new_bn.weight.grad.abs().sum()) > 0
+    # anything but added decoder blocks is refused
+    state = small.state_dict()
+    with pytest.raises(ConfigError, match="nothing to grow"):
+        grow_decoder(MRDAC(num_kp=4, size=SIZE, decoder_blocks=2), state)
+    with pytest.raises(ConfigError, match="lacks"):
+        grow_decoder(MRDAC(num_kp=4, size=SIZE, decoder_blocks=1), state)
+    with pytest.raises(ConfigError, match="shape"):
+        grow_decoder(MRDAC(num_kp=5, size=SIZE, decoder_blocks=4), state)
+    with pytest.raises(ConfigError, match="only frame-decoder blocks"):
+        grow_decoder(MRDAC(num_kp=4, size=SIZE, decoder_blocks=4), {k: v for k, v in state.items()
+                                                                  if not k.startswith("encoder.")})
 
 
 def test_reference_weights_match_the_codec_weights() -> None:

@@ -318,7 +318,7 @@ def grow_decoder(model: MRDAC, state: dict[str, torch.Tensor]) -> list[int]:
     model.load_state_dict(state, strict=False)
     with torch.no_grad():
         for i in new_blocks:
-            last = model.decoder.blocks[i].body[-1]
+            last = model.get_submodule(f"decoder.blocks.{i}.body.3")  # the BatchNorm after the projection
             assert isinstance(last, nn.BatchNorm2d)
             last.weight.zero_()
             last.bias.zero_()

@@ -215,14 +215,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # Model v5 (issue 20, the capacity step): cpu-v4's data and loss, the frame decoder's trunk at S/4 grown
     # from 4 to 8 inverted-residual blocks, the new ones starting as the identity (init_grow: step 0 renders
-    # exactly as mrdac-cpu-v4), a higher learning rate for them to move within a CPU session.
+    # exactly as mrdac-cpu-v4), a higher learning rate for them to move within a CPU session (900 steps: about 75 minutes at 5 s a step).
     "cpu-v5": {
         "name": "cpu-v5",
         "model": {"size": 256, "render_keys": True, "motion_size": 64, "decoder_blocks": 8},
         "data": {"ref_codec": "av1", "same_frame": 0.15, "corpus": "../shared/data", "photo_ratio": 0.2},
         "loss": {"perceptual": 0.0, "lpips": 1.0, "equivariance": 0.0, "kp_precision": 5},
         "optim": {"lr": 2e-4, "warmup_steps": 50},
-        "steps": 1200,
+        "steps": 900,
         "batch_size": 4,
         "train_refs": 2,
         "freeze": ["kp_detector"],

@@ -215,7 +215,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # Model v5 (issue 20, the capacity step): cpu-v4's data and loss, the frame decoder's trunk at S/4 grown
     # from 4 to 8 inverted-residual blocks, the new ones starting as the identity (init_grow: step 0 renders
-    # exactly as mrdac-cpu-v4), a higher learning rate for them to move within a CPU session (900 steps: about 75 minutes at 5 s a step).
+    # exactly as mrdac-cpu-v4), a higher learning rate for them to move within a CPU session (900 steps, about
+    # an hour at 3.6-4.8 s a step on the 2-core CPU).
     "cpu-v5": {
         "name": "cpu-v5",
         "model": {"size": 256, "render_keys": True, "motion_size": 64, "decoder_blocks": 8},

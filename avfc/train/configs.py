@@ -213,28 +213,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "init_from": "mrdac-cpu-v3",
         "out_dir": "runs/cpu-v4",
     },
-    # Model v5 (issue 20, the capacity step): cpu-v4's data and loss, the frame decoder's trunk at S/4 grown
-    # from 4 to 8 inverted-residual blocks, the new ones starting as the identity (init_grow: step 0 renders
-    # exactly as mrdac-cpu-v4), a higher learning rate for them to move within a CPU session (900 steps, about
-    # an hour at 3.6-4.8 s a step on the 2-core CPU).
-    "cpu-v5": {
-        "name": "cpu-v5",
-        "model": {"size": 256, "render_keys": True, "motion_size": 64, "decoder_blocks": 8},
-        "data": {"ref_codec": "av1", "same_frame": 0.15, "corpus": "../shared/data", "photo_ratio": 0.2},
-        "loss": {"perceptual": 0.0, "lpips": 1.0, "equivariance": 0.0, "kp_precision": 5},
-        "optim": {"lr": 2e-4, "warmup_steps": 50},
-        "steps": 900,
-        "batch_size": 4,
-        "train_refs": 2,
-        "freeze": ["kp_detector"],
-        "checkpoint_every": 100,
-        "eval_every": 100,
-        "threads": 2,
-        "device": "cpu",
-        "init_from": "mrdac-cpu-v4",
-        "init_grow": True,
-        "out_dir": "runs/cpu-v5",
-    },
     # One GPU (or torchrun DDP): 256 px, full multi-scale perceptual loss, many more steps.
     "gpu": {
         "name": "gpu",
@@ -260,6 +238,21 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+# Model v5 (issue 20, the capacity step; measured, not shipped: docs/experiments/2026-12-07-mrdac-cpu-v5-capacity.md):
+# cpu-v4's data and loss, the frame decoder's trunk at S/4 grown from 4 to 8 inverted-residual blocks, the new ones
+# starting as the identity (init_grow: step 0 renders exactly as mrdac-cpu-v4), a higher learning rate for them to
+# move within a CPU session (900 steps, about an hour at 3.6-4.8 s a step on the 2-core CPU).
+PRESETS["cpu-v5"] = _merge(PRESETS["cpu-v4"], {
+    "name": "cpu-v5",
+    "model": {"decoder_blocks": 8},
+    "optim": {"lr": 2e-4},
+    "steps": 900,
+    "init_from": "mrdac-cpu-v4",
+    "init_grow": True,
+    "out_dir": "runs/cpu-v5",
+})
 
 
 def get_config(name: str, overrides: dict[str, Any] | None = None) -> TrainConfig:

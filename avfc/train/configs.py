@@ -93,6 +93,14 @@ class LossConfig(_Config):
     contrastive: float = Field(0.1, ge=0.0)
     contrastive_temperature: float = Field(0.1, gt=0.0)
     kp_precision: int = Field(7, ge=1, le=16)  # the bitstream's keypoint grid, 1 / 2**precision
+    # search-aware training (avfc.train.trainer.searched_keypoints): the target's keypoints of a share of each
+    # batch are first moved by search_steps Adam steps of search_lr grid units on the L1 (mouth weighted) of a
+    # render at search_size, as the encoder's search moves what it sends; the model then trains on the render of
+    # those keypoints. 0 steps: off (every target drawn from the detector's keypoints)
+    search_steps: int = Field(0, ge=0, le=64)
+    search_lr: float = Field(2.0, gt=0.0, le=64.0)
+    search_size: int = Field(64, ge=64, le=1024, multiple_of=64)
+    search_share: float = Field(1.0, ge=0.0, le=1.0)
 
 
 class OptimConfig(_Config):
@@ -252,6 +260,19 @@ PRESETS["cpu-v5"] = _merge(PRESETS["cpu-v4"], {
     "init_from": "mrdac-cpu-v4",
     "init_grow": True,
     "out_dir": "runs/cpu-v5",
+})
+
+
+# Model v6 (issue 20, search-aware training): mrdac-cpu-v4 fine-tuned on the keypoints the encoder's search sends.
+# Whole files are drawn from searched keypoints (the default effort searches), the detector's only in live calls
+# and at the `detector` effort; so three samples of each batch of four train on the target's keypoints after 6
+# Adam steps of 2 grid units on a 64-px render (as the `fast` effort searches), the fourth on the detector's.
+PRESETS["cpu-v6"] = _merge(PRESETS["cpu-v4"], {
+    "name": "cpu-v6",
+    "loss": {"search_steps": 6, "search_lr": 2.0, "search_size": 64, "search_share": 0.75},
+    "steps": 800,
+    "init_from": "mrdac-cpu-v4",
+    "out_dir": "runs/cpu-v6",
 })
 
 

@@ -53,6 +53,49 @@ def reference_weights(indices: torch.Tensor) -> torch.Tensor:
     return torch.stack(rows).to(indices.device)
 
 
+def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    if x.shape[-1] == size:
+        return x
+    return torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                                           antialias=True)
+
+
+def searched_keypoints(search_model: MRDAC, refs: torch.Tensor, kp_refs: torch.Tensor, target: torch.Tensor,
+                       kp_target: torch.Tensor, weights: torch.Tensor, *, steps: int, lr: float,
+                       precision: int) -> torch.Tensor:
+    """The target's keypoints moved as the encoder's search moves what it sends (:mod:`avfc.codec.search`):
+    ``steps`` Adam steps of ``lr`` grid units (``1 / 2**precision``, shrinking linearly to a quarter) on the mouth-weighted L1 of
+    ``search_model``'s render (the model's current weights at the search's size, eval mode) against the
+    target, from ``kp_target``. Shapes: ``refs`` ``(B, R, 3, S, S)``, ``kp_refs`` ``(B, R, K, 2)``,
+    ``target`` ``(B, 3, S, S)``, ``kp_target`` ``(B, K, 2)``, ``weights`` ``(B, R)``. Returns ``(B, K, 2)``,
+    detached (the model trains on the render of the result, not through the search)."""
+    from avfc.codec.search import MOUTH_BOX
+
+    size = search_model.size
+    base = kp_target.detach()
+    with torch.no_grad():
+        states = [search_model.encode_reference(_resize(refs[:, r], size), kp_refs[:, r].detach())
+                  for r in range(refs.shape[1])]
+        goal = _resize(target, size)
+        w = torch.ones(1, 1, size, size, device=target.device)
+        t, b, lft, r = MOUTH_BOX
+        w[..., int(t * size):int(b * size), int(lft * size):int(r * size)] += 1.0
+        w = w / w.mean()
+    delta = torch.zeros_like(base, requires_grad=True)
+    opt = torch.optim.Adam([delta], lr=lr / 2.0 ** precision)
+    # as the encoder's search: the step shrinks linearly to a quarter of lr
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0 - 0.75 * t / max(steps - 1, 1))
+    for _ in range(steps):
+        pred = search_model.animate(states, base + delta, weights)["prediction"].clamp(0.0, 1.0)
+        loss = ((pred - goal).abs() * w).mean(dim=(1, 2, 3)).sum()  # each sample's own search
+        (g,) = torch.autograd.grad(loss, [delta])
+        delta.grad = g
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+    return (base + delta).detach()
+
+
 class TrainStep(nn.Module):
     """Model plus losses; ``forward`` returns every loss term and their weighted ``total``.
 
@@ -73,6 +116,21 @@ class TrainStep(nn.Module):
         self.cfg = loss
         self.perceptual = perceptual
         self.distances = nn.ModuleDict(distances)  # frozen metric networks: (pred, target) -> (B,)
+        self._search: list[MRDAC] = []  # the search's copy of the model at loss.search_size (not a submodule)
+
+    def _search_model(self) -> MRDAC:
+        """The model's current weights at the search's size, in eval mode, without gradients."""
+        if not self._search:
+            cfg = dict(self.model.config_dict())
+            cfg["size"] = self.cfg.search_size
+            cfg["motion_size"] = min(int(cfg.get("motion_size") or cfg["size"] // 4), self.cfg.search_size)
+            small = MRDAC(**cfg).eval()
+            small.requires_grad_(False)
+            self._search.append(small)
+        small = self._search[0]
+        here = next(self.model.parameters()).device
+        small.to(here).load_state_dict(self.model.state_dict(), strict=True)
+        return small
 
     def forward(self, frames: torch.Tensor, indices: torch.Tensor, num_refs: int) -> dict[str, torch.Tensor]:
         """``frames``: ``(B, 1 + R', 3, S, S)`` (target first); the first ``num_refs`` references are used."""
@@ -84,7 +142,15 @@ class TrainStep(nn.Module):
         kp_clean = model.keypoints(used.reshape(-1, c, h, w)).view(b, 1 + num_refs, model.num_kp, 2)
         kp = quantization_noise(kp_clean, cfg.kp_precision)
         states = [model.encode_reference(used[:, 1 + r], kp[:, 1 + r]) for r in range(num_refs)]
-        out = model.animate(states, kp[:, 0], reference_weights(indices[:, : 1 + num_refs]))
+        ref_weights = reference_weights(indices[:, : 1 + num_refs])
+        kp_target = kp[:, 0]
+        searched = int(round(b * cfg.search_share)) if cfg.search_steps > 0 else 0
+        if searched:  # the first samples of the batch are drawn from searched keypoints
+            moved = searched_keypoints(self._search_model(), used[:searched, 1:], kp[:searched, 1:],
+                                       used[:searched, 0], kp[:searched, 0], ref_weights[:searched],
+                                       steps=cfg.search_steps, lr=cfg.search_lr, precision=cfg.kp_precision)
+            kp_target = torch.cat([moved, kp[searched:, 0]])
+        out = model.animate(states, kp_target, ref_weights)
         pred, target = out["prediction"], used[:, 0]
         losses: dict[str, torch.Tensor] = {"l1": l1_loss(pred, target)}
         if cfg.perceptual > 0 and self.perceptual is not None:

@@ -15,7 +15,15 @@ from avfc.models.base import Reference
 from avfc.models.mrdac import MRDAC
 from avfc.train import export_model, get_config, load_exported, train
 from avfc.train.configs import LossConfig, OptimConfig, TrainConfig
-from avfc.train.trainer import TrainStep, grow_decoder, init_weights, learning_rate, reference_weights, train_step
+from avfc.train.trainer import (
+    TrainStep,
+    grow_decoder,
+    init_weights,
+    learning_rate,
+    reference_weights,
+    searched_keypoints,
+    train_step,
+)
 
 SIZE = 64
 
@@ -83,6 +91,59 @@ def test_distance_losses_are_reported_weighted_and_trained() -> None:
     assert first[-1] < first[0]  # the distance alone trains the model
     with pytest.raises(ConfigError, match="dists"):
         TrainStep(model, LossConfig(perceptual=0.0, dists=1.0))
+
+
+def _render_l1(model: MRDAC, batch: dict[str, torch.Tensor], kp_target: torch.Tensor) -> float:
+    frames = batch["frames"]
+    with torch.no_grad():
+        state = model.encode_reference(frames[:, 1], model.keypoints(frames[:, 1]))
+        pred = model.animate([state], kp_target, torch.ones(frames.shape[0], 1))["prediction"]
+        return float((pred - frames[:, 0]).abs().mean())
+
+
+def test_the_training_search_moves_keypoints_to_a_closer_render() -> None:
+    torch.manual_seed(0)
+    model = MRDAC(num_kp=5, size=SIZE).eval()
+    batch = _batch()
+    frames = batch["frames"]
+    with torch.no_grad():
+        kp = model.keypoints(frames.reshape(-1, 3, SIZE, SIZE)).view(2, 3, 5, 2)
+    moved = searched_keypoints(model, frames[:, 1:2], kp[:, 1:2], frames[:, 0], kp[:, 0], torch.ones(2, 1),
+                               steps=8, lr=2.0, precision=5)
+    assert moved.shape == kp[:, 0].shape and not moved.requires_grad
+    step = (moved - kp[:, 0]).abs().amax()
+    assert 0 < step <= 8 * 2.0 / 32 * 1.01  # Adam moves at most about its step size (lr, shrinking) per step
+    assert _render_l1(model, batch, moved) < _render_l1(model, batch, kp[:, 0])
+    same = searched_keypoints(model, frames[:, 1:2], kp[:, 1:2], frames[:, 0], kp[:, 0], torch.ones(2, 1),
+                              steps=0, lr=2.0, precision=5)
+    assert torch.equal(same, kp[:, 0])
+
+
+def test_search_aware_training_draws_the_first_share_of_the_batch_from_searched_keypoints() -> None:
+    torch.manual_seed(0)
+    model = MRDAC(num_kp=5, size=SIZE)
+    cfg = LossConfig(perceptual=0.0, equivariance=0.0, contrastive=0.0, kp_precision=10, search_steps=4,
+                     search_lr=16.0, search_size=SIZE, search_share=0.5)
+    step = TrainStep(model, cfg)
+    seen: list[torch.Tensor] = []
+    animate = model.animate
+
+    def spy(states, kp_target, weights):  # type: ignore[no-untyped-def]
+        seen.append(kp_target.detach().clone())
+        return animate(states, kp_target, weights)
+
+    model.animate = spy  # type: ignore[method-assign]
+    batch = _batch()
+    losses = step(batch["frames"], batch["indices"], 1)
+    losses["total"].backward()
+    with torch.no_grad():
+        used = batch["frames"][:, :2].reshape(-1, 3, SIZE, SIZE)  # as the step detects them (batch statistics)
+        detector = model.keypoints(used).view(2, 2, 5, 2)[:, 0]
+    final = seen[-1]  # the training render (the search's renders come first, from its own copy)
+    assert torch.allclose(final[1], detector[1], atol=1e-3)  # the second sample: the detector's (+ rounding noise)
+    assert (final[0] - detector[0]).abs().amax() > 5e-3  # the first: moved by the search
+    assert model.dense_motion.parameters().__next__().grad is not None
+    assert not any(p.requires_grad for p in step._search[0].parameters())  # the copy does not train
 
 
 def test_init_from_loads_a_zoo_model_or_an_exported_file(tmp_path) -> None:
@@ -259,3 +320,16 @@ def test_load_exported_refuses_foreign_files(tmp_path) -> None:
     (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(ModelMismatchError):
         load_exported(tmp_path / "junk.safetensors")
+
+
+def test_every_preset_is_valid_and_search_settings_are_checked() -> None:
+    from avfc.train.configs import PRESETS
+
+    for name in PRESETS:
+        assert get_config(name).name == name
+    v6 = get_config("cpu-v6")
+    assert v6.loss.search_steps > 0 and v6.init_from == "mrdac-cpu-v4"
+    assert get_config("cpu-v4").loss.search_steps == 0  # off unless asked for
+    for bad in ({"search_size": 96}, {"search_share": 1.5}, {"search_steps": -1}, {"search_lr": 0.0}):
+        with pytest.raises(ConfigError):
+            LossConfig(**bad)

@@ -96,6 +96,7 @@ AVFC_MODES: dict[str, dict[str, Any]] = {
     "v2": {"model": "mrdac-cpu-v2"},
     "v3": {"model": "mrdac-cpu-v3"},
     "v4": {"model": "mrdac-cpu-v4"},
+    "v6": {"model": "mrdac-cpu-v6"},
     # sparse motion (format 1.2): keypoints of every 2nd / 3rd frame, the rest interpolated; dense: every frame
     "dense": {"motion_stride": 1},
     "stride2": {"motion_stride": 2},

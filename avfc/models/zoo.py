@@ -114,6 +114,19 @@ ZOO: dict[str, ZooEntry] = {
                         "See docs/model-card.md.",
             keypoints_of="mrdac-cpu-v2",
         ),
+        ZooEntry(
+            name="mrdac-cpu-v6",
+            arch="mrdac",
+            sha256="19404df5b2bae2ae0c21138687659a838843ef7e246e4b1915c3d6b52feb491b",
+            config={"num_kp": 10, "kp_dim": 2, "size": 256, "max_refs": 4, "kp_size": 64, "motion_size": 64,
+                    "kp_channels": [16, 32, 64, 128], "dense_motion_channels": [16, 32, 64, 128],
+                    "feature_channels": [16, 32, 64], "decoder_blocks": 4, "render_keys": True},
+            description="mrdac-cpu-v4 fine-tuned 650 steps on the keypoints the encoder's search sends (cpu-v6 "
+                        "preset: 3 of each batch's 4 targets drawn from keypoints moved by a search like the "
+                        "encoder's `fast` effort; v4's corpus and loss; about an hour of a 2-core CPU); keypoint "
+                        "detector unchanged (v2's). See docs/model-card.md.",
+            keypoints_of="mrdac-cpu-v2",
+        ),
     ]
 }
 

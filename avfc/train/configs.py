@@ -266,11 +266,12 @@ PRESETS["cpu-v5"] = _merge(PRESETS["cpu-v4"], {
 # Model v6 (issue 20, search-aware training): mrdac-cpu-v4 fine-tuned on the keypoints the encoder's search sends.
 # Whole files are drawn from searched keypoints (the default effort searches), the detector's only in live calls
 # and at the `detector` effort; so three samples of each batch of four train on the target's keypoints after 6
-# Adam steps of 2 grid units on a 64-px render (as the `fast` effort searches), the fourth on the detector's.
+# Adam steps of 2 grid units on a 64-px render (as the `fast` effort searches), the fourth on the detector's
+# (about 6 s a step on the 2-core CPU, 65 min).
 PRESETS["cpu-v6"] = _merge(PRESETS["cpu-v4"], {
     "name": "cpu-v6",
     "loss": {"search_steps": 6, "search_lr": 2.0, "search_size": 64, "search_share": 0.75},
-    "steps": 800,
+    "steps": 650,
     "init_from": "mrdac-cpu-v4",
     "out_dir": "runs/cpu-v6",
 })

@@ -98,7 +98,7 @@ MODEL_STREAMS = {
     f"v2_0-model-{model}": dict(n=8, size=256, model=model, audio="codec2" if model == "mrdac-cpu-v3" else "none",
                                 codec2_mode="700C", key_codec="av1", key_qp=45, packet_frames=4, effort="live",
                                 kp_precision=5, kp_hysteresis=0.3, motion_hold=False)
-    for model in ("mrdac-cpu-v3", "mrdac-cpu-v2", "mrdac-cpu-v1", "mrdac-cpu-v4")
+    for model in ("mrdac-cpu-v3", "mrdac-cpu-v2", "mrdac-cpu-v1", "mrdac-cpu-v4", "mrdac-cpu-v6")
 }
 #: the largest difference allowed at any pixel of a shipped model's rendered frames (8-bit levels)
 FRAME_TOLERANCE = 2

@@ -111,8 +111,10 @@ AVFC_MODES: dict[str, dict[str, Any]] = {
     # rate control (avfc.codec.rate): one pass (as for long inputs and live use) or the whole-file passes
     "rate-stream": {"rate_control": "stream"},
     "rate-file": {"rate_control": "file"},
-    # the search with a perceptual term (avfc encode --search-weights; the bench's metric weights): opt-in
+    # the search with a perceptual term (avfc encode --search-weights; the bench's metric weights): opt-in;
+    # SEARCH_METRICS names each such mode's term
     **{f"search-{m}": {} for m in ("lpips-alex", "lpips-vgg", "dists")},
+    "v6-search-lpips-alex": {"model": "mrdac-cpu-v6"},
     # audio-visual cross-modal coding (format 1.1): context-coded audio, speech-predicted motion
     "avcc": {"audio_coder": "context", "motion_source": "predicted"},
     # no motion at all: the decoder draws the lips from the speech (the lowest rates)
@@ -134,6 +136,13 @@ _BASELINE_AUDIO = ("codec2", "700C")  # what avfc's default mode carries
 
 
 # --------------------------------------------------------------------------- codec list
+#: the avfc modes whose search has a perceptual term (from the bench's metric weights), and its metric
+SEARCH_METRICS: dict[str, str] = {
+    **{f"search-{m}": m for m in ("lpips-alex", "lpips-vgg", "dists")},
+    "v6-search-lpips-alex": "lpips-alex",
+}
+
+
 @dataclass(frozen=True)
 class CodecSpec:
     """One entry of ``--codecs``: a kind, and for avfc a mode of ``AVFC_MODES``."""
@@ -524,11 +533,12 @@ def _code_avfc(ref: Reference, spec: CodecSpec, rate: float, cfg: BenchConfig) -
     media = Media.from_arrays(ref.frames, ref.fps, ref.audio, _SAMPLE_RATE)
     overrides: dict[str, Any] = {**AVFC_MODES[spec.mode], "bitrate_kbps": float(rate),
                                  "size": int(ref.frames.shape[1]), "fps": ref.fps, "crop": "none"}
-    if spec.mode.startswith("search-"):  # the search's perceptual term, from the bench's metric weights
+    metric = SEARCH_METRICS.get(spec.mode)
+    if metric is not None:  # the search's perceptual term, from the bench's metric weights
         weights, why = find_metric_weights(cfg.weights)
         if weights is None:
             raise ConfigError(f"avfc:{spec.mode} needs the metric weights: {why}")
-        overrides["search_perceptual"] = _search_term(str(weights), spec.mode.removeprefix("search-"), cfg.device)
+        overrides["search_perceptual"] = _search_term(str(weights), metric, cfg.device)
     with c.encode:
         res = avfc.encode(media, **overrides)
     with c.decode:

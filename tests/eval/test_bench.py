@@ -330,3 +330,11 @@ def test_the_search_modes_take_the_perceptual_term_from_the_metric_weights(monke
     with pytest.raises(RuntimeError, match="stop"):
         bench._code_avfc(ref, spec, 5.0, cfg)
     assert seen["search_perceptual"][2] == "dists" and seen["bitrate_kbps"] == 5.0
+    seen.clear()
+    with pytest.raises(RuntimeError, match="stop"):  # a model's search mode: its model and its term
+        bench._code_avfc(ref, bench.CodecSpec("avfc", "v6-search-lpips-alex"), 5.0, cfg)
+    assert seen["search_perceptual"][2] == "lpips-alex" and seen["model"] == "mrdac-cpu-v6"
+    seen.clear()
+    with pytest.raises(RuntimeError, match="stop"):  # a mode without a term gets none
+        bench._code_avfc(ref, bench.CodecSpec("avfc", "v6"), 5.0, cfg)
+    assert "search_perceptual" not in seen and seen["model"] == "mrdac-cpu-v6"

@@ -53,6 +53,14 @@ ARCHS: dict[str, Callable[..., AnimationModel]] = {
     MRDAC.arch: MRDAC,
 }
 
+def _mrdac_coded_refs() -> dict[str, Any]:
+    """The architecture of mrdac-cpu-v3 and of the models fine-tuned from it (v4, v6): 256 px, dense motion
+    at 64x64, key frames shown as the model's render of them (a fresh dict per entry)."""
+    return {"num_kp": 10, "kp_dim": 2, "size": 256, "max_refs": 4, "kp_size": 64, "motion_size": 64,
+            "kp_channels": [16, 32, 64, 128], "dense_motion_channels": [16, 32, 64, 128],
+            "feature_channels": [16, 32, 64], "decoder_blocks": 4, "render_keys": True}
+
+
 #: released entries are never removed or changed: golden files and users' streams name them
 ZOO: dict[str, ZooEntry] = {
     e.name: e
@@ -92,9 +100,7 @@ ZOO: dict[str, ZooEntry] = {
             name="mrdac-cpu-v3",
             arch="mrdac",
             sha256="9d1c94c83845ef7146c3c54ede96759d5d5e4a63cbc0c897e59cb1b92384f490",
-            config={"num_kp": 10, "kp_dim": 2, "size": 256, "max_refs": 4, "kp_size": 64, "motion_size": 64,
-                    "kp_channels": [16, 32, 64, 128], "dense_motion_channels": [16, 32, 64, 128],
-                    "feature_channels": [16, 32, 64], "decoder_blocks": 4, "render_keys": True},
+            config=_mrdac_coded_refs(),
             description="mrdac-cpu-v2 fine-tuned 800 steps at 256 px on AV1-decoded references with L1 + LPIPS-VGG "
                         "(cpu-coded preset, 53 min on a 2-core CPU, av/ and face/ only); keypoint detector "
                         "unchanged (frozen), dense motion at 64x64, key frames shown as its render of them. "
@@ -105,9 +111,7 @@ ZOO: dict[str, ZooEntry] = {
             name="mrdac-cpu-v4",
             arch="mrdac",
             sha256="c2fbbd12a35ac3ca41c695a6591c9244ec6a75f94a85b7626f0b8b089c696c19",
-            config={"num_kp": 10, "kp_dim": 2, "size": 256, "max_refs": 4, "kp_size": 64, "motion_size": 64,
-                    "kp_channels": [16, 32, 64, 128], "dense_motion_channels": [16, 32, 64, 128],
-                    "feature_channels": [16, 32, 64], "decoder_blocks": 4, "render_keys": True},
+            config=_mrdac_coded_refs(),
             description="mrdac-cpu-v3 fine-tuned 1300 steps at 256 px on about six times the people (cpu-v4 preset: "
                         "av/, av2/, face/, face2/ clips and images/ photos with synthetic motion, 20 % photo "
                         "pairs; about 1.5 h of a 2-core CPU); keypoint detector unchanged (v2's). "
@@ -118,9 +122,7 @@ ZOO: dict[str, ZooEntry] = {
             name="mrdac-cpu-v6",
             arch="mrdac",
             sha256="19404df5b2bae2ae0c21138687659a838843ef7e246e4b1915c3d6b52feb491b",
-            config={"num_kp": 10, "kp_dim": 2, "size": 256, "max_refs": 4, "kp_size": 64, "motion_size": 64,
-                    "kp_channels": [16, 32, 64, 128], "dense_motion_channels": [16, 32, 64, 128],
-                    "feature_channels": [16, 32, 64], "decoder_blocks": 4, "render_keys": True},
+            config=_mrdac_coded_refs(),
             description="mrdac-cpu-v4 fine-tuned 650 steps on the keypoints the encoder's search sends (cpu-v6 "
                         "preset: 3 of each batch's 4 targets drawn from keypoints moved by a search like the "
                         "encoder's `fast` effort; v4's corpus and loss; about an hour of a 2-core CPU); keypoint "

@@ -197,6 +197,15 @@ def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
+def mouth_weights(size: int, mouth_weight: float = MOUTH_WEIGHT) -> torch.Tensor:
+    """``(1, 1, size, size)`` weights of the search's distortion: 1, plus ``mouth_weight`` inside
+    :data:`MOUTH_BOX`, normalised to mean 1."""
+    w = torch.ones(1, 1, size, size)
+    t, b, lft, r = MOUTH_BOX
+    w[..., int(t * size):int(b * size), int(lft * size):int(r * size)] += mouth_weight
+    return w / w.mean()
+
+
 def _mouth_energy_gap(out: torch.Tensor, src: torch.Tensor, nxt: Sequence[int]) -> torch.Tensor:
     """Sum over the frame pairs ``(i - 1, i)`` for ``i`` in ``nxt`` of |E_render - E_source|, E the mean
     |luma change| inside the mouth box (luma in [0, 1])."""
@@ -330,10 +339,7 @@ class MotionSearch:
 
     def _pixel_weights(self, size: int) -> torch.Tensor:
         if size not in self._weights:
-            w = torch.ones(1, 1, size, size)
-            t, b, lft, r = MOUTH_BOX
-            w[..., int(t * size):int(b * size), int(lft * size):int(r * size)] += self.mouth_weight
-            self._weights[size] = (w / w.mean()).to(self.device)
+            self._weights[size] = mouth_weights(size, self.mouth_weight).to(self.device)
         return self._weights[size]
 
     def _groups(self, refs: list[Reference], indices: Sequence[int], bidirectional: bool

@@ -53,13 +53,6 @@ def reference_weights(indices: torch.Tensor) -> torch.Tensor:
     return torch.stack(rows).to(indices.device)
 
 
-def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
-    if x.shape[-1] == size:
-        return x
-    return torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
-                                           antialias=True)
-
-
 def searched_keypoints(search_model: MRDAC, refs: torch.Tensor, kp_refs: torch.Tensor, target: torch.Tensor,
                        kp_target: torch.Tensor, weights: torch.Tensor, *, steps: int, lr: float,
                        precision: int) -> torch.Tensor:
@@ -69,7 +62,7 @@ def searched_keypoints(search_model: MRDAC, refs: torch.Tensor, kp_refs: torch.T
     target, from ``kp_target``. Shapes: ``refs`` ``(B, R, 3, S, S)``, ``kp_refs`` ``(B, R, K, 2)``,
     ``target`` ``(B, 3, S, S)``, ``kp_target`` ``(B, K, 2)``, ``weights`` ``(B, R)``. Returns ``(B, K, 2)``,
     detached (the model trains on the render of the result, not through the search)."""
-    from avfc.codec.search import MOUTH_BOX
+    from avfc.codec.search import _resize, mouth_weights
 
     size = search_model.size
     base = kp_target.detach()
@@ -77,10 +70,7 @@ def searched_keypoints(search_model: MRDAC, refs: torch.Tensor, kp_refs: torch.T
         states = [search_model.encode_reference(_resize(refs[:, r], size), kp_refs[:, r].detach())
                   for r in range(refs.shape[1])]
         goal = _resize(target, size)
-        w = torch.ones(1, 1, size, size, device=target.device)
-        t, b, lft, r = MOUTH_BOX
-        w[..., int(t * size):int(b * size), int(lft * size):int(r * size)] += 1.0
-        w = w / w.mean()
+        w = mouth_weights(size).to(target.device)  # the encoder's weights (MOUTH_WEIGHT in the mouth box)
     delta = torch.zeros_like(base, requires_grad=True)
     opt = torch.optim.Adam([delta], lr=lr / 2.0 ** precision)
     # as the encoder's search: the step shrinks linearly to a quarter of lr
@@ -123,7 +113,7 @@ class TrainStep(nn.Module):
         if not self._search:
             cfg = dict(self.model.config_dict())
             cfg["size"] = self.cfg.search_size
-            cfg["motion_size"] = min(int(cfg.get("motion_size") or cfg["size"] // 4), self.cfg.search_size)
+            cfg["motion_size"] = min(cfg["motion_size"], self.cfg.search_size)
             small = MRDAC(**cfg).eval()
             small.requires_grad_(False)
             self._search.append(small)

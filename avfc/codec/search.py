@@ -306,8 +306,11 @@ class MotionSearch:
         self._models: dict[int, AnimationModel] = {}
         self._small_refs: dict[tuple[int, int], tuple[Reference, Reference]] = {}
         self._weights: dict[int, torch.Tensor] = {}
-        #: continuous keypoints (grid units) last found per frame index
+        #: continuous keypoints (grid units) last found per frame index, and the keypoints (grid units) of the
+        #: references the frame was drawn from then: a later pass whose key pictures differ (the rate control's)
+        #: has references whose detected keypoints moved, and starts from what was found moved with them
         self.found: dict[int, np.ndarray] = {}
+        self._found_refs: dict[int, np.ndarray] = {}
         self._offset: Optional[np.ndarray] = None  # last correction over the detector, for the next packet
         self._chosen: dict[tuple[int, int, int, bool], tuple[str, float]] = {}  # packet -> (kind, rounding)
         self.packets = 0
@@ -336,6 +339,24 @@ class MotionSearch:
         small.state = model.prepare_reference(small)
         self._small_refs[key] = (ref, small)
         return small
+
+    def _ref_keypoints(self, refs: list[Reference], index: int, bidirectional: bool) -> np.ndarray:
+        """The mean keypoints (grid units) of the references frame ``index`` is drawn from."""
+        rs = references_for(refs, index, bidirectional)
+        if not rs:
+            return np.zeros(0)
+        kp = np.stack([r.keypoints.detach().cpu().numpy().astype(np.float64).reshape(-1) for r in rs])
+        return kp.mean(axis=0) * 2.0 ** self.precision
+
+    def _warm(self, index: int, ref_kp: np.ndarray) -> np.ndarray:
+        """What was found for frame ``index``, moved as its references' keypoints moved since (the model draws
+        the motion of the sent keypoints relative to the references'; a re-coded key picture's detected
+        keypoints move with its coding noise, and keypoints found against the old ones would misdraw)."""
+        x = self.found[index]
+        then = self._found_refs.get(index)
+        if then is None or then.shape != x.shape or ref_kp.shape != x.shape:
+            return x
+        return x + (ref_kp - then)
 
     def _pixel_weights(self, size: int) -> torch.Tensor:
         if size not in self._weights:
@@ -417,6 +438,7 @@ class MotionSearch:
         self._small_refs = {k: v for k, v in self._small_refs.items() if k[0] in live}
         if not self.keep_found:
             self.found = {i: x for i, x in self.found.items() if i >= first}
+            self._found_refs = {i: x for i, x in self._found_refs.items() if i >= first}
             self._chosen = {k: v for k, v in self._chosen.items() if k[0] >= first}
         n, c = det.shape
         scale = 2.0 ** self.precision
@@ -448,12 +470,14 @@ class MotionSearch:
         d: torch.Tensor | float  # the distortion: a tensor in the search, a float in the exact choice
         # --- continuous search on the coded rows ------------------------------------------------
         known = [first + p in self.found for p in pos]
+        ref_kp = {first + i: self._ref_keypoints(refs, first + i, bidirectional) for i in range(n)}
         if all(known):
-            x0 = np.stack([self.found[first + p] for p in pos])
+            x0 = np.stack([self._warm(first + p, ref_kp[first + p]) for p in pos])
             steps = eff.warm_steps
         else:
             off = self._offset if self._offset is not None else np.zeros(c)
-            x0 = np.stack([self.found.get(first + p, det[p] + off) for p in pos])
+            x0 = np.stack([self._warm(first + p, ref_kp[first + p]) if first + p in self.found else det[p] + off
+                           for p in pos])
             steps = eff.steps
         interp_full = interpolation_matrix(n, stride)
         interp = torch.from_numpy(interp_full[drawn]).float().to(self.device)
@@ -493,6 +517,7 @@ class MotionSearch:
         full = interp_full @ xf
         for i in range(n):
             self.found[first + i] = full[i]
+            self._found_refs[first + i] = ref_kp[first + i]
         self._offset = full[-1] - det[-1]
 
         # --- exact choice -------------------------------------------------------------------------

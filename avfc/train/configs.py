@@ -277,9 +277,9 @@ PRESETS["cpu-v6"] = _merge(PRESETS["cpu-v4"], {
 })
 
 
-# Model v7 (issue 20; measured, not shipped: docs/experiments/2026-12-07-mrdac-cpu-v7-dists.md): mrdac-cpu-v6 fine-tuned with a DISTS
-# term added to v6's loss (L1 + LPIPS-VGG, search-aware), where v6 trailed the held key frame and v4 (400 steps,
-# 8-12 s a step on the 2-core CPU: DISTS's VGG doubles the perceptual work; 77 min)
+# Model v7 (issue 20; measured, not shipped: docs/experiments/2026-12-07-mrdac-cpu-v7-dists.md): mrdac-cpu-v6
+# fine-tuned with a DISTS term added to v6's loss (L1 + LPIPS-VGG, search-aware), where v6 trailed the held key
+# frame and v4 (400 steps, 8-12 s a step on the 2-core CPU: DISTS's VGG doubles the perceptual work; 77 min)
 PRESETS["cpu-v7"] = _merge(PRESETS["cpu-v6"], {
     "name": "cpu-v7",
     "loss": {"dists": 1.0},

@@ -252,6 +252,10 @@ class Encoder:
         #: per packet, what the search chose ("detector", "hold", "search") and its cost against the detector's
         #: the search's choices of the last SEARCH_LOG_PACKETS motion packets (counts of all: packets_by_choice)
         self.search_log: deque[PacketChoice] = deque(maxlen=SEARCH_LOG_PACKETS)
+        #: the sum of the search's distortions (PacketChoice.distortion) over every packet: how close the decoder
+        #: draws this encoding's frames, in the search's own measure; nan when some packet's choice was not rendered
+        #: (a reused or bound choice). The whole-file rate control compares its passes by it.
+        self.search_distortion = 0.0
         self._choices: dict[str, int] = {}
         self._waiting_frames: list[np.ndarray] = []
         self._pending_frames: list[np.ndarray] = []
@@ -632,6 +636,7 @@ class Encoder:
             held=self._held_rows(first, q) if self._hold else None, bound=self.search_bound,
             hold_margin=self.config.motion_hold_margin)
         self.search_log.append(choice)
+        self.search_distortion += choice.distortion
         self._choices[choice.kind] = self._choices.get(choice.kind, 0) + 1
         if choice.kind == "hold":
             self.held_packets += 1

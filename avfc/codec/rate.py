@@ -20,6 +20,7 @@ Two controllers, one notion of rate (key pictures, motion, audio, headers and fr
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
@@ -136,8 +137,8 @@ def uses_file_rate(cfg: EncoderConfig, duration: float) -> bool:
 
 def fit_file_rate(cfg: EncoderConfig, budget: int, duration: float, run: Callable[..., Encoder],
                   warnings: list[str]):
-    """Whole-file rate control: the encoder pass whose file fits ``budget`` bytes with the finest key
-    pictures (a warning is appended when even the coarsest do not fit).
+    """Whole-file rate control: the best encoder pass whose file fits ``budget`` bytes (a warning is
+    appended when even the coarsest key pictures do not fit).
 
     ``run(config, key_bytes=None, bound=False)`` codes the whole clip with ``config`` (each key
     picture within ``key_bytes`` when given; ``bound``: the pass only plans, its motion search may
@@ -152,7 +153,8 @@ def fit_file_rate(cfg: EncoderConfig, budget: int, duration: float, run: Callabl
     ``motion_hold`` move packets it held, or the adaptive policy place more key frames) shrinks them
     by the excess; one under it (packets held) grows them by the slack; once one pass fitted and one
     did not, the next bisects between their key budgets (at most :data:`MAX_RATE_PASSES` planned
-    passes). The fullest pass within the budget is kept; when none fits, the coarsest key pictures.
+    passes). Of the passes within the budget the best by the search's own measure is kept (:func:`_best_fit`;
+    the fullest when the passes cannot be compared); when none fits, the coarsest key pictures.
     """
     coarsest = QP_RANGE[cfg.key_codec][1]
     strides = (AUTO_MOTION_STRIDES if cfg.motion_stride is None and cfg.motion_source == "transmitted"
@@ -213,7 +215,22 @@ def fit_file_rate(cfg: EncoderConfig, budget: int, duration: float, run: Callabl
             f"--bitrate {cfg.bitrate_kbps} kbps cannot be reached: motion, audio and the smallest key "
             f"frame{'s' if n_keys > 1 else ''} already take {best.stats.total_bytes * 8 / 1000 / duration:.2f} kbps")
         return best
-    return max(fits, key=lambda e: e.stats.total_bytes)
+    return _best_fit(fits)
+
+
+def _best_fit(fits: Sequence[Encoder]) -> Encoder:
+    """Of the passes within the budget, the one the decoder draws closest to the source by the motion search's
+    own measure (:attr:`Encoder.search_distortion`), among those with the fullest pass's number of key frames
+    (a pass with more key frames draws fewer frames); ties and passes without that measure (no search, or
+    choices reused from an earlier pass, as the ``fast`` effort does) keep the fullest pass.
+
+    Fuller is not always better when every pass chooses again: finer key pictures can make the search hold
+    packets it moved before (docs/experiments/2026-12-07-rate-pass-choice.md)."""
+    fullest = max(fits, key=lambda e: e.stats.total_bytes)
+    same = [e for e in fits if e.stats.keys == fullest.stats.keys and math.isfinite(e.search_distortion)]
+    if fullest not in same or len(same) < 2:
+        return fullest
+    return min(same, key=lambda e: (e.search_distortion, -e.stats.total_bytes))
 
 
 def _qp_between(fit_qps: Sequence[int], over_qps: Sequence[int]) -> bool:

@@ -27,10 +27,14 @@ Per motion packet, :class:`MotionSearch`:
    previous coded value), and chooses among those, the detector's keypoints and (with
    ``motion_hold``) the reference's keypoints held still, by the exact cost: the exact bits of the
    packet as the motion coder writes it and the distortion of the render of the integers the decoder
-   will really draw (after sparse interpolation).
+   will really draw (after sparse interpolation). In a later rate-control pass (efforts that choose
+   again) what the packet sent before, moved as its references' keypoints moved, is a candidate too,
+   and warm steps start at the cold schedule's last step size: they refine, they do not jump away.
 
 The detector's keypoints are always a candidate, so the chosen packet never costs more than they do
-under the search's cost. Effort presets (:data:`EFFORTS`) set the steps and render sizes.
+under the search's cost. Each choice reports its distortion (:attr:`PacketChoice.distortion`): the
+whole-file rate control keeps the pass within the budget that the decoder draws best by it. Effort
+presets (:data:`EFFORTS`) set the steps and render sizes.
 """
 
 from __future__ import annotations
@@ -116,6 +120,9 @@ MOUTH_WEIGHT = 1.0
 
 #: weight of the temporal term (flicker: the render's frame-to-frame change against the source's)
 TEMPORAL_WEIGHT = 1.0
+
+#: Adam's step of a warm start (an earlier pass searched the packet's frames) as a share of the effort's ``lr``
+WARM_LR_SCALE = 0.25
 
 #: dead zones (grid steps beyond half a step) tried when the searched keypoints are put on the grid
 ROUNDINGS = (0.0, 0.3, 0.6)
@@ -248,6 +255,9 @@ class PacketChoice:
     cost: float  # D + lambda * R of the choice
     detector_cost: float  # the same for the detector's keypoints
     bits: int
+    #: D of the choice alone (the hold's without its margin): how close the decoder draws the packet's frames
+    #: to the source; nan when nothing was rendered (a reused or bound choice)
+    distortion: float = float("nan")
 
 
 class MotionSearch:
@@ -312,7 +322,8 @@ class MotionSearch:
         self.found: dict[int, np.ndarray] = {}
         self._found_refs: dict[int, np.ndarray] = {}
         self._offset: Optional[np.ndarray] = None  # last correction over the detector, for the next packet
-        self._chosen: dict[tuple[int, int, int, bool], tuple[str, float]] = {}  # packet -> (kind, rounding)
+        # packet -> (kind, rounding, rows sent, their references' keypoints per frame)
+        self._chosen: dict[tuple[int, int, int, bool], tuple[str, float, np.ndarray, np.ndarray]] = {}
         self.packets = 0
         self.choices: dict[str, int] = {}
 
@@ -455,7 +466,7 @@ class MotionSearch:
             cands = [("detector", det)] + ([("hold", held)] if held is not None else [])
             costs = [exact(q, 0.0) for _, q in cands]
             i = int(np.argmin([cst for cst, _ in costs]))
-            return self._done(cands[i][1], cands[i][0], costs[i][0], costs[0][0], costs[i][1])
+            return self._done(cands[i][1], cands[i][0], costs[i][0], costs[0][0], costs[i][1], 0.0)
 
         if bound:  # no search against the first pass's (coarsest) key pictures: the next pass searches
             cands = [("detector", det)] + ([("hold", held)] if held is not None else [])
@@ -493,7 +504,10 @@ class MotionSearch:
             model = self._model(eff.scale if self.perceptual is None else eff.perceptual_scale)
             src = _resize(src_full, model.size)
             src_p = self._perceptual_source(src_full, model.size)
-            opt = torch.optim.Adam([o], lr=eff.lr)
+            # a warm start refines what was found: it starts at the cold schedule's last step, not its first (Adam's
+            # first steps move every knot by about lr, which from a found optimum is a jump away from it)
+            warm = all(known) and steps == eff.warm_steps
+            opt = torch.optim.Adam([o], lr=eff.lr * (WARM_LR_SCALE if warm else 1.0))
             # the step shrinks linearly to a quarter of lr: long strides first, then fine adjustment
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0 - 0.75 * t / max(steps - 1, 1))
             prev_t = None if prev is None else torch.tensor(prev, dtype=torch.float32, device=self.device)
@@ -533,28 +547,42 @@ class MotionSearch:
             q = interpolate_track(coded, n, stride) if stride > 1 else coded
             cands.append(("search", h, q.astype(np.int32)))
         key = (first, n, stride, held is not None)
+        ref_rows = np.stack([ref_kp[first + i] for i in range(n)]) if n else np.zeros((0, c))
+        if key in self._chosen and eff.rechoose:
+            # what an earlier pass sent, moved as its references' keypoints moved: a candidate, so that a pass whose
+            # references did not change never chooses worse than the pass before (the warm steps may stray)
+            kind_then, _, q_then, refs_then = self._chosen[key]  # (a hold or the detector is a candidate anyway)
+            if kind_then == "search" and refs_then.shape == ref_rows.shape == q_then.shape:
+                moved = q_then[pos] + np.rint(ref_rows[pos] - refs_then[pos]).astype(np.int64)
+                q = interpolate_track(moved, n, stride) if stride > 1 else moved
+                q = q.astype(np.int32)
+                if q[pos].tobytes() not in seen:
+                    seen.append(q[pos].tobytes())
+                    cands.append(("search", -2.0, q))
         if not eff.rechoose and not steps and key in self._chosen:
-            kind, h = self._chosen[key]
+            kind, h = self._chosen[key][:2]
             for cand in cands:
                 if cand[0] == kind and (kind != "search" or cand[1] == h):
                     return self._done(cand[2], kind, float("nan"), float("nan"), bits(cand[2]))
         model = self._model(eff.choice_scale)
         src = _resize(src_full, model.size)
         src_p = self._perceptual_source(src_full, model.size)
-        costs = []
+        costs, dists = [], []
         with torch.no_grad():
             for kind, _, q in cands:
                 drawn_q = interpolate_track(q[pos], n, stride) if stride > 1 else q
                 kp = torch.from_numpy(dequantize(drawn_q[drawn], self.precision)).to(self.device)
                 d = float(self._distortion(model, groups, indices, kp, src, src_p))
+                dists.append(d)
                 costs.append(exact(q, d / (1.0 + hold_margin) if kind == "hold" else d))
         order = [cst for cst, _ in costs]
         i = int(np.argmin(order))  # ties keep the earlier: the detector, then the hold
-        self._chosen[key] = (cands[i][0], cands[i][1])
-        return self._done(cands[i][2], cands[i][0], costs[i][0], costs[0][0], costs[i][1])
+        self._chosen[key] = (cands[i][0], cands[i][1], np.asarray(cands[i][2]), ref_rows)
+        return self._done(cands[i][2], cands[i][0], costs[i][0], costs[0][0], costs[i][1], dists[i])
 
-    def _done(self, q: np.ndarray, kind: str, cost: float, det_cost: float, nbits: int) -> PacketChoice:
+    def _done(self, q: np.ndarray, kind: str, cost: float, det_cost: float, nbits: int,
+              distortion: float = float("nan")) -> PacketChoice:
         self.packets += 1
         self.choices[kind] = self.choices.get(kind, 0) + 1
         return PacketChoice(q=np.asarray(q, dtype=np.int32), kind=kind, cost=cost, detector_cost=det_cost,
-                            bits=nbits)
+                            bits=nbits, distortion=distortion)

@@ -200,6 +200,7 @@ def test_a_pass_a_few_bytes_over_moves_the_key_picture_one_step_coarser_not_to_t
             self.stats.add("key_frame", picture + 4)
             self.stats.add_key(63 if picture == sizes[0] else 41, picture)
             self.stats.add("motion", other)
+            self.search_distortion = float("nan")  # the detector effort: nothing to compare passes by
 
     def run(cfg, key_bytes=None, bound=False):
         runs.append(key_bytes)
@@ -213,3 +214,48 @@ def test_a_pass_a_few_bytes_over_moves_the_key_picture_one_step_coarser_not_to_t
     assert runs[:3] == [None, 1324, 1281], runs  # 1282 coded 7 over: the next budget is below it
     assert best.stats.total_bytes <= 1975 and best.stats.key_picture_bytes[0] == 1000 and not warnings
     assert len(runs) == len(set(runs))  # no pass repeated
+
+
+class _Pass:
+    """A finished pass as fit_file_rate sees it: its bytes, key frames and the search's distortion."""
+
+    def __init__(self, total: int, distortion: float, keys: int = 1, qp: int = 40, picture: int = 100) -> None:
+        self.stats = EncoderStats()
+        for _ in range(keys):
+            self.stats.add_key(qp, picture)
+        self.stats.add("motion", total)
+        self.search_distortion = distortion
+
+
+def test_of_the_passes_that_fit_the_one_the_decoder_draws_best_is_kept_not_the_fullest():
+    """medium on lrs2_00001 at 5 kbps: the fitting passes' search distortions 557 / 612 / 620 / 663 ranked them
+    exactly as their PSNR (30.16 / 28.91 / 28.85 / 27.80 dB); keeping the fullest kept the 28.85-dB pass."""
+    a, b, c = _Pass(2461, 556.8), _Pass(2482, 620.0), _Pass(2474, 612.0)
+    assert rate._best_fit([a, b, c]) is a
+    tie = _Pass(2470, 556.8)
+    assert rate._best_fit([a, tie, b]) is tie  # equal distortion: the fuller
+    # a pass that reused earlier choices (the fast effort) cannot be compared: the fullest is kept
+    assert rate._best_fit([a, _Pass(2482, float("nan"))]).stats.total_bytes == 2482
+    # passes with another number of key frames draw other frames: only the fullest's count competes
+    more_keys = _Pass(2300, 100.0, keys=2)
+    assert rate._best_fit([a, b, more_keys]) is a
+    assert rate._best_fit([b]) is b
+
+
+def test_fit_file_rate_keeps_the_best_fitting_pass() -> None:
+    from avfc.config import EncoderConfig
+
+    # over, fits, fits fuller (bisected between the two), over: four planned passes, two fit
+    plan = iter([_Pass(2600, 500.0, qp=38, picture=1000), _Pass(2461, 556.8, qp=44, picture=900),
+                 _Pass(2482, 620.0, qp=42, picture=950), _Pass(2700, 480.0, qp=40, picture=990)])
+    probe = _Pass(1200, float("nan"))
+    planned = []
+
+    def run(cfg, key_bytes=None, bound=False):
+        planned.append(key_bytes)
+        return probe if key_bytes is None else next(plan)
+
+    cfg = EncoderConfig(model="tiny-test", size=SIZE, audio="none", bitrate_kbps=5.0, motion_stride=1)
+    best = rate.fit_file_rate(cfg, 2500, 4.0, run, [])
+    assert len(planned) == 5
+    assert best.stats.total_bytes == 2461 and best.search_distortion == 556.8

@@ -68,7 +68,7 @@ class DataConfig(_Config):
     # <cache_dir>/corpus, split by person (people.csv); photos give pairs with synthetic motion
     corpus: str | None = None  # e.g. "../shared/data"; None: train on dirs as before
     corpus_folders: list[str] = ["av", "av2", "face", "face2", "images"]
-    photo_ratio: float = Field(0.2, ge=0.0, le=1.0)  # share of photo pairs (a guess, to be measured)
+    photo_ratio: float = Field(0.2, ge=0.0, le=1.0)  # share of photo pairs (0.5 measured worse: docs/experiments/2026-12-07-photo-ratio.md)
     dev_fraction: float = Field(0.1, ge=0.0, lt=1.0)  # share of people held out (development)
     split_seed: int = 0
 

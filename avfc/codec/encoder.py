@@ -254,8 +254,8 @@ class Encoder:
         self.search_log: deque[PacketChoice] = deque(maxlen=SEARCH_LOG_PACKETS)
         #: the sum of the search's distortions (PacketChoice.distortion) over every packet: how close the decoder
         #: draws this encoding's frames, in the search's own measure; nan when some packet's choice was not rendered
-        #: (a reused or bound choice). The whole-file rate control compares its passes by it.
-        self.search_distortion = 0.0
+        #: (a reused or bound choice) or when nothing is searched. The whole-file rate control compares its passes by it.
+        self.search_distortion = 0.0 if self.search is not None else float("nan")
         self._choices: dict[str, int] = {}
         self._waiting_frames: list[np.ndarray] = []
         self._pending_frames: list[np.ndarray] = []

@@ -198,6 +198,14 @@ def interpolation_matrix(num_frames: int, stride: int) -> np.ndarray:
     return m
 
 
+def _ref_shift(then: Optional[np.ndarray], now: np.ndarray, shape: tuple[int, ...]) -> Optional[np.ndarray]:
+    """How far the references' keypoints moved (``now - then``, grid units) for values of ``shape`` found or sent
+    against ``then``; None when there is nothing to move by (no references then or now)."""
+    if then is None or then.shape != shape or now.shape != shape:
+        return None
+    return now - then
+
+
 def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
     if x.shape[-1] == size:
         return x
@@ -364,10 +372,8 @@ class MotionSearch:
         the motion of the sent keypoints relative to the references'; a re-coded key picture's detected
         keypoints move with its coding noise, and keypoints found against the old ones would misdraw)."""
         x = self.found[index]
-        then = self._found_refs.get(index)
-        if then is None or then.shape != x.shape or ref_kp.shape != x.shape:
-            return x
-        return x + (ref_kp - then)
+        shift = _ref_shift(self._found_refs.get(index), ref_kp, x.shape)
+        return x if shift is None else x + shift
 
     def _pixel_weights(self, size: int) -> torch.Tensor:
         if size not in self._weights:
@@ -506,8 +512,7 @@ class MotionSearch:
             src_p = self._perceptual_source(src_full, model.size)
             # a warm start refines what was found: it starts at the cold schedule's last step, not its first (Adam's
             # first steps move every knot by about lr, which from a found optimum is a jump away from it)
-            warm = all(known) and steps == eff.warm_steps
-            opt = torch.optim.Adam([o], lr=eff.lr * (WARM_LR_SCALE if warm else 1.0))
+            opt = torch.optim.Adam([o], lr=eff.lr * (WARM_LR_SCALE if all(known) else 1.0))
             # the step shrinks linearly to a quarter of lr: long strides first, then fine adjustment
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0 - 0.75 * t / max(steps - 1, 1))
             prev_t = None if prev is None else torch.tensor(prev, dtype=torch.float32, device=self.device)
@@ -552,8 +557,9 @@ class MotionSearch:
             # what an earlier pass sent, moved as its references' keypoints moved: a candidate, so that a pass whose
             # references did not change never chooses worse than the pass before (the warm steps may stray)
             kind_then, _, q_then, refs_then = self._chosen[key]  # (a hold or the detector is a candidate anyway)
-            if kind_then == "search" and refs_then.shape == ref_rows.shape == q_then.shape:
-                moved = q_then[pos] + np.rint(ref_rows[pos] - refs_then[pos]).astype(np.int64)
+            shift = _ref_shift(refs_then, ref_rows, q_then.shape)
+            if kind_then == "search" and shift is not None:
+                moved = q_then[pos] + np.rint(shift[pos]).astype(np.int64)
                 q = interpolate_track(moved, n, stride) if stride > 1 else moved
                 q = q.astype(np.int32)
                 if q[pos].tobytes() not in seen:

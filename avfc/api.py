@@ -24,7 +24,7 @@ from avfc.codec.rate import fit_file_rate, uses_file_rate
 from avfc.config import EncoderConfig
 from avfc.errors import ConfigError, FileAccessError, FormatError, MediaError
 from avfc.paths import check_writable
-from avfc.media import CropBox, Media, VideoWriter, apply_crop, as_array, find_crop, write_media
+from avfc.media import CropBox, IntraCache, Media, VideoWriter, apply_crop, as_array, find_crop, write_media
 from avfc.media.io import STREAM_FORMATS
 from avfc.media.stream import MediaStream, open_media
 from avfc.media.crop import face_warnings
@@ -339,7 +339,7 @@ def _encode_held(frames: np.ndarray, pcm: Optional[np.ndarray], box: CropBox, so
         passes[0] += 1  # progress: one stage per pass of the whole-file rate control
         stage = f"encode (rate pass {passes[0]})" if file_rate or cfg.adapt_decoder else "encode"
         enc = Encoder(c, source_size=source_size, crop=box, frame_count=len(frames),
-                      key_bytes=key_bytes, model=model, search=search, decoder_params=params)
+                      key_bytes=key_bytes, model=model, search=search, decoder_params=params, key_cache=key_cache)
         enc.search_bound = bound
         # one packet of frames, then its audio: the units come out in time order, as a live encoder's
         step = c.packet_frames
@@ -361,8 +361,10 @@ def _encode_held(frames: np.ndarray, pcm: Optional[np.ndarray], box: CropBox, so
             return fit_file_rate(cfg, int(cfg.bitrate_kbps * 1000 / 8 * duration), duration, run, warnings)
         return run(cfg)  # no bitrate, or one pass (the encoder's StreamRate sizes each key picture as it comes)
 
-    # the motion search, shared by the rate control's passes: a later pass starts from what it found
+    # the motion search, shared by the rate control's passes: a later pass starts from what it found; and the key
+    # pictures coded so far (a pass codes the same picture again, at many of the qps the pass before tried)
     search = make_search(cfg, model, keep_found=True, **search_opts)
+    key_cache = IntraCache()
     enc = code()
     data = enc.read()
     if cfg.adapt_decoder and len(frames):

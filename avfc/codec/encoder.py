@@ -42,7 +42,7 @@ from avfc.codec.search import EFFORTS, PERCEPTUAL_WEIGHT, MotionSearch, PacketCh
 from avfc.config import EncoderConfig
 from avfc.entropy import dequantize, encode_motion, interpolate_track, quantize_track, sparse_positions
 from avfc.errors import ConfigError, MediaError
-from avfc.media import DEFAULT_QP, CropBox, as_array, decode_intra, encode_intra, encode_intra_to_size
+from avfc.media import DEFAULT_QP, CropBox, IntraCache, as_array, decode_intra, encode_intra, encode_intra_to_size
 from avfc.models.base import AnimationModel, Reference
 from avfc.models.zoo import get_entry, load_model
 
@@ -127,14 +127,20 @@ class Encoder:
             DECODER_PARAMS unit before the first key frame and after every REFRESH, and every closed-loop
             choice (hold, search, adaptive key policy) renders with the model they adapt, as the decoder will.
         perceptual: a perceptual term for a new search (:func:`make_search`), if ``search`` is None.
+        key_cache: key pictures already coded (:class:`~avfc.media.IntraCache`): the file-level rate control
+            shares one across its passes, which code the same picture again at many of the same qps. The
+            bytes are those of an encode; only the time differs.
     """
 
     def __init__(self, config: EncoderConfig, *, source_size: Optional[tuple[int, int]] = None,
                  crop: Optional[CropBox] = None, frame_count: int = 0,
                  key_bytes: Optional[int] = None, model: Optional[AnimationModel] = None,
                  search: Optional[MotionSearch] = None, decoder_params: Optional[DecoderParamSet] = None,
-                 perceptual: Optional[PerceptualTerm] = None) -> None:
+                 perceptual: Optional[PerceptualTerm] = None, key_cache: Optional[IntraCache] = None) -> None:
         self.config = config
+        #: key pictures coded before (the rate control's passes share one: a pass re-codes the pass before's
+        #: picture at many of the same qps)
+        self.key_cache = key_cache
         #: keypoints of every motion_stride-th frame are sent (the config's, 1 when it leaves it open)
         self.motion_stride = config.motion_stride or 1
         self.entry = get_entry(config.model)
@@ -380,10 +386,11 @@ class Encoder:
             # when not even the coarsest qp fits, the coarsest: the rate control sees the excess
             near = self.stats.key_qps[-1] if self.effort.key_near and self.stats.key_qps else None
             data, qp = encode_intra_to_size(frame, codec, budget, or_coarsest=True, speed=self.effort.key_speed,
-                                            near_qp=near)
+                                            near_qp=near, cache=self.key_cache)
         else:
             qp = self.key_qp
-            data = encode_intra(frame, codec, qp, speed=self.effort.key_speed)
+            encode = encode_intra if self.key_cache is None else self.key_cache.encode
+            data = encode(frame, codec, qp, speed=self.effort.key_speed)
         decoded = decode_intra(data, codec, self.config.size, self.config.size)
         self.decoded_keys[index] = decoded
         self.stats.add_key(qp, len(data))

@@ -259,3 +259,33 @@ def test_fit_file_rate_keeps_the_best_fitting_pass() -> None:
     best = rate.fit_file_rate(cfg, 2500, 4.0, run, [])
     assert len(planned) == 5
     assert best.stats.total_bytes == 2461 and best.search_distortion == 556.8
+
+
+def test_the_passes_never_code_one_key_picture_twice_at_one_qp(frames, monkeypatch):
+    """The whole-file rate control codes the key picture in each pass; the passes share the pictures coded so
+    far (avfc.media.IntraCache), so a (picture, qp) is coded once, and the file is the one coded without it."""
+    import hashlib
+
+    import avfc.media.keyframe as keyframe
+
+    calls: list[tuple[bytes, int]] = []
+    encode = keyframe.encode_intra
+
+    def counting(rgb, codec, qp=None, **k):  # type: ignore[no-untyped-def]
+        calls.append((hashlib.sha1(np.ascontiguousarray(rgb).tobytes()).digest(), qp))
+        return encode(rgb, codec, qp, **k)
+
+    monkeypatch.setattr(keyframe, "encode_intra", counting)
+    res = avfc.encode(frames, size=SIZE, model="tiny-test", effort="detector", audio="none", bitrate_kbps=8.0)
+    assert len(calls) > 1 and len(calls) == len(set(calls))
+
+    class Uncached(Encoder):
+        def __init__(self, config, **kw):
+            kw["key_cache"] = None
+            super().__init__(config, **kw)
+
+    calls.clear()
+    monkeypatch.setattr(api, "Encoder", Uncached)
+    again = avfc.encode(frames, size=SIZE, model="tiny-test", effort="detector", audio="none", bitrate_kbps=8.0)
+    assert again.data == res.data
+    assert len(calls) > len(set(calls))  # without it the passes code a qp again

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from avfc.errors import AvfcError, ConfigError, FormatError, MediaError
-from avfc.media.keyframe import QP_RANGE, decode_intra, encode_intra, encode_intra_to_size
+from avfc.media.keyframe import QP_RANGE, IntraCache, decode_intra, encode_intra, encode_intra_to_size
 from avfc.media.yuv import rgb_to_yuv420, yuv420_to_rgb
 
 CODECS = ("av1", "hevc")
@@ -161,6 +161,52 @@ def test_encode_to_size_from_a_nearby_qp_finds_a_lowest_fitting_qp(monkeypatch: 
     with pytest.raises(ConfigError, match="cannot fit"):
         encode_intra_to_size(rgb, "av1", 3, near_qp=near)
     assert encode_intra_to_size(rgb, "av1", 3, near_qp=near, or_coarsest=True)[1] == QP_RANGE["av1"][1]
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_a_cache_answers_a_picture_coded_before_with_the_same_bytes(monkeypatch: pytest.MonkeyPatch, codec: str) -> None:
+    """The rate control's passes size the same key picture again: with a cache, a qp coded before is not coded
+    again, and every answer (payload and qp) is the one without the cache."""
+    import avfc.media.keyframe as keyframe
+
+    rgb, other = picture(96, 96), picture(96, 96)[::-1].copy()
+    plain = {(b, n): encode_intra_to_size(p, codec, b, near_qp=n)  # type: ignore[arg-type]
+             for b in (400, 900) for n in (None, 40) for p in (rgb,)}
+    calls: list[int] = []
+    encode = keyframe.encode_intra
+
+    def counting(*a, **k):  # type: ignore[no-untyped-def]
+        calls.append(a[2])
+        return encode(*a, **k)
+
+    monkeypatch.setattr(keyframe, "encode_intra", counting)
+    cache = IntraCache()
+    for (budget, near), expected in plain.items():
+        assert encode_intra_to_size(rgb, codec, budget, near_qp=near, cache=cache) == expected  # type: ignore[arg-type]
+    assert len(calls) == len(set(calls)) == cache.encodes > 0  # no qp of the picture coded twice
+    before = len(calls)
+    for (budget, near), expected in plain.items():  # a second pass: nothing left to code
+        assert encode_intra_to_size(rgb, codec, budget, near_qp=near, cache=cache) == expected  # type: ignore[arg-type]
+    assert len(calls) == before and cache.hits >= before
+    encode_intra_to_size(other, codec, 400, cache=cache)  # type: ignore[arg-type]
+    assert len(calls) > before  # another picture is another key
+    if codec == "av1":  # a speed preset is part of the key (HEVC ignores it)
+        assert cache.encode(rgb, codec, 30, speed=8) != cache.encode(rgb, codec, 30)
+
+
+def test_the_cache_holds_at_most_its_entries() -> None:
+    cache = IntraCache(max_entries=2)
+    rgb = picture(64, 64)
+    first = cache.encode(rgb, "av1", 50)
+    cache.encode(rgb, "av1", 51)
+    cache.encode(rgb, "av1", 50)  # used again: the least recently used is now qp 51
+    cache.encode(rgb, "av1", 52)
+    assert len(cache) == 2 and cache.encodes == 3 and cache.hits == 1
+    assert cache.encode(rgb, "av1", 50) == first and cache.hits == 2  # kept
+    cache.encode(rgb, "av1", 51)
+    assert cache.encodes == 4  # dropped, coded again
+    with pytest.raises(ConfigError):
+        IntraCache(max_entries=0)
 
 
 @pytest.mark.parametrize("codec", CODECS)

@@ -254,6 +254,36 @@ def scaled_model(model: AnimationModel, size: int, device: Optional[torch.device
     return small.to(device)
 
 
+class _Adam:
+    """Adam on one tensor with the step shrinking linearly to a quarter of ``lr`` over ``steps`` steps:
+    ``torch.optim.Adam`` (betas 0.9 / 0.999, eps 1e-8) under ``LambdaLR(1 - 0.75 t / (steps - 1))``, the same
+    single-tensor arithmetic in the same order (tests/codec/test_search.py compares the two bit for bit).
+
+    Written out because constructing any ``torch.optim`` optimizer first imports ``torch._dynamo`` (about 1 s on the
+    2-core CPU, once per process), and a whole ``avfc encode`` of a 4-s clip takes about 15 s; the search updates
+    one small tensor.
+    """
+
+    BETA1, BETA2, EPS = 0.9, 0.999, 1e-8
+
+    def __init__(self, param: torch.Tensor, lr: float, steps: int) -> None:
+        self.param, self.lr, self.steps = param, float(lr), int(steps)
+        self.exp_avg = torch.zeros_like(param)
+        self.exp_avg_sq = torch.zeros_like(param)
+        self.t = 0
+
+    def step(self, grad: torch.Tensor) -> None:
+        lr = self.lr * (1.0 - 0.75 * self.t / max(self.steps - 1, 1))
+        self.t += 1
+        with torch.no_grad():
+            self.exp_avg.lerp_(grad, 1 - self.BETA1)
+            self.exp_avg_sq.mul_(self.BETA2).addcmul_(grad, grad, value=1 - self.BETA2)
+            bias_correction1 = 1 - self.BETA1 ** float(self.t)
+            bias_correction2 = 1 - self.BETA2 ** float(self.t)
+            denom = (self.exp_avg_sq.sqrt() / bias_correction2 ** 0.5).add_(self.EPS)
+            self.param.addcdiv_(self.exp_avg, denom, value=-(lr / bias_correction1))
+
+
 @dataclass
 class PacketChoice:
     """What :meth:`MotionSearch.choose` chose for one packet, and its costs."""
@@ -512,9 +542,8 @@ class MotionSearch:
             src_p = self._perceptual_source(src_full, model.size)
             # a warm start refines what was found: it starts at the cold schedule's last step, not its first (Adam's
             # first steps move every knot by about lr, which from a found optimum is a jump away from it)
-            opt = torch.optim.Adam([o], lr=eff.lr * (WARM_LR_SCALE if all(known) else 1.0))
             # the step shrinks linearly to a quarter of lr: long strides first, then fine adjustment
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0 - 0.75 * t / max(steps - 1, 1))
+            opt = _Adam(o, eff.lr * (WARM_LR_SCALE if all(known) else 1.0), steps)
             prev_t = None if prev is None else torch.tensor(prev, dtype=torch.float32, device=self.device)
             for step in range(steps):
                 x = base + knots_t @ o
@@ -528,10 +557,7 @@ class MotionSearch:
                 r = (sl.to(self.device) * torch.sqrt(res * res + RATE_EPS ** 2)).sum()
                 loss = d + self.lam * r
                 (g,) = torch.autograd.grad(loss, [o])
-                o.grad = g
-                opt.step()
-                sched.step()
-                opt.zero_grad(set_to_none=True)
+                opt.step(g)
         xf = (base + knots_t @ o).detach().cpu().numpy().astype(np.float64)
         full = interp_full @ xf
         for i in range(n):

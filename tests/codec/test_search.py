@@ -335,3 +335,27 @@ def test_the_hold_margin_holds_more_packets_with_the_search_too():
         enc.close()
         kinds[margin] = enc.packets_by_choice()
     assert kinds[0.0].get("hold", 0) < kinds[10.0].get("hold", 0) == 4
+
+
+@pytest.mark.parametrize("steps,lr", [(9, 2.0), (4, 0.5), (1, 1.5)])
+def test_the_searchs_adam_is_torchs_adam_with_its_schedule_bit_for_bit(steps: int, lr: float) -> None:
+    """The search writes Adam out (constructing a torch.optim optimizer imports torch._dynamo, about 1 s a
+    process); its steps must be torch.optim.Adam's under the linear LambdaLR, bit for bit, so that the files the
+    search writes stay what they were."""
+    from avfc.codec.search import _Adam
+
+    gen = torch.Generator().manual_seed(steps)
+    start = torch.randn(6, 20, generator=gen)
+    grads = [torch.randn(6, 20, generator=gen) * 10 ** (i % 3 - 1) for i in range(steps)]
+    ref = start.clone().requires_grad_(True)
+    opt = torch.optim.Adam([ref], lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0 - 0.75 * t / max(steps - 1, 1))
+    ours = start.clone().requires_grad_(True)
+    mine = _Adam(ours, lr, steps)
+    for g in grads:
+        ref.grad = g.clone()
+        opt.step()
+        sched.step()
+        mine.step(g.clone())
+        assert torch.equal(ours, ref)
+    assert not torch.equal(ours, start)

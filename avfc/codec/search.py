@@ -260,7 +260,7 @@ class _Adam:
     single-tensor arithmetic in the same order (tests/codec/test_search.py compares the two bit for bit).
 
     Written out because constructing any ``torch.optim`` optimizer first imports ``torch._dynamo`` (about 1 s on the
-    2-core CPU, once per process), and a whole ``avfc encode`` of a 4-s clip takes about 15 s; the search updates
+    2-core CPU, once per process), and a whole ``avfc encode`` of a 4.8-s clip takes about 19 s; the search updates
     one small tensor.
     """
 

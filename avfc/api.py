@@ -19,7 +19,7 @@ from avfc import bitstream as bs
 from avfc.codec.common import check_max_refs
 from avfc.codec.decoder import Decoder, Issue
 from avfc.codec.adapt import DecoderParamSet, fit_decoder_params
-from avfc.codec.encoder import Encoder, EncoderStats, analyse_clip, check_perceptual, make_search
+from avfc.codec.encoder import Encoder, EncoderStats, analyse_clip, check_perceptual, make_search, with_key_placed
 from avfc.codec.rate import fit_file_rate, uses_file_rate
 from avfc.config import EncoderConfig
 from avfc.errors import ConfigError, FileAccessError, FormatError, MediaError
@@ -332,6 +332,8 @@ def _encode_held(frames: np.ndarray, pcm: Optional[np.ndarray], box: CropBox, so
     duration = len(frames) / cfg.fps
 
     file_rate = uses_file_rate(cfg, duration)
+    if file_rate or cfg.bitrate_kbps is None:  # the whole clip at hand, one key frame: put it where it draws best
+        cfg = with_key_placed(cfg, keypoints)  # (one-pass rate control codes a key frame every 10 s)
     passes = [0]
     params: Optional[DecoderParamSet] = None  # format 2.2: the decoder parameters the passes send
 

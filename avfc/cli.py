@@ -169,7 +169,7 @@ def _encode(args: argparse.Namespace, encode: Callable[..., Any], src: Path, dst
         opus_bitrate=args.opus_bitrate, key_codec=args.key_codec, key_qp=args.key_qp,
         key_interval=args.key_interval, max_frames=args.frames, crop=args.crop,
         key_policy=args.key_policy, key_drop_db=args.key_drop_db, key_min_distance=args.key_min_distance,
-        reference_mode=args.reference_mode, max_refs=args.max_refs,
+        reference_mode=args.reference_mode, max_refs=args.max_refs, first_key=args.first_key,
         packet_frames=args.packet_frames, kp_precision=args.kp_precision, kp_hysteresis=args.kp_hysteresis,
         motion_stride=args.motion_stride, motion_share=args.motion_share, motion_hold=args.motion_hold,
         motion_hold_margin=args.hold_margin,
@@ -350,6 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="low-delay (default): frames are drawn from past key frames; bidirectional: the next key "
                         "frame is coded ahead and the frames between two key frames are drawn from both (needs "
                         "--key-interval N > 0, the fixed policy and --max-refs 2 or more; delays N frames)")
+    e.add_argument("--first-key", type=int, metavar="N",
+                   help="the frame of the stream's only key frame; the frames before it are drawn from it "
+                        "(bi-directional). Default: frame 0, or at effort fast and above, for an input coded "
+                        "whole (up to 20 s with --bitrate), the frame whose keypoints are nearest all others'")
     e.add_argument("--max-refs", type=int, metavar="N",
                    help="key frames the decoder keeps as references (default 4; at most what the model draws "
                         "from: 4 for the mrdac models)")

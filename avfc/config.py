@@ -28,6 +28,10 @@ SEARCH_LAMBDA_5KBPS = 0.05
 SEARCH_PERCEPTUAL_WEIGHT = 50.0
 
 
+#: the latest frame ``first_key`` may name: the frames before the key frame wait for it in memory (40 s at 25 fps)
+MAX_FIRST_KEY = 1000
+
+
 class EncoderConfig(BaseModel):
     """How to encode. Defaults are the test conditions of the field (256x256, 25 fps, 16 kHz)."""
 
@@ -63,6 +67,14 @@ class EncoderConfig(BaseModel):
                              "just after the last key frame")
     key_drop_db: float = Field(3.0, gt=0, le=40, description="adaptive policy: PSNR drop that triggers a key frame")
     key_min_distance: int = Field(25, ge=1, le=100000, description="adaptive policy: fewest frames between keys")
+    first_key: Optional[int] = Field(
+        None, ge=0, le=MAX_FIRST_KEY,
+        description="frame index of the stream's only key frame: the frames before it are drawn from it, so the "
+                    "stream is written in bi-directional reference mode and they wait for it (needs the fixed "
+                    "key policy with key_interval 0, reference_mode 'low-delay', no refresh_interval, "
+                    "transmitted motion). None: frame 0, or, when avfc.encode has the whole input at hand and "
+                    "the effort places its key frame (fast and above), the frame the encoder picks "
+                    "(avfc.codec.search.place_key). 0: frame 0")
     reference_mode: Literal["low-delay", "bidirectional"] = Field(
         "low-delay", description="bidirectional: the next key frame is coded ahead and frames between two "
                                  "key frames use both (needs the fixed policy with key_interval > 0; adds "
@@ -186,6 +198,12 @@ class EncoderConfig(BaseModel):
             raise ValueError("lips_model 'diffusion' needs motion_source 'speech'")
         if self.motion_source == "speech" and (self.key_policy != "fixed" or self.reference_mode != "low-delay"):
             raise ValueError("motion_source 'speech' needs key_policy 'fixed' and reference_mode 'low-delay'")
+        if self.first_key:
+            if self.key_policy != "fixed" or self.key_interval != 0 or self.reference_mode != "low-delay":
+                raise ValueError("first_key > 0 needs key_policy 'fixed', key_interval 0 (one key frame) and "
+                                 "reference_mode 'low-delay' (the stream is written bi-directional)")
+            if self.refresh_interval or self.motion_source != "transmitted":
+                raise ValueError("first_key > 0 needs motion_source 'transmitted' and no refresh_interval")
         if self.adapt_decoder and self.format_major != 2:
             raise ValueError("adapt_decoder needs format_major 2 (DECODER_PARAMS units exist from format 2.2 on)")
         if self.refresh_interval:

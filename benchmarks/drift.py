@@ -4,7 +4,7 @@ Codes every clip of ``--data`` (default ``/work/shared/data/av-eval``, read only
 shipped model in three reference structures, all at the same *total* rate (``--rate`` kbit/s
 for the whole ``.avfc`` file, audio off so that every bit is video):
 
-* ``single``: one key frame (``key_interval=0, max_refs=1``);
+* ``single``: one key frame, at frame 0 (``key_interval=0, max_refs=1, first_key=0``);
 * ``multi``: a key frame every 50 frames, up to 4 references (``key_interval=50, max_refs=4``);
 * ``bidir``: bi-directional, a key frame every 50 frames coded ahead, 2 references
   (``key_interval=50, max_refs=2, reference_mode="bidirectional"``).
@@ -66,7 +66,7 @@ from avfc.media.synthetic import write_clip
 
 KEY_INTERVAL = 50  # of the modes with several key frames
 MODES: dict[str, dict[str, object]] = {
-    "single": {"key_interval": 0, "max_refs": 1},
+    "single": {"key_interval": 0, "max_refs": 1, "first_key": 0},  # at frame 0 (the search efforts would place it)
     "multi": {"key_interval": KEY_INTERVAL, "max_refs": 4},
     "bidir": {"key_interval": KEY_INTERVAL, "max_refs": 2, "reference_mode": "bidirectional"},
 }

@@ -794,8 +794,8 @@ class Decoder:
         when there is no model for the stream or no reference."""
         assert self.header is not None and self.model is not None
         concealer = self._joint_model()
-        if concealer is None or not self._key_q or min(self._key_q) > first:
-            return False
+        if concealer is None or not self._key_q or (min(self._key_q) > first and not self._bidirectional):
+            return False  # (bi-directional: frames before the first key frame are drawn from it, and offset from it)
         net = concealer.net
         m = net.meta
         rows_all = {i: split_700c(int(t)) for i in range(max(first - m.context, 0), last + m.block + m.lookahead)
@@ -818,7 +818,7 @@ class Decoder:
                 if not refs:
                     self._emit(idx, self._last_frame if self._last_frame is not None else self._keys[min(self._keys)])
                     continue
-                base = max(k for k in self._key_q if k <= idx)
+                base = max((k for k in self._key_q if k <= idx), default=min(self._key_q))
                 q = keypoints_from_offsets(self._key_q[base], off[i])[None]
                 kp = torch.from_numpy(dequantize(q, self.header.kp_precision)).to(self.device)
                 self._emit(idx, tensor_to_frames(self._model_at(idx).render(refs, kp, idx).cpu())[0])
@@ -1133,7 +1133,8 @@ class Decoder:
     def lips_offsets(self, n: int, channels: int, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Integer lips offsets ``(n - start, channels)`` of frames ``start .. n-1`` (decoded keypoints
         minus those of the last key picture at or before the frame, each axis' mean removed, as the AVCC
-        models see them) and a mask of the frames whose keypoints the decoder has. Frames before the
+        models see them; in a bi-directional stream frames before its first key frame are offset from that
+        one, which they are drawn from) and a mask of the frames whose keypoints the decoder has. Frames before the
         last :data:`KEEP_BEHIND` are known only with ``keep_motion`` (or ``conceal_audio="joint"``)."""
         start = max(int(start), 0)
         offsets, known = np.zeros((max(n - start, 0), channels), np.int64), np.zeros(max(n - start, 0), bool)
@@ -1143,9 +1144,9 @@ class Decoder:
             while j < len(keys) and keys[j] <= t:
                 j += 1
             q = self._key_q[t] if t in self._key_q else self.motion.get(t)
-            if not j or q is None or len(q) != channels:
+            if not (j or (keys and self._bidirectional)) or q is None or len(q) != channels:
                 continue
-            offsets[t - start] = grid_offsets(np.asarray(q)[None], self._key_q[keys[j - 1]])[0]
+            offsets[t - start] = grid_offsets(np.asarray(q)[None], self._key_q[keys[max(j - 1, 0)]])[0]
             known[t - start] = True
         return offsets, known
 

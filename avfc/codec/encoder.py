@@ -38,8 +38,9 @@ from avfc.codec.common import (
     with_threads,
 )
 from avfc.codec.rate import STREAM_KEY_SECONDS, StreamRate
-from avfc.codec.search import EFFORTS, PERCEPTUAL_WEIGHT, MotionSearch, PacketChoice, PerceptualTerm, lambda_for_rate
-from avfc.config import EncoderConfig
+from avfc.codec.search import (EFFORTS, PERCEPTUAL_WEIGHT, MotionSearch, PacketChoice, PerceptualTerm, lambda_for_rate,
+                                place_key)
+from avfc.config import MAX_FIRST_KEY, EncoderConfig
 from avfc.entropy import dequantize, encode_motion, interpolate_track, quantize_track, sparse_positions
 from avfc.errors import ConfigError, MediaError
 from avfc.media import DEFAULT_QP, CropBox, IntraCache, as_array, decode_intra, encode_intra, encode_intra_to_size
@@ -196,7 +197,8 @@ class Encoder:
             kp_count=self.model.num_kp, kp_dim=self.model.kp_dim,
             kp_precision=config.kp_precision,
             motion_coder=bs.MotionCoder(MOTION_CODER_LAPLACE_V1),
-            reference_mode=bs.ReferenceMode(int(config.reference_mode == "bidirectional")),
+            # a first key frame after frame 0 draws the frames before it: they need the bi-directional rule
+            reference_mode=bs.ReferenceMode(int(config.reference_mode == "bidirectional" or bool(config.first_key))),
             max_refs=config.max_refs,
             flags=bs.HEADER_FLAG_SPARSE_MOTION if self.motion_stride > 1 else 0,
             **avcc_fields,
@@ -239,8 +241,11 @@ class Encoder:
         self._refs: list[Reference] = []  # ... and its content (adaptive policy only)
         self._last_key = 0
         self._base_psnr: Optional[float] = None
-        self._bidirectional = config.reference_mode == "bidirectional"
-        self._waiting: list[np.ndarray] = []  # motion of frames held back (bi-directional mode)
+        #: the stream's only key frame when it is not frame 0: the frames before it wait for it and are drawn from it
+        self._first_key = int(config.first_key or 0)
+        #: frames are drawn from every reference in the buffer, later ones included (the header's reference mode)
+        self._bidirectional = config.reference_mode == "bidirectional" or self._first_key > 0
+        self._waiting: list[np.ndarray] = []  # motion of frames held back (bi-directional mode, first_key)
         # motion_hold: the frames of the waiting / pending motion rows (to measure the two choices)
         self.effort = EFFORTS[config.effort]
         # speech: no motion is sent; live: no second render
@@ -306,8 +311,8 @@ class Encoder:
         if self.key_interval:
             fixed = self.config.key_policy == "fixed"
             dists.append(self.key_interval - index % self.key_interval if fixed else self.key_interval)
-        if self._frame_count:
-            dists.append(max(self._frame_count - index, 1))
+        if self._frame_count:  # (a first key frame after frame 0 draws the frames before it too)
+            dists.append(max(self._frame_count - (0 if index == self._first_key else index), 1))
         if not dists:  # no key frame ahead that the encoder knows of, and no end
             dists.append(max(1, round(STREAM_KEY_SECONDS * self.config.fps)))
         return max(min(dists), 1)
@@ -339,8 +344,8 @@ class Encoder:
     def _want_key(self, index: int, frame: np.ndarray, q: np.ndarray) -> bool:
         """The reference policy: is frame ``index`` coded as a key frame?"""
         cfg = self.config
-        if index == 0:
-            return True
+        if index <= self._first_key:  # frame 0, or the first_key the frames before it wait for
+            return index == self._first_key
         dist = index - self._last_key
         if cfg.key_policy == "fixed":
             return self.key_interval > 0 and index % self.key_interval == 0
@@ -508,8 +513,9 @@ class Encoder:
         self._waiting.append(q)
         if self._keep_frames:
             self._waiting_frames.append(frame)
-        # low delay: motion goes out at once; bi-directional: frames wait for the next key frame
-        if not self._bidirectional or key:
+        # low delay: motion goes out at once; bi-directional: frames wait for the next key frame (with a first_key,
+        # only the frames before it do)
+        if key or not (self.config.reference_mode == "bidirectional" or index < self._first_key):
             self._release()
         if self.rate is not None:
             self.rate.frames(1)
@@ -786,6 +792,9 @@ class Encoder:
         """Write the remaining motion and audio and the END_OF_STREAM unit."""
         if self._closed:
             return
+        if 0 < self._frame <= self._first_key:
+            raise ConfigError(f"first_key {self._first_key} is not among the {self._frame} frames pushed: the frames "
+                              "before it have no key frame to be drawn from")
         self._closing = True
         if self._deferred:  # 2.3: the frames held for audio that will not come
             self._flush_audio(final=True)
@@ -799,6 +808,18 @@ class Encoder:
         self.stats.frames = self._frame
         self.stats.audio_frames = self._audio_frame
         self._closed = True
+
+
+def with_key_placed(config: EncoderConfig, keypoints: np.ndarray) -> EncoderConfig:
+    """``config`` with ``first_key`` at :func:`~avfc.codec.search.place_key`'s frame of the clip's analysed
+    ``keypoints`` (the whole input, at hand), when its effort places key frames, it leaves ``first_key`` open
+    and its stream has one key frame (the fixed policy with ``key_interval`` 0, low delay, no refresh,
+    transmitted motion); else ``config`` unchanged."""
+    if (config.first_key is not None or not EFFORTS[config.effort].place_key or config.key_policy != "fixed"
+            or config.key_interval != 0 or config.reference_mode != "low-delay" or config.refresh_interval
+            or config.motion_source != "transmitted" or len(keypoints) < 2):
+        return config
+    return EncoderConfig.make(config, first_key=place_key(keypoints, limit=MAX_FIRST_KEY))
 
 
 def check_perceptual(config: EncoderConfig, perceptual: Optional[PerceptualTerm]) -> None:

@@ -234,8 +234,14 @@ def test_decoder_concealment_modes(damaged):
         Decoder(conceal_audio="guess")
 
 
-def test_lost_motion_drawn_by_the_joint_model(damaged):
-    data, lost = _without(damaged[0], bs.UnitType.MOTION, 3)
+@pytest.mark.parametrize("first_key", [None, 0])
+def test_lost_motion_drawn_by_the_joint_model(damaged, first_key):
+    """The default stream's key frame is placed at frame 18, after the lost frames 10-14 (bi-directional: they are
+    drawn from it); with first_key 0 the stream is low delay and the lost frames follow the key frame."""
+    intact = damaged[0] if first_key is None else avfc.encode(
+        talking_face(N, SIZE, SIZE, seed=3), pcm=speech_like(N / 25, seed=3), size=SIZE, key_qp=30, packet_frames=5,
+        first_key=0).data
+    data, lost = _without(intact, bs.UnitType.MOTION, 3)
     first, n = int(lost.first_frame), int(lost.num_frames)
     runs = {}
     for mode in ("hold", "joint"):

@@ -64,6 +64,11 @@ STREAMS = {
                                    key_codec="av1", key_qp=35, packet_frames=25, audio_coder="context",
                                    motion_source="predicted", avcc="avcc-mrdac-cpu-v3", kp_precision=5,
                                    kp_hysteresis=0.3, motion_hold=False),
+    # format 2.0, bi-directional with the only key frame after frame 0 (EncoderConfig.first_key): the frames before
+    # it are drawn from it (docs/bitstream.md E.2; written 2026-12-07, decoded the same by avfc 0.2.0)
+    "v2_0-first-key": dict(n=30, size=64, model="tiny-test", audio="codec2", codec2_mode="700C", key_codec="av1",
+                           key_qp=35, packet_frames=10, kp_precision=5, kp_hysteresis=0.3, motion_hold=False,
+                           effort="live", first_key=12),
     # format 2.1: random access, a REFRESH (and a key frame, the reference buffer emptied) every 0.4 s = 10
     # frames: at frames 10, 20 and 30
     "v2_1-refresh": dict(n=40, size=64, model="tiny-test", audio="codec2", codec2_mode="700C", key_codec="av1",

@@ -85,6 +85,21 @@ def test_there_are_golden_files_for_format_2_0():
     assert len(headers["v2_0-codec2-av1"].weights_sha256) == 16  # the 8-byte prefix
 
 
+def test_there_is_a_golden_file_whose_only_key_frame_follows_the_frames_it_draws():
+    """Format 2.0 in bi-directional mode with its one key frame at frame 12 (an encoder's placed key frame): the
+    key frame comes before any motion and frames 0-11 are drawn from it."""
+    from avfc import bitstream as bs
+
+    data = (HERE / "v2_0-first-key.avfc").read_bytes()
+    parsed = bs.parse_stream(data)
+    assert data[4:6] == bytes((2, 0)) and parsed.header.reference_mode == bs.ReferenceMode.BIDIRECTIONAL
+    video = [bs.decode_payload(u, 2) for u in parsed.units if u.type in (bs.UnitType.KEY_FRAME, bs.UnitType.MOTION)]
+    assert isinstance(video[0], bs.KeyFrame) and video[0].frame_index == 12
+    assert [v.frame_index for v in video if isinstance(v, bs.KeyFrame)] == [12]
+    expected = json.loads((HERE / "v2_0-first-key.json").read_text())
+    assert expected["frames"] == 30 and expected["issues"] == []
+
+
 def test_there_are_golden_files_for_format_2_1():
     """A 2.1 file with REFRESH units at frames 10, 20, 30; joined at each, it decodes to the recorded stream's
     integers from that frame on (and its rendered frames within the tolerance)."""

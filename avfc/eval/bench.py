@@ -14,7 +14,10 @@ What the rate counts (kbit/s = bytes * 8 / 1000 / (frames / fps)):
   ``bytes_audio`` are the AUDIO units, ``bytes_video`` everything else.
 * ``baseline``: the AV1 key-frame payload plus Codec2 700C's packed tokens; no container.
   Its total bytes are set to avfc's actual total bytes on the same clip at the same rate
-  point (the requested rate when avfc is not run), minus the audio's.
+  point (the requested rate when avfc is not run), minus the audio's. The picture held is
+  frame 0; ``baseline:placed`` holds the frame where avfc's search efforts place their key
+  frame instead (:func:`avfc.codec.search.place_key` of the default model's keypoints): the
+  same do-nothing baseline with avfc's choice of picture.
 * ``x265`` / ``svtav1``: the raw elementary stream (sum of packet sizes), video only.
 * ``opus`` / ``codec2``: the packed tokens (:mod:`avfc.eval.anchors`), audio only.
 
@@ -152,10 +155,10 @@ class CodecSpec:
 
     @property
     def name(self) -> str:
-        """Name in the outputs: ``avfc`` for the default mode, ``avfc:<mode>`` otherwise."""
-        if self.kind != "avfc" or self.mode == "default":
+        """Name in the outputs: ``avfc`` for the default mode, ``avfc:<mode>`` (``baseline:placed``) otherwise."""
+        if self.mode in ("", "default"):
             return self.kind
-        return f"avfc:{self.mode}"
+        return f"{self.kind}:{self.mode}"
 
 
 def parse_codecs(text: str) -> tuple[CodecSpec, ...]:
@@ -179,7 +182,9 @@ def parse_codecs(text: str) -> tuple[CodecSpec, ...]:
             if mode not in AVFC_MODES:
                 raise ConfigError(f"unknown avfc mode {mode!r}; modes: {', '.join(AVFC_MODES)}")
             EncoderConfig.make(**AVFC_MODES[mode])  # a bad mode entry fails here, not mid-run
-        elif mode:
+        elif kind == "baseline" and mode not in ("", "placed"):
+            raise ConfigError(f"unknown baseline mode {mode!r}; modes: placed")
+        elif kind != "baseline" and mode:
             raise ConfigError(f"{kind} takes no mode, got {item!r}")
         spec = CodecSpec(kind, mode)
         if spec not in specs:
@@ -550,20 +555,32 @@ def _code_avfc(ref: Reference, spec: CodecSpec, rate: float, cfg: BenchConfig) -
     return c
 
 
-def _code_baseline(ref: Reference, rate: float, total_bytes: Optional[int]) -> Coded:
+def placed_frame(ref: Reference) -> int:
+    """The frame where avfc's search efforts place the key frame of ``ref`` (the default model's keypoints)."""
+    from avfc.codec.encoder import analyse_clip
+    from avfc.codec.search import place_key
+    from avfc.config import MAX_FIRST_KEY, EncoderConfig
+    from avfc.models.zoo import load_model
+
+    cfg = EncoderConfig.make(size=int(ref.frames.shape[1]))
+    model = load_model(cfg.model, cfg.size)
+    return place_key(analyse_clip(model, ref.frames, cfg.kp_precision, cfg.kp_hysteresis), limit=MAX_FIRST_KEY)
+
+
+def _code_baseline(ref: Reference, rate: float, total_bytes: Optional[int], held: int = 0) -> Coded:
     c = Coded(f"{rate:g} kbps", f"{rate:g}", target_kbps=float(rate))
     target = total_bytes if total_bytes is not None else int(rate * 1000 / 8 * ref.duration)
     c.notes.append("rate matched to avfc's file" if total_bytes is not None else "rate from the requested kbps")
     _, s, _ = ref.frames.shape[:3]
     with c.encode:
         audio_data = anchors.encode_audio_anchor(ref.audio, *_BASELINE_AUDIO) if ref.audio is not None else b""
-        payload, qp, fits = anchors.encode_held_key_frame(ref.frames[0], max(1, target - len(audio_data)))
+        payload, qp, fits = anchors.encode_held_key_frame(ref.frames[held], max(1, target - len(audio_data)))
     with c.decode:
         c.frames = anchors.decode_held_key_frame(payload, ref.frames.shape[0], s, s)
         if ref.audio is not None:
             c.audio = anchors.decode_audio_anchor(audio_data, *_BASELINE_AUDIO, int(ref.audio.size))
     c.bytes_video, c.bytes_audio = len(payload), len(audio_data)
-    c.param = f"{rate:g} (AV1 qp {qp})"
+    c.param = f"{rate:g} (AV1 qp {qp}{f', frame {held}' if held else ''})"
     if not fits:
         c.notes.append(f"baseline: key frame does not fit {target} bytes even at qp {qp}")
     return c
@@ -648,7 +665,8 @@ def _run_point(ref: Reference, spec: CodecSpec, point: Any, cfg: BenchConfig,
     if spec.kind == "avfc":
         return _code_avfc(ref, spec, float(point), cfg)
     if spec.kind == "baseline":
-        return _code_baseline(ref, float(point), avfc_bytes.get(float(point)))
+        return _code_baseline(ref, float(point), avfc_bytes.get(float(point)),
+                              held=placed_frame(ref) if spec.mode == "placed" else 0)
     if spec.kind in anchors.VIDEO_ANCHORS:
         return _code_video_anchor(ref, spec.kind, int(point), cfg)
     return _code_audio_anchor(ref, spec.kind, point)

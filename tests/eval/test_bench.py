@@ -338,3 +338,27 @@ def test_the_search_modes_take_the_perceptual_term_from_the_metric_weights(monke
     with pytest.raises(RuntimeError, match="stop"):  # a mode without a term gets none
         bench._code_avfc(ref, bench.CodecSpec("avfc", "v6"), 5.0, cfg)
     assert "search_perceptual" not in seen and seen["model"] == "mrdac-cpu-v6"
+
+
+def test_the_placed_baseline_holds_the_frame_where_avfc_places_its_key_frame() -> None:
+    """``baseline:placed`` holds the picture of :func:`avfc.codec.search.place_key`'s frame (the default model's
+    keypoints), ``baseline`` frame 0; both at the same bytes."""
+    from avfc.media.synthetic import talking_face
+
+    assert [s.name for s in bench.parse_codecs("baseline,baseline:placed")] == ["baseline", "baseline:placed"]
+    with pytest.raises(ConfigError, match="baseline mode"):
+        bench.parse_codecs("baseline:last")
+    frames = talking_face(20, 64, 64, seed=21)
+    frames[:6] = np.roll(frames[:6], 10, axis=2)  # the clip starts away from its usual place
+    ref = bench.Reference(name="x", frames=frames, audio=None, fps=25, crop=None)
+    k = bench.placed_frame(ref)
+    assert k >= 6
+    held = bench._code_baseline(ref, 5.0, 2000, held=k)
+    first = bench._code_baseline(ref, 5.0, 2000)
+    assert held.bytes_video <= 2000 and first.bytes_video <= 2000 and f"frame {k}" in held.param
+
+    def err(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).mean())
+
+    assert err(held.frames[0], frames[k]) < err(held.frames[0], frames[0])
+    assert err(first.frames[0], frames[0]) < err(first.frames[0], frames[k])

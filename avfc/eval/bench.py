@@ -893,7 +893,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, metavar="OUT_DIR",
                         help="where results.csv, summary.md, the plots and meta.json go")
     parser.add_argument("--codecs", default=DEFAULT_CODECS,
-                        help=f"comma-separated: {', '.join(CODEC_KINDS)}, avfc:MODE (default %(default)s)")
+                        help=f"comma-separated: {', '.join(CODEC_KINDS)}, avfc:MODE, baseline:placed (the frame where "
+                             "avfc places its key frame, held still) (default %(default)s)")
     parser.add_argument("--rates", default=",".join(f"{r:g}" for r in d.rates),
                         help="total kbit/s points of avfc and the baseline (default %(default)s)")
     parser.add_argument("--frames", type=int, default=d.frames, help="at most N frames per clip (default %(default)s)")

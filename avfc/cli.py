@@ -263,6 +263,14 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _frames_text(frames: list[int], most: int = 12) -> str:
+    """``at frame 12``, ``at frames 0, 250, 500``, the first ``most`` and a count of the rest, or ``none``."""
+    if not frames:
+        return "none"
+    shown = ", ".join(str(f) for f in frames[:most]) + (f" and {len(frames) - most} more" if len(frames) > most else "")
+    return f"at frame{'s' if len(frames) > 1 else ''} {shown}"
+
+
 def _format_info(info: dict[str, Any]) -> str:
     h = info["header"]
     lines = [f"avfc stream v{info['version']}",
@@ -271,7 +279,7 @@ def _format_info(info: dict[str, Any]) -> str:
              f"{info['duration']:.2f} s",
              f"  source       {h['source_width']}x{h['source_height']}, crop {h['crop_w']}x{h['crop_h']}"
              f" at ({h['crop_x']}, {h['crop_y']})",
-             f"  key frames   {info['key_codec']}",
+             f"  key frames   {info['key_codec']}, {_frames_text(info['key_frames'])}; {info['reference_mode']}",
              f"  audio        {info['audio']}",
              f"  motion       {h['kp_count']} keypoints x {h['kp_dim']}, precision 2^-{h['kp_precision']}",
              *([f"  avcc         {info['avcc']['bundle']}: audio {info['avcc']['audio_coder']}, motion "

@@ -20,7 +20,7 @@ def _unit_name(t: int) -> str:
 
 
 def stream_info(data: bytes, join: bool = False) -> dict[str, Any]:
-    """Header fields, unit counts and bytes, rates per unit type, damages (JSON-ready).
+    """Header fields, unit counts and bytes, rates per unit type, the key frames' frames, damages (JSON-ready).
 
     ``join``: the bytes may start anywhere in a 2.1 stream (what a receiver that joined late holds): without
     an intact sequence header first, the stream is described from its first intact REFRESH unit, as
@@ -57,6 +57,14 @@ def stream_info(data: bytes, join: bool = False) -> dict[str, Any]:
         entry = units.setdefault(name, {"count": 0, "bytes": 0})
         entry["count"] += 1
         entry["bytes"] += size
+    keys = []  # the frames of the intact key frames (a malformed payload is damage, as for the decoder)
+    for u in (e for e in units_read if e.offset >= start and e.type == bs.UnitType.KEY_FRAME):
+        try:
+            kf = bs.decode_payload(u, parsed.version[0])
+        except AvfcError:
+            continue
+        if isinstance(kf, bs.KeyFrame):
+            keys.append(int(kf.frame_index))
     for entry in units.values():
         entry["kbps"] = entry["bytes"] * 8 / 1000 / duration if duration else 0.0
         entry["bits_per_frame"] = entry["bytes"] * 8 / frames if frames else 0.0
@@ -81,6 +89,8 @@ def stream_info(data: bytes, join: bool = False) -> dict[str, Any]:
         "frames": frames,
         "duration": duration,
         "key_codec": KEY_CODEC_NAMES.get(int(h.key_codec), f"id {int(h.key_codec)}"),
+        "key_frames": keys,
+        "reference_mode": bs.ReferenceMode(int(h.reference_mode)).name.lower().replace("_", "-"),
         "audio": audio,
         "first_frame": first,
         "skipped_bytes": start,

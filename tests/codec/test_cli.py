@@ -307,3 +307,22 @@ def test_max_refs_above_the_model_is_refused_before_any_work(clip, tmp_path, cap
                  "--max-refs", "5"]) == 2
     err = _one_line_error(capsys)
     assert "max_refs 5" in err and "at most 4" in err
+
+
+def test_encode_first_key_and_info_says_where_the_key_frames_fall(clip, tmp_path, capsys):
+    common = [str(clip), "--size", "64", "--model", "tiny-test", "--audio", "none", "--key-qp", "35", "-q"]
+    out = tmp_path / "first.avfc"
+    assert main(["encode", *common, "-o", str(out), "--first-key", "7"]) == 0
+    assert main(["info", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["key_frames"] == [7] and info["reference_mode"] == "bidirectional"
+    assert main(["info", str(out)]) == 0
+    assert "at frame 7; bidirectional" in capsys.readouterr().out
+    out = tmp_path / "zero.avfc"
+    assert main(["encode", *common, "-o", str(out), "--first-key", "0", "--key-interval", "10"]) == 0
+    assert main(["info", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["key_frames"] == [0, 10, 20] and info["reference_mode"] == "low-delay"
+    # a first key past the clip's 30 frames: refused in one line
+    assert main(["encode", *common, "-o", str(tmp_path / "x.avfc"), "--first-key", "40"]) == 2
+    assert "first_key 40" in _one_line_error(capsys)

@@ -198,12 +198,10 @@ class EncoderConfig(BaseModel):
             raise ValueError("lips_model 'diffusion' needs motion_source 'speech'")
         if self.motion_source == "speech" and (self.key_policy != "fixed" or self.reference_mode != "low-delay"):
             raise ValueError("motion_source 'speech' needs key_policy 'fixed' and reference_mode 'low-delay'")
-        if self.first_key:
-            if self.key_policy != "fixed" or self.key_interval != 0 or self.reference_mode != "low-delay":
-                raise ValueError("first_key > 0 needs key_policy 'fixed', key_interval 0 (one key frame) and "
-                                 "reference_mode 'low-delay' (the stream is written bi-directional)")
-            if self.refresh_interval or self.motion_source != "transmitted":
-                raise ValueError("first_key > 0 needs motion_source 'transmitted' and no refresh_interval")
+        if self.first_key and not self.one_key_frame:
+            raise ValueError("first_key > 0 needs key_policy 'fixed', key_interval 0 (one key frame), reference_mode "
+                             "'low-delay' (the stream is written bi-directional), motion_source 'transmitted' and no "
+                             "refresh_interval")
         if self.adapt_decoder and self.format_major != 2:
             raise ValueError("adapt_decoder needs format_major 2 (DECODER_PARAMS units exist from format 2.2 on)")
         if self.refresh_interval:
@@ -216,6 +214,13 @@ class EncoderConfig(BaseModel):
                 raise ValueError("refresh_interval needs reference_mode 'low-delay' (bidirectional mode is not "
                                  "supported yet)")
         return self
+
+    @property
+    def one_key_frame(self) -> bool:
+        """True when the stream has one key frame that ``first_key`` may place after frame 0: the fixed policy with
+        ``key_interval`` 0, low delay, no refresh, transmitted motion."""
+        return (self.key_policy == "fixed" and self.key_interval == 0 and self.reference_mode == "low-delay"
+                and not self.refresh_interval and self.motion_source == "transmitted")
 
     @property
     def uses_avcc(self) -> bool:

@@ -813,11 +813,9 @@ class Encoder:
 def with_key_placed(config: EncoderConfig, keypoints: np.ndarray) -> EncoderConfig:
     """``config`` with ``first_key`` at :func:`~avfc.codec.search.place_key`'s frame of the clip's analysed
     ``keypoints`` (the whole input, at hand), when its effort places key frames, it leaves ``first_key`` open
-    and its stream has one key frame (the fixed policy with ``key_interval`` 0, low delay, no refresh,
-    transmitted motion); else ``config`` unchanged."""
-    if (config.first_key is not None or not EFFORTS[config.effort].place_key or config.key_policy != "fixed"
-            or config.key_interval != 0 or config.reference_mode != "low-delay" or config.refresh_interval
-            or config.motion_source != "transmitted" or len(keypoints) < 2):
+    and its stream has one key frame (``EncoderConfig.one_key_frame``); else ``config`` unchanged."""
+    if (config.first_key is not None or not EFFORTS[config.effort].place_key or not config.one_key_frame
+            or len(keypoints) < 2):
         return config
     return EncoderConfig.make(config, first_key=place_key(keypoints, limit=MAX_FIRST_KEY))
 

@@ -19,7 +19,8 @@ from avfc import bitstream as bs
 from avfc.codec.common import check_max_refs
 from avfc.codec.decoder import Decoder, Issue
 from avfc.codec.adapt import DecoderParamSet, fit_decoder_params
-from avfc.codec.encoder import Encoder, EncoderStats, analyse_clip, check_perceptual, make_search, with_key_placed
+from avfc.codec.encoder import (Encoder, EncoderStats, analyse_clip, check_perceptual, make_search, with_key_placed,
+                                with_key_windows)
 from avfc.codec.rate import fit_file_rate, uses_file_rate
 from avfc.config import EncoderConfig
 from avfc.errors import ConfigError, FileAccessError, FormatError, MediaError
@@ -246,7 +247,7 @@ def _encode_stream(stream: MediaStream, cfg: EncoderConfig, model: Any, dst: Opt
     streaming :class:`Encoder` (which analyses the frames and, with a bitrate, controls its rate in one
     pass), the bytes written to ``dst`` as they come. Nothing holds the clip."""
     warnings = list(stream.warnings)
-    cfg = _no_audio(cfg, stream.has_audio, warnings)
+    cfg = with_key_windows(_no_audio(cfg, stream.has_audio, warnings))  # (with a bitrate: one-pass rate control)
     frame_count = stream.frame_count or 0
     search = make_search(cfg, model, keep_found=False, **search_opts)
     enc = Encoder(cfg, source_size=stream.source_size, crop=stream.crop, frame_count=frame_count,
@@ -333,7 +334,9 @@ def _encode_held(frames: np.ndarray, pcm: Optional[np.ndarray], box: CropBox, so
 
     file_rate = uses_file_rate(cfg, duration)
     if file_rate or cfg.bitrate_kbps is None:  # the whole clip at hand, one key frame: put it where it draws best
-        cfg = with_key_placed(cfg, keypoints)  # (one-pass rate control codes a key frame every 10 s)
+        cfg = with_key_placed(cfg, keypoints)
+    else:  # one-pass rate control codes a key frame every 10 s: each where it draws its window best
+        cfg = with_key_windows(cfg)
     passes = [0]
     params: Optional[DecoderParamSet] = None  # format 2.2: the decoder parameters the passes send
 

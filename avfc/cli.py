@@ -170,6 +170,7 @@ def _encode(args: argparse.Namespace, encode: Callable[..., Any], src: Path, dst
         key_interval=args.key_interval, max_frames=args.frames, crop=args.crop,
         key_policy=args.key_policy, key_drop_db=args.key_drop_db, key_min_distance=args.key_min_distance,
         reference_mode=args.reference_mode, max_refs=args.max_refs, first_key=args.first_key,
+        place_keys=args.place_keys,
         packet_frames=args.packet_frames, kp_precision=args.kp_precision, kp_hysteresis=args.kp_hysteresis,
         motion_stride=args.motion_stride, motion_share=args.motion_share, motion_hold=args.motion_hold,
         motion_hold_margin=args.hold_margin,
@@ -362,6 +363,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the frame of the stream's only key frame; the frames before it are drawn from it "
                         "(bi-directional). Default: frame 0, or at effort fast and above, for an input coded "
                         "whole (up to 20 s with --bitrate), the frame whose keypoints are nearest all others'")
+    e.add_argument("--fixed-keys", dest="place_keys", action="store_const", const=False,
+                   help="key frames where the policy puts them (frame 0, every --key-interval N): the search "
+                        "efforts otherwise place them where the model draws best (the only key frame of an input "
+                        "coded whole; in bidirectional mode, one in every N-frame window; an input longer than "
+                        "20 s with --bitrate is written bidirectional, a key frame placed in every 10 s)")
     e.add_argument("--max-refs", type=int, metavar="N",
                    help="key frames the decoder keeps as references (default 4; at most what the model draws "
                         "from: 4 for the mrdac models)")

@@ -248,6 +248,17 @@ class Encoder:
         self._waiting: list[np.ndarray] = []  # motion of frames held back (bi-directional mode, first_key)
         # motion_hold: the frames of the waiting / pending motion rows (to measure the two choices)
         self.effort = EFFORTS[config.effort]
+        #: bi-directional mode with key frames placed (the effort places them, config.place_keys): the frames of
+        #: each key_interval window are held until it is complete, and its key frame is place_key's frame of it
+        #: (windows of at most MAX_FIRST_KEY frames: what the encoder holds stays bounded)
+        self._windowed = (config.reference_mode == "bidirectional" and config.key_policy == "fixed"
+                          and 0 < config.key_interval <= MAX_FIRST_KEY and config.place_keys
+                          and self.effort.place_key and config.motion_source == "transmitted")
+        self._window: list[tuple[np.ndarray, np.ndarray]] = []  # (frame, keypoints) of the window being held
+        self._planned_key = -1  # the key frame of the window being coded, and the window's length
+        self._planned_span = 0
+        self._motion_frames = 0  # frames whose motion has been written (the rate control's measure of motion)
+        self._motion_prior = 0.0  # expected motion bytes per frame before any is written
         # speech: no motion is sent; live: no second render
         self._hold = config.motion_hold and config.motion_source != "speech" and self.effort.hold
         #: the encoder-side motion search (None: the detector's keypoints are sent, or held)
@@ -305,6 +316,8 @@ class Encoder:
     def _next_key_distance(self, index: int) -> int:
         """Frames from key frame ``index`` to the next one the policy will code (at most, for the adaptive
         policy), or to the end of the stream when it is known and nearer."""
+        if self._windowed:  # the key frame placed in its window stands for the window's frames
+            return max(self._planned_span, 1)
         dists = []
         if self.refresh_frames:
             dists.append(self.refresh_frames - index % self.refresh_frames)
@@ -336,7 +349,8 @@ class Encoder:
 
             first = coded(1)
             residual = (coded(n) - first) / (n - 1) if n > 1 else PRIOR_RESIDUAL_BYTES
-            per_frame += (first + (p - 1) * residual + 8) / p
+            self._motion_prior = (first + (p - 1) * residual + 8) / p
+            per_frame += self._motion_prior
         if self.audio_codec is not None:
             per_frame += self.audio_codec.param / 8 / fps + 8 / self.config.packet_frames
         self.rate.other_prior = per_frame
@@ -344,6 +358,8 @@ class Encoder:
     def _want_key(self, index: int, frame: np.ndarray, q: np.ndarray) -> bool:
         """The reference policy: is frame ``index`` coded as a key frame?"""
         cfg = self.config
+        if self._windowed:
+            return index == self._planned_key
         if index <= self._first_key:  # frame 0, or the first_key the frames before it wait for
             return index == self._first_key
         dist = index - self._last_key
@@ -386,7 +402,15 @@ class Encoder:
         codec = self.config.key_codec
         budget = self.key_bytes
         if self.rate is not None:
-            budget = self.rate.key_budget(self._next_key_distance(index))
+            owed = unseen = 0.0
+            if self._bidirectional:  # the motion of frames pushed before this key frame is written after it
+                done = self._motion_frames
+                per_frame = self.stats.bytes_by_type.get("motion", 0) / done if done >= self.config.fps \
+                    else self._motion_prior
+                owed = max(self.rate.frame - done, 0) * per_frame
+                unseen = per_frame if self.rate.measured and done == 0 else 0.0
+            budget = self.rate.key_budget(self._next_key_distance(index), owed=owed, unseen=unseen,
+                                          counted=self._planned_span if self._windowed else 0)
         if budget is not None:
             # when not even the coarsest qp fits, the coarsest: the rate control sees the excess
             near = self.stats.key_qps[-1] if self.effort.key_near and self.stats.key_qps else None
@@ -449,7 +473,13 @@ class Encoder:
             self._rate_prior(keypoints)
         for frame, q in zip(frames, keypoints):
             q = np.asarray(q, dtype=np.int32)
-            if self._deferred or self._must_wait(self._frame):
+            if self._windowed:  # held until the window is complete (its frames earn their bytes now); a copy: the
+                self._window.append((frame.copy(), q))  # caller may reuse its buffer
+                if self.rate is not None:
+                    self.rate.frames(1)
+                if len(self._window) >= self.key_interval:
+                    self._code_window()
+            elif self._deferred or self._must_wait(self._frame):
                 self._deferred.append((frame, q))
                 if len(self._deferred) > max(self.config.packet_frames,
                                              round(MAX_AUDIO_WAIT_SECONDS * self.config.fps)):
@@ -497,6 +527,16 @@ class Encoder:
             done = True
         return done
 
+    def _code_window(self) -> None:
+        """Code the held window's frames, its key frame at :func:`~avfc.codec.search.place_key`'s frame of them."""
+        if not self._window:
+            return
+        window, self._window = self._window, []
+        self._planned_key = self._frame + place_key(np.stack([q for _, q in window]))
+        self._planned_span = len(window)
+        for frame, q in window:
+            self._push_one(frame, q)
+
     def _push_one(self, frame: np.ndarray, q: np.ndarray) -> None:
         """Code the next frame (its keypoints ``q``)."""
         index = self._frame
@@ -517,7 +557,7 @@ class Encoder:
         # only the frames before it do)
         if key or not (self.config.reference_mode == "bidirectional" or index < self._first_key):
             self._release()
-        if self.rate is not None:
+        if self.rate is not None and not self._windowed:  # (windowed: counted when the window took the frame)
             self.rate.frames(1)
 
     def _release(self) -> None:
@@ -592,6 +632,7 @@ class Encoder:
                                                 flags=bs.MOTION_FLAG_INTRA if intra else 0, data=data))
             self._prev_q = last_two(self._prev_q, q)
             self._packets += 1
+            self._motion_frames += len(q)
         self._trim()
 
     def _trim(self) -> None:
@@ -796,6 +837,7 @@ class Encoder:
             raise ConfigError(f"first_key {self._first_key} is not among the {self._frame} frames pushed: the frames "
                               "before it have no key frame to be drawn from")
         self._closing = True
+        self._code_window()  # the last window, however short
         if self._deferred:  # 2.3: the frames held for audio that will not come
             self._flush_audio(final=True)
         self._release()
@@ -814,10 +856,25 @@ def with_key_placed(config: EncoderConfig, keypoints: np.ndarray) -> EncoderConf
     """``config`` with ``first_key`` at :func:`~avfc.codec.search.place_key`'s frame of the clip's analysed
     ``keypoints`` (the whole input, at hand), when its effort places key frames, it leaves ``first_key`` open
     and its stream has one key frame (``EncoderConfig.one_key_frame``); else ``config`` unchanged."""
-    if (config.first_key is not None or not EFFORTS[config.effort].place_key or not config.one_key_frame
-            or len(keypoints) < 2):
+    if (config.first_key is not None or not config.place_keys or not EFFORTS[config.effort].place_key
+            or not config.one_key_frame or len(keypoints) < 2):
         return config
     return EncoderConfig.make(config, first_key=place_key(keypoints, limit=MAX_FIRST_KEY))
+
+
+def with_key_windows(config: EncoderConfig) -> EncoderConfig:
+    """``config`` for an input that one-pass rate control codes (``avfc.encode`` of a long input): written
+    bi-directional with a key frame every :data:`~avfc.codec.rate.STREAM_KEY_SECONDS` window, which the encoder
+    places in its window (``Encoder`` holds each window's frames until it is complete: 250 frames, 49 MB at
+    256x256), instead of low delay with a key frame at every 10th second. When the effort places key frames
+    (fast and above), ``place_keys`` and ``first_key`` leave it free, the stream would otherwise have its key
+    frames at fixed places in low delay (``EncoderConfig.one_key_frame``) and ``max_refs`` >= 2; else ``config``
+    unchanged (live and detector efforts, refresh, AVCC motion, a key_interval the caller set)."""
+    if (config.bitrate_kbps is None or config.first_key is not None or not config.place_keys
+            or not EFFORTS[config.effort].place_key or not config.one_key_frame or config.max_refs < 2):
+        return config
+    return EncoderConfig.make(config, reference_mode="bidirectional",
+                              key_interval=max(1, round(STREAM_KEY_SECONDS * config.fps)))
 
 
 def check_perceptual(config: EncoderConfig, perceptual: Optional[PerceptualTerm]) -> None:

@@ -105,14 +105,27 @@ class StreamRate:
                 return self._recent_bytes / span
         return self.other_prior if self.other_prior is not None else 0.1 * self.bytes_per_frame
 
-    def key_budget(self, interval_frames: int) -> int:
+    @property
+    def measured(self) -> bool:
+        """True once :meth:`other_per_frame` is a measure of the recent window (not ``other_prior``)."""
+        return bool(self._recent) and self.frame - self._recent[0][0] >= self.fps
+
+    def key_budget(self, interval_frames: int, owed: float = 0.0, unseen: float = 0.0, counted: int = 0) -> int:
         """Bytes for the key picture coded now, which starts an interval of ``interval_frames`` frames
         until the next key frame: what the interval earns, less the motion and audio expected in it,
-        plus the bucket's balance (at most :data:`MAX_CARRY_INTERVALS` intervals' worth either way)."""
+        plus the bucket's balance (at most :data:`MAX_CARRY_INTERVALS` intervals' worth either way).
+
+        A bi-directional stream writes the motion of the frames before a key frame after it: ``owed`` is
+        what frames already pushed will still write (taken from the balance), ``unseen`` the bytes per frame
+        that the recent window's measure has not seen yet (that motion, before any of it was written), and
+        ``counted`` the frames of the interval pushed already (a key frame placed in a window of frames
+        held until it was complete): their earnings are in the balance, and their audio spent."""
         interval = max(int(interval_frames), 1)
+        counted = min(max(int(counted), 0), interval)
         earn = interval * self.bytes_per_frame
-        carry = max(-MAX_CARRY_INTERVALS * earn, min(MAX_CARRY_INTERVALS * earn, self.balance))
-        return max(1, int(earn - interval * self.other_per_frame() + carry))
+        carry = max(-MAX_CARRY_INTERVALS * earn, min(MAX_CARRY_INTERVALS * earn,
+                                                     self.balance - owed - counted * self.bytes_per_frame))
+        return max(1, int(earn - (interval - counted) * (self.other_per_frame() + unseen) + carry))
 
 
 # --------------------------------------------------------------------------- whole file, several passes

@@ -114,6 +114,9 @@ AVFC_MODES: dict[str, dict[str, Any]] = {
     # rate control (avfc.codec.rate): one pass (as for long inputs and live use) or the whole-file passes
     "rate-stream": {"rate_control": "stream"},
     "rate-file": {"rate_control": "file"},
+    # one pass with the key frames where the policy puts them: low delay, a key frame every 10th second (what
+    # long inputs got before their key frames were placed in 10-s windows, bi-directionally)
+    "rate-stream-fixed": {"rate_control": "stream", "place_keys": False},
     # the search with a perceptual term (avfc encode --search-weights; the bench's metric weights): opt-in;
     # SEARCH_METRICS names each such mode's term
     **{f"search-{m}": {} for m in ("lpips-alex", "lpips-vgg", "dists")},

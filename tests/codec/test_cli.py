@@ -323,6 +323,16 @@ def test_encode_first_key_and_info_says_where_the_key_frames_fall(clip, tmp_path
     assert main(["info", str(out), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["key_frames"] == [0, 10, 20] and info["reference_mode"] == "low-delay"
+    # bi-directional: a key frame in every 10-frame window, placed by the search's effort unless --fixed-keys
+    bidir = [*common, "--reference-mode", "bidirectional", "--key-interval", "10", "--max-refs", "2"]
+    keys = {}
+    for name, extra in (("placed", []), ("fixed", ["--fixed-keys"])):
+        out = tmp_path / f"{name}.avfc"
+        assert main(["encode", *bidir, *extra, "-o", str(out)]) == 0
+        assert main(["info", str(out), "--json"]) == 0
+        keys[name] = json.loads(capsys.readouterr().out)["key_frames"]
+    assert keys["fixed"] == [0, 10, 20] and keys["placed"] != keys["fixed"]
+    assert [k // 10 for k in keys["placed"]] == [0, 1, 2]  # one in each window
     # a first key past the clip's 30 frames: refused in one line
     assert main(["encode", *common, "-o", str(tmp_path / "x.avfc"), "--first-key", "40"]) == 2
     assert "first_key 40" in _one_line_error(capsys)

@@ -9,7 +9,7 @@ import pytest
 import avfc
 from avfc import bitstream as bs
 from avfc.codec import Decoder, Encoder
-from avfc.codec.encoder import analyse_clip, with_key_placed
+from avfc.codec.encoder import analyse_clip, with_key_placed, with_key_windows
 from avfc.codec.search import place_key
 from avfc.config import MAX_FIRST_KEY, EncoderConfig
 from avfc.errors import ConfigError
@@ -89,13 +89,18 @@ def test_the_search_efforts_place_the_key_where_place_key_says_and_the_detector_
     placed = avfc.encode(frames, effort="fast", **kw)
     assert _key_indices(placed.data) == [want]
     assert placed.header.reference_mode == bs.ReferenceMode.BIDIRECTIONAL
-    # the whole-file rate control's passes place it too; the one-pass rate control (a key frame every 10 s), a
-    # key interval, frame 0 asked for and the detector's effort do not
+    # the whole-file rate control's passes place it too, and so does the one-pass rate control (its window of
+    # 10 s holds the whole clip); a key interval, frame 0 asked for, place_keys off and the detector's effort do not
     rated = dict(kw, key_qp=None, bitrate_kbps=8)
     assert _key_indices(avfc.encode(frames, effort="fast", rate_control="file", **rated).data) == [want]
+    streamed = avfc.encode(frames, effort="fast", rate_control="stream", **rated)
+    assert _key_indices(streamed.data) == [want]
+    assert streamed.header.reference_mode == bs.ReferenceMode.BIDIRECTIONAL
     for res in (avfc.encode(frames, effort="detector", **kw), avfc.encode(frames, effort="fast", first_key=0, **kw),
                 avfc.encode(frames, effort="fast", key_interval=20, **kw),
-                avfc.encode(frames, effort="fast", rate_control="stream", **rated)):
+                avfc.encode(frames, effort="fast", place_keys=False, **kw),
+                avfc.encode(frames, effort="fast", rate_control="stream", place_keys=False, **rated),
+                avfc.encode(frames, effort="detector", rate_control="stream", **rated)):
         assert _key_indices(res.data)[0] == 0 and res.header.reference_mode == bs.ReferenceMode.LOW_DELAY
     assert len(_decode(placed.data)[1]) == 40
 
@@ -137,3 +142,49 @@ def test_a_first_key_past_the_input_is_a_clear_error():
     enc.push_frames(frames)
     with pytest.raises(ConfigError, match="first_key 8"):
         enc.close()
+
+
+# ----------------------------------------------------------------- a key frame placed in every window (bi-directional)
+
+def _windowed(frames, effort="fast", **kw):
+    cfg = EncoderConfig.make(model="tiny-test", size=SIZE, audio="none", key_qp=35, packet_frames=10, effort=effort,
+                             reference_mode="bidirectional", key_interval=20, max_refs=2, **kw)
+    enc = Encoder(cfg)
+    sizes = []
+    for i in range(0, len(frames), 7):  # pushed in pieces that do not line up with the windows
+        enc.push_frames(frames[i:i + 7])
+        sizes.append(len(enc._window))
+    enc.close()
+    return enc, enc.read(), sizes
+
+
+def test_in_bidirectional_mode_each_windows_key_frame_goes_where_place_key_says():
+    frames = talking_face(50, SIZE, SIZE, seed=15)
+    frames[20:26] = np.roll(frames[20:26], 9, axis=2)  # the second window starts off its usual place
+    model = load_model("tiny-test", SIZE)
+    q = analyse_clip(model, frames, 5, 0.3)
+    want = [s + place_key(q[s:s + 20]) for s in (0, 20, 40)]  # the last window has 10 frames
+    assert want != [0, 20, 40]
+    enc, data, sizes = _windowed(frames)
+    assert _key_indices(data) == want
+    assert max(sizes) < 20  # a window's frames are held until it is complete, no longer
+    dec, out = _decode(data)
+    assert dec.issues == [] and len(out) == 50 and dec.header.reference_mode == bs.ReferenceMode.BIDIRECTIONAL
+    rows = dec.motion_array()  # closed loop: the decoder drew the rows the search chose
+    for k, choice in enumerate(enc.search_log):
+        assert np.array_equal(rows[10 * k:10 * k + 10], choice.q)
+    # place_keys off, or an effort that does not place key frames: every key_interval-th frame, as before
+    for fixed in (_windowed(frames, place_keys=False)[1], _windowed(frames, effort="detector")[1]):
+        assert _key_indices(fixed) == [0, 20, 40]
+
+
+def test_with_key_windows_writes_a_long_inputs_one_pass_rate_control_bidirectional():
+    base = EncoderConfig.make(model="tiny-test", size=SIZE, effort="fast", bitrate_kbps=5)
+    placed = with_key_windows(base)
+    assert placed.reference_mode == "bidirectional" and placed.key_interval == 250
+    for cfg in (EncoderConfig.make(model="tiny-test", size=SIZE, effort="fast"), EncoderConfig.make(base, effort="live"),
+                EncoderConfig.make(base, effort="detector"), EncoderConfig.make(base, place_keys=False),
+                EncoderConfig.make(base, first_key=0), EncoderConfig.make(base, key_interval=100),
+                EncoderConfig.make(base, refresh_interval=4.0), EncoderConfig.make(base, max_refs=1),
+                EncoderConfig.make(base, key_policy="adaptive")):
+        assert with_key_windows(cfg) is cfg

@@ -23,7 +23,8 @@ def _stream(seconds: int, kbps: float, change: dict[int, float] | None = None, *
     n = seconds * FPS
     frames = talking_face(n, SIZE, SIZE, seed=1)
     pcm = speech_like(seconds)
-    cfg = EncoderConfig(model="tiny-test", size=SIZE, effort="detector", bitrate_kbps=kbps, crop="none", **kw)
+    cfg = EncoderConfig(**{"model": "tiny-test", "size": SIZE, "effort": "detector", "bitrate_kbps": kbps,
+                           "crop": "none", **kw})
     enc = Encoder(cfg, frame_count=n)
     out = []
     for s in range(seconds):
@@ -58,6 +59,19 @@ def test_every_30s_stretch_of_a_long_stream_is_within_10_percent_of_the_target()
     # earns less motion and audio (with one key picture for the whole minute the file came out far below)
     assert len(enc.stats.key_qps) == 60 // STREAM_KEY_SECONDS
     assert enc.key_interval == STREAM_KEY_SECONDS * FPS
+
+
+@pytest.mark.parametrize("effort,seconds,interval", [("detector", 60, 250), ("fast", 30, 125)],
+                         ids=["fixed", "placed"])
+def test_a_bidirectional_stream_holds_the_target_too(effort, seconds, interval):
+    """Bi-directional: the motion of the frames before a key frame is written after it, so its budget leaves
+    room for that motion (with a key frame placed in its window, the window's frames earn their bytes before
+    any motion is written; the search's effort places them)."""
+    enc, data = _stream(seconds, 3.0, reference_mode="bidirectional", key_interval=interval, max_refs=2,
+                        effort=effort)
+    rates = _kbps_per_stretch(data, seconds, seconds // 2)
+    assert np.all(np.abs(rates - 3.0) <= 0.3), rates
+    assert enc.stats.keys == 6 and bs.parse_stream(data).header.reference_mode == bs.ReferenceMode.BIDIRECTIONAL
 
 
 def test_the_target_can_change_while_encoding():
@@ -98,6 +112,23 @@ def test_key_budget_is_the_interval_less_motion_and_audio_plus_a_bounded_carry()
     assert r.key_budget(250) == 250 * 15 + 1750
     r.spend(100000, key=True)  # far over: the carry is bounded by one interval's earnings
     assert r.key_budget(250) == 1
+
+
+def test_key_budget_of_a_bidirectional_key_leaves_the_motion_still_owed_and_counts_held_frames_once():
+    r = StreamRate(4.0, 25)  # 20 bytes per frame
+    r.other_prior = 5.0
+    assert not r.measured
+    for _ in range(250):  # the audio of 250 frames written; their motion (2 bytes a frame) waits for the key frame
+        r.frames(1)
+        r.spend(3)
+    assert r.measured and r.other_per_frame() == pytest.approx(3.0, rel=0.01)
+    plain = r.key_budget(250)
+    assert plain == int(250 * 20 - 250 * r.other_per_frame() + 250 * 17)
+    assert r.key_budget(250, owed=500) == plain - 500
+    assert abs(r.key_budget(250, owed=500, unseen=2.0) - (plain - 1000)) <= 1
+    # a key frame placed in a window of 250 frames held until it was complete: those frames have earned their
+    # bytes already (in the balance) and written their audio; what is left is the balance less the owed motion
+    assert r.key_budget(250, owed=500, counted=250) == 250 * 20 - 250 * 3 - 500
 
 
 def test_rate_control_auto_picks_the_whole_file_passes_for_short_inputs_only():
@@ -207,6 +238,26 @@ def test_a_long_file_at_a_bitrate_is_coded_in_one_pass_and_written_as_it_goes(tm
     assert (tmp_path / "l.avfc").read_bytes() == res.data
     assert len(res.stats.key_qps) == 3  # frames 0, 250 and 500: a key frame every 10 s
     assert abs(res.kbps - 3.0) < 0.3
+
+
+def test_a_long_file_at_the_search_effort_is_written_bidirectional_with_its_key_frames_placed(tmp_path, monkeypatch):
+    import avfc
+    import avfc.codec.rate as rate
+    from avfc.codec import Decoder
+    from avfc.media.synthetic import write_clip
+
+    clip = tmp_path / "long.mp4"
+    write_clip(clip, n=75, width=160, height=128)
+    monkeypatch.setattr(rate, "FILE_RATE_MAX_SECONDS", 1.0)  # 3 s counts as long: the one-pass rate control
+    kw = dict(model="tiny-test", size=SIZE, effort="fast", bitrate_kbps=5.0, audio="none")
+    res = avfc.encode(clip, tmp_path / "l.avfc", **kw)  # read as a stream, coded in one pass
+    assert res.header.reference_mode == bs.ReferenceMode.BIDIRECTIONAL and res.stats.keys == 1
+    dec = Decoder()
+    dec.push(res.data)
+    dec.close()
+    assert len(dec.pull_frames()) == 75 and dec.issues == []
+    fixed = avfc.encode(clip, place_keys=False, **kw)
+    assert fixed.header.reference_mode == bs.ReferenceMode.LOW_DELAY
 
 
 def test_with_refreshes_the_key_pictures_come_at_the_refreshes_and_the_rate_holds():

@@ -87,7 +87,8 @@ class EncoderConfig(BaseModel):
                     "anywhere in its key_interval window (the frame whose keypoints are nearest the window's "
                     "others; the window's frames wait until it is complete); and "
                     "avfc.encode writes a long input's one-pass rate control (a key frame every 10 s) "
-                    "bi-directional so that it can (avfc.codec.encoder.with_key_windows). An encoder choice: "
+                    "bi-directional, two references, so that it can (avfc.codec.encoder.with_key_windows). An "
+                    "encoder choice: "
                     "the format does not change. False: frame 0 and every key_interval-th frame, in the "
                     "reference mode configured")
     audio: Literal["codec2", "opus", "none"] = "codec2"

@@ -181,7 +181,7 @@ def test_in_bidirectional_mode_each_windows_key_frame_goes_where_place_key_says(
 def test_with_key_windows_writes_a_long_inputs_one_pass_rate_control_bidirectional():
     base = EncoderConfig.make(model="tiny-test", size=SIZE, effort="fast", bitrate_kbps=5)
     placed = with_key_windows(base)
-    assert placed.reference_mode == "bidirectional" and placed.key_interval == 250
+    assert placed.reference_mode == "bidirectional" and placed.key_interval == 250 and placed.max_refs == 2
     for cfg in (EncoderConfig.make(model="tiny-test", size=SIZE, effort="fast"), EncoderConfig.make(base, effort="live"),
                 EncoderConfig.make(base, effort="detector"), EncoderConfig.make(base, place_keys=False),
                 EncoderConfig.make(base, first_key=0), EncoderConfig.make(base, key_interval=100),

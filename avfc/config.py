@@ -83,14 +83,12 @@ class EncoderConfig(BaseModel):
         True,
         description="let the encoder put key frames where the model draws best from them, when its effort places "
                     "key frames (fast and above): a one-key stream's key frame (first_key None) when avfc.encode "
-                    "has the whole input at hand; in bi-directional mode with key_interval up to 1000, each key frame "
-                    "anywhere in its key_interval window (the frame whose keypoints are nearest the window's "
-                    "others; the window's frames wait until it is complete); and "
-                    "avfc.encode writes a long input's one-pass rate control (a key frame every 10 s) "
-                    "bi-directional, two references, so that it can (avfc.codec.encoder.with_key_windows). An "
-                    "encoder choice: "
-                    "the format does not change. False: frame 0 and every key_interval-th frame, in the "
-                    "reference mode configured")
+                    "has the whole input at hand; in bi-directional mode with key_interval up to 1000, each key "
+                    "frame anywhere in its key_interval window (the frame whose keypoints are nearest the "
+                    "window's others; the window's frames wait until it is complete); and avfc.encode writes a "
+                    "long input's one-pass rate control (a key frame every 10 s) bi-directional, two references, "
+                    "so that it can (avfc.codec.encoder.with_key_windows). An encoder choice: the format does not "
+                    "change. False: frame 0 and every key_interval-th frame, in the reference mode configured")
     audio: Literal["codec2", "opus", "none"] = "codec2"
     codec2_mode: Literal["700C", "1300", "1600", "3200"] = "700C"
     opus_bitrate: int = Field(6000, ge=6000, le=24000, description="Opus bitrate in bit/s")

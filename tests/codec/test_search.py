@@ -359,3 +359,22 @@ def test_the_searchs_adam_is_torchs_adam_with_its_schedule_bit_for_bit(steps: in
         mine.step(g.clone())
         assert torch.equal(ours, ref)
     assert not torch.equal(ours, start)
+
+
+def test_the_exact_choice_renders_in_chunks_with_the_distortion_of_one_batch():
+    """The choice renders a packet a few frames at a time (CHOICE_CHUNK, to bound the encoder's memory): the same
+    distortion as rendering it at once, with the temporal term across the chunks' seams."""
+    from avfc.codec.common import frames_to_tensor
+    from avfc.entropy import dequantize
+
+    model, ref, frames, det = _packet_setup("mrdac-cpu-v4", n=12)
+    search = MotionSearch(model, EFFORTS["fast"], 5, 1.0)
+    indices = list(range(1, 13))
+    groups = search._groups([ref], indices, bidirectional=False)
+    kp = torch.from_numpy(dequantize(det, 5)).float()
+    src = frames_to_tensor(np.stack(frames))
+    with torch.no_grad():
+        whole = float(search._distortion(model, groups, indices, kp, src))
+        for chunk in (1, 5, 7):
+            assert float(search._distortion(model, groups, indices, kp, src, chunk=chunk)) == pytest.approx(
+                whole, rel=1e-5)  # (chunk 1: every seam between two frames still counts in the flicker term)

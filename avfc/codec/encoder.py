@@ -852,12 +852,19 @@ class Encoder:
         self._closed = True
 
 
+def _key_frames_free(config: EncoderConfig) -> bool:
+    """Whether ``avfc.encode`` may choose where ``config``'s key frames fall: its effort places key frames,
+    ``place_keys`` is on, ``first_key`` is left open and the stream has its one key frame, or its one-pass rate
+    control's, at fixed places in low delay (``EncoderConfig.one_key_frame``)."""
+    return (config.first_key is None and config.place_keys and EFFORTS[config.effort].place_key
+            and config.one_key_frame)
+
+
 def with_key_placed(config: EncoderConfig, keypoints: np.ndarray) -> EncoderConfig:
     """``config`` with ``first_key`` at :func:`~avfc.codec.search.place_key`'s frame of the clip's analysed
     ``keypoints`` (the whole input, at hand), when its effort places key frames, it leaves ``first_key`` open
     and its stream has one key frame (``EncoderConfig.one_key_frame``); else ``config`` unchanged."""
-    if (config.first_key is not None or not config.place_keys or not EFFORTS[config.effort].place_key
-            or not config.one_key_frame or len(keypoints) < 2):
+    if not _key_frames_free(config) or len(keypoints) < 2:
         return config
     return EncoderConfig.make(config, first_key=place_key(keypoints, limit=MAX_FIRST_KEY))
 
@@ -874,8 +881,7 @@ def with_key_windows(config: EncoderConfig) -> EncoderConfig:
     Two references (``max_refs`` 2): a frame is drawn from the key frames on either side of it, not from older
     ones too; on two av2 clips with 5 windows each, LPIPS -0.008 / -0.013 and DISTS -0.005 / -0.012 against four,
     at 0.1 / 0.3 dB less PSNR, and each frame renders from two pictures instead of up to four (faster decoding)."""
-    if (config.bitrate_kbps is None or config.first_key is not None or not config.place_keys
-            or not EFFORTS[config.effort].place_key or not config.one_key_frame or config.max_refs < 2):
+    if config.bitrate_kbps is None or not _key_frames_free(config) or config.max_refs < 2:
         return config
     return EncoderConfig.make(config, reference_mode="bidirectional", max_refs=2,
                               key_interval=max(1, round(STREAM_KEY_SECONDS * config.fps)))

@@ -99,10 +99,8 @@ class StreamRate:
     def other_per_frame(self) -> float:
         """Expected bytes per frame of everything but key pictures: measured over the recent window once a
         second of it has passed (until then ``other_prior``)."""
-        if self._recent:
-            span = self.frame - self._recent[0][0]
-            if span >= self.fps:
-                return self._recent_bytes / span
+        if self.measured:
+            return self._recent_bytes / (self.frame - self._recent[0][0])
         return self.other_prior if self.other_prior is not None else 0.1 * self.bytes_per_frame
 
     @property

@@ -134,6 +134,10 @@ ROUNDINGS = (0.0, 0.3, 0.6)
 #: the exact choice renders a packet's frames this many at a time (no gradient: the same distortion as one batch):
 #: on an 8-s 512x512 clip at `fast` the encoder's peak memory 1.03 -> 0.90 GB, the same file byte for byte
 CHOICE_CHUNK = 5
+#: the search differentiates its renders this many frames at a time, the graphs of two such pieces held and not a whole
+#: packet's (the same gradient, to float rounding): at `fast` the encoder's peak on a 30-s 256x256 clip in one pass
+#: 1.23 -> 0.83 GB, on a 4-s av-eval clip 1.00-1.05 -> 0.76 GB; encode time within this CPU's run-to-run spread
+SEARCH_CHUNK = 5
 
 #: the differentiable rate proxy smooths |r| as sqrt(r^2 + RATE_EPS^2)
 RATE_EPS = 0.5
@@ -459,24 +463,37 @@ class MotionSearch:
             return None
         return _resize(src_full, self.perceptual_size or size)
 
-    def _distortion(self, model: AnimationModel, groups, indices: Sequence[int], kp: torch.Tensor,
-                    src: torch.Tensor, src_p: Optional[torch.Tensor] = None, chunk: int = 0) -> torch.Tensor:
-        """Sum over the drawn frames of the weighted mean |render - source|, plus ``temporal_weight``
-        times the mean |change of the render - change of the source| between consecutive drawn
-        frames (flicker), all in 8-bit levels; plus the perceptual term of the render against
-        ``src_p`` (the source at the term's size) and the mouth-motion term, when the search has them.
-        ``chunk``: render at most this many frames at once (0: each reference group at once)."""
-        w = self._pixel_weights(model.size)
-        parts, order = [], []
-        for rs, pos in groups:
-            small = [self._ref(r, model) for r in rs]
-            step = chunk if chunk > 0 else max(len(pos), 1)
-            for a in range(0, len(pos), step):
-                part = pos[a:a + step]
-                parts.append(model.draw(small, kp[part], [indices[p] for p in part]).clamp(0.0, 1.0))
-                order.extend(part)
-        out = torch.cat(parts)[torch.argsort(torch.tensor(order))] if len(parts) > 1 else parts[0]
-        total = ((out - src).abs() * w).mean(dim=(1, 2, 3)).sum() * 255.0
+    @staticmethod
+    def _parts(groups, n: int, chunk: int) -> list[tuple[int, list[int]]]:
+        """The drawn frames' positions ``0..n-1`` cut into runs drawn from one reference group, each run into
+        pieces of at most ``chunk`` positions (0: whole runs): ``(group, positions)`` in position order."""
+        owner = [0] * n
+        for g, (_, pos) in enumerate(groups):
+            for p in pos:
+                owner[p] = g
+        parts: list[tuple[int, list[int]]] = []
+        for p in range(n):
+            if parts and owner[p] == parts[-1][0] and p == parts[-1][1][-1] + 1 and (
+                    chunk <= 0 or len(parts[-1][1]) < chunk):
+                parts[-1][1].append(p)
+            else:
+                parts.append((owner[p], [p]))
+        return parts
+
+    def _draw_part(self, model: AnimationModel, groups, indices: Sequence[int], kp: torch.Tensor,
+                   part: tuple[int, list[int]]) -> torch.Tensor:
+        """The render, clamped to [0, 1], of the positions of one of :meth:`_parts` from keypoints ``kp`` (its rows)."""
+        small = [self._ref(r, model) for r in groups[part[0]][0]]
+        return model.draw(small, kp, [indices[p] for p in part[1]]).clamp(0.0, 1.0)
+
+    def _terms(self, out: torch.Tensor, src: torch.Tensor, src_p: Optional[torch.Tensor],
+               indices: Sequence[int], own: int = 0) -> torch.Tensor:
+        """The distortion of renders ``out`` of consecutive drawn frames (frame numbers ``indices``) against
+        ``src`` (and ``src_p``, the source at the perceptual term's size): the per-frame terms of rows ``own``
+        and after, the terms of every pair of consecutive frames among the rows (a row before ``own`` is the
+        end of the previous piece: only its pair with the next counts here)."""
+        w = self._pixel_weights(out.shape[-1])
+        total = ((out[own:] - src[own:]).abs() * w).mean(dim=(1, 2, 3)).sum() * 255.0
         nxt: torch.Tensor | list[int]  # the frames that follow their predecessor: a tensor, then a list
         if self.temporal_weight and len(indices) > 1:
             nxt = torch.tensor([i for i in range(1, len(indices)) if indices[i] == indices[i - 1] + 1],
@@ -485,12 +502,58 @@ class MotionSearch:
                 change = (out[nxt] - out[nxt - 1]) - (src[nxt] - src[nxt - 1])
                 total = total + self.temporal_weight * change.abs().mean(dim=(1, 2, 3)).sum() * 255.0
         if self.perceptual is not None and src_p is not None:
-            total = total + self.perceptual_weight * self.perceptual(_resize(out, src_p.shape[-1]), src_p).sum()
+            total = total + self.perceptual_weight * self.perceptual(_resize(out[own:], src_p.shape[-1]),
+                                                                     src_p[own:]).sum()
         if self.mouth_motion_weight and len(indices) > 1:
             nxt = [i for i in range(1, len(indices)) if indices[i] == indices[i - 1] + 1]
             if nxt:
                 total = total + self.mouth_motion_weight * _mouth_energy_gap(out, src, nxt) * 255.0
         return total
+
+    def _distortion(self, model: AnimationModel, groups, indices: Sequence[int], kp: torch.Tensor,
+                    src: torch.Tensor, src_p: Optional[torch.Tensor] = None, chunk: int = 0) -> torch.Tensor:
+        """Sum over the drawn frames of the weighted mean |render - source|, plus ``temporal_weight``
+        times the mean |change of the render - change of the source| between consecutive drawn
+        frames (flicker), all in 8-bit levels; plus the perceptual term of the render against
+        ``src_p`` (the source at the term's size) and the mouth-motion term, when the search has them.
+        ``chunk``: render at most this many frames at once (0: each reference group at once)."""
+        parts = self._parts(groups, len(indices), chunk)
+        outs = [self._draw_part(model, groups, indices, kp[part[1]], part) for part in parts]
+        return self._terms(torch.cat(outs) if len(outs) > 1 else outs[0], src, src_p, indices)
+
+    def _distortion_grad(self, model: AnimationModel, groups, indices: Sequence[int], kp: torch.Tensor,
+                         src: torch.Tensor, src_p: Optional[torch.Tensor], chunk: int) -> torch.Tensor:
+        """The gradient of :meth:`_distortion` in ``kp`` (detached rows ``(N, C)``), rendering ``chunk`` frames
+        at a time: a piece's render is differentiated once the next piece is drawn (the flicker and mouth
+        terms join the two), so the graphs of at most two pieces are held, not the packet's."""
+        grad = torch.zeros_like(kp)
+
+        def finish(piece: tuple[list[int], torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
+            """The piece's render has all its gradient: carry it back to the piece's rows."""
+            pos, rows, out, leaf = piece
+            out.backward(leaf.grad)
+            assert rows.grad is not None
+            grad[pos] = rows.grad
+
+        held = None  # the previous piece: its positions, rows, render (with its graph) and the render's leaf
+        for part in self._parts(groups, len(indices), chunk):
+            pos = part[1]
+            rows = kp[pos].clone().requires_grad_(True)
+            out = self._draw_part(model, groups, indices, rows, part)
+            leaf = out.detach().requires_grad_(True)
+            if held is not None and held[0][-1] == pos[0] - 1:
+                block, own = torch.cat([held[3][-1:], leaf]), 1
+                span = [pos[0] - 1] + pos
+            else:
+                block, own, span = leaf, 0, pos
+            self._terms(block, src[span], None if src_p is None else src_p[span],
+                        [indices[p] for p in span], own).backward()
+            if held is not None:
+                finish(held)
+            held = (pos, rows, out, leaf)
+        if held is not None:
+            finish(held)
+        return grad
 
     # ------------------------------------------------------------------ the search
     def choose(self, first: int, det: np.ndarray, frames: Sequence[np.ndarray], refs: list[Reference],
@@ -552,7 +615,7 @@ class MotionSearch:
         src_full = frames_to_tensor(np.stack([frames[i] for i in drawn])).to(self.device)
         groups = self._groups(refs, indices, bidirectional)
 
-        d: torch.Tensor | float  # the distortion: a tensor in the search, a float in the exact choice
+        d: float  # the exact choice's distortion
         # --- continuous search on the coded rows ------------------------------------------------
         known = [first + p in self.found for p in pos]
         ref_kp = {first + i: self._ref_keypoints(refs, first + i, bidirectional) for i in range(n)}
@@ -588,13 +651,12 @@ class MotionSearch:
                 if step % 4 == 0:  # the tables the coder would pick for the current rounded track
                     slopes = torch.from_numpy(rate_slopes(np.rint(x.detach().cpu().numpy()), prev)).float()
                 kp = (interp @ x) / scale
-                d = self._distortion(model, groups, indices, kp, src, src_p)
+                g_kp = self._distortion_grad(model, groups, indices, kp.detach(), src, src_p, SEARCH_CHUNK)
                 rows = x if prev_t is None else torch.cat([prev_t[None], x])
                 res = rows[1:] - rows[:-1]
                 sl = slopes[1:] if prev_t is None else slopes
                 r = (sl.to(self.device) * torch.sqrt(res * res + RATE_EPS ** 2)).sum()
-                loss = d + self.lam * r
-                (g,) = torch.autograd.grad(loss, [o])
+                (g,) = torch.autograd.grad([kp, r], [o], [g_kp, torch.tensor(self.lam, device=self.device)])
                 opt.step(g)
         xf = (base + knots_t @ o).detach().cpu().numpy().astype(np.float64)
         full = interp_full @ xf

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import avfc
 from avfc.codec import Decoder, Encoder
@@ -378,3 +379,32 @@ def test_the_exact_choice_renders_in_chunks_with_the_distortion_of_one_batch():
         for chunk in (1, 5, 7):
             assert float(search._distortion(model, groups, indices, kp, src, chunk=chunk)) == pytest.approx(
                 whole, rel=1e-5)  # (chunk 1: every seam between two frames still counts in the flicker term)
+
+
+@pytest.mark.parametrize("chunk", [1, 4, 7])
+def test_the_search_differentiates_in_pieces_with_the_gradient_of_one_batch(chunk: int):
+    """The search differentiates a packet a few frames at a time (SEARCH_CHUNK, to bound the encoder's memory): the
+    gradient of the whole packet's distortion, with the flicker and mouth-motion terms across the pieces' seams, and
+    a key frame inside the packet (frames 5 and 7 are not neighbours; those after it are drawn from two references)."""
+    from avfc.codec.common import frames_to_tensor
+    from avfc.entropy import dequantize
+
+    model, ref, frames, det = _packet_setup("tiny-test", n=12)
+    key = make_reference(model, frames[5], 6, 5, torch.device("cpu"))
+
+    def perceptual(out: torch.Tensor, src: torch.Tensor) -> torch.Tensor:  # any per-frame differentiable term
+        return (F.avg_pool2d(out, 4) - F.avg_pool2d(src, 4)).pow(2).mean(dim=(1, 2, 3))
+
+    search = MotionSearch(model, EFFORTS["fast"], 5, 1.0, mouth_motion_weight=2.0, perceptual=perceptual)
+    indices = [1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 12]  # frame 6 is a key frame
+    groups = search._groups([ref, key], indices, bidirectional=False)
+    assert len(groups) == 2  # frames 1-5 from frame 0, 7-12 from frames 0 and 6
+    rows = [i - 1 for i in indices]
+    kp = torch.from_numpy(dequantize(det[rows], 5)).float()
+    src = frames_to_tensor(np.stack([frames[i] for i in rows]))
+    src_p = src.clone()
+    leaf = kp.clone().requires_grad_(True)
+    (whole,) = torch.autograd.grad(search._distortion(model, groups, indices, leaf, src, src_p), [leaf])
+    pieces = search._distortion_grad(model, groups, indices, kp, src, src_p, chunk)
+    assert whole.abs().max() > 0
+    torch.testing.assert_close(pieces, whole, rtol=1e-4, atol=1e-4 * float(whole.abs().max()))

@@ -40,18 +40,20 @@ def _choose(search, ref, frames, det):
 def test_a_perceptual_term_moves_the_search_where_it_prefers():
     """A synthetic 'perceptual' term that prefers the render of the detector's keypoints shifted by SHIFT
     grid steps (whatever the source): with a large weight the searched rows land there; without it
-    they do not."""
+    they do not. (The search hands the term a few frames at a time: each is told by its source.)"""
     model, ref, frames, det = _setup()
     target_q = det + SHIFT
     with torch.no_grad():
         target = model.draw([ref], torch.from_numpy(target_q.astype(np.float32) / 32),
                             list(range(1, 1 + len(det)))).clamp(0, 1)
+    sources = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255.0
     calls = {"n": 0}
 
     def prefers_the_shift(render: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
         calls["n"] += 1
-        assert render.shape == source.shape == target.shape and render.requires_grad in (True, False)
-        return (render - target).abs().mean(dim=(1, 2, 3))
+        assert render.shape == source.shape and render.shape[1:] == target.shape[1:]
+        rows = [int((sources - s).abs().amax(dim=(1, 2, 3)).argmin()) for s in source]
+        return (render - target[rows]).abs().mean(dim=(1, 2, 3))
 
     moved = MotionSearch(model, EFFORT, 5, lam=1e-4, perceptual=prefers_the_shift, perceptual_weight=1e4,
                          perceptual_size=SIZE)

@@ -21,12 +21,12 @@ from __future__ import annotations
 import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Sequence, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
+from torch.nn.utils import fuse_conv_bn_eval, parametrize
 
 
 @dataclass
@@ -111,6 +111,36 @@ def temporal_weights(ref_indices: Sequence[int], target_index: int) -> torch.Ten
     dmax = float(d.max())
     w = 1.0 - d / dmax + 0.5 if dmax > 0 else torch.ones_like(d)
     return w / w.sum()
+
+
+_M = TypeVar("_M", bound=nn.Module)
+
+
+def fold_batch_norms(module: _M) -> _M:
+    """A copy of ``module`` for inference, each batch norm that follows a convolution in an ``nn.Sequential``
+    folded into it (``torch.nn.utils.fuse_conv_bn_eval``) and replaced by an identity: the same function in
+    eval mode, to float rounding, with one layer less per pair. ``module`` is not changed."""
+    out = copy.deepcopy(module).eval()
+    for seq in out.modules():
+        if not isinstance(seq, nn.Sequential):
+            continue
+        names = list(seq._modules)
+        for a, b in zip(names, names[1:]):
+            conv, bn = seq._modules[a], seq._modules[b]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                fused = fuse_conv_bn_eval(conv, bn)
+                if conv.weight.is_contiguous(memory_format=torch.channels_last):
+                    fused = fused.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+                seq._modules[a], seq._modules[b] = fused, nn.Identity()
+    for t in out.parameters():
+        t.requires_grad_(False)
+    return out
+
+
+def tensors_key(*modules: nn.Module) -> tuple[tuple[int, int, int], ...]:
+    """What identifies the values of the modules' parameters and buffers: each tensor's identity, storage and
+    version (an in-place change, ``load_state_dict``, a move to another device or a copy changes it)."""
+    return tuple((id(t), t.data_ptr(), t._version) for m in modules for t in (*m.parameters(), *m.buffers()))
 
 
 class AnimationModel(nn.Module, ABC):

@@ -97,7 +97,7 @@ def test_render_uses_the_temporal_weights() -> None:
                 levels[lvl].append(warp(feat, flow))
         fused, vis = zip(*(fuse(level, occs, w.unsqueeze(0)) for level in levels))
         manual = model.decoder(fused, vis)
-    assert torch.allclose(out, manual, atol=1e-6)
+    assert torch.allclose(out, manual, atol=1e-5)  # (render draws with the batch norms folded: float rounding)
 
     # the weights matter: another target index (other weights) changes the picture,
     # and listing the references in the other order changes nothing (beyond rounding)
@@ -193,3 +193,63 @@ def test_picture_warp_is_part_of_the_config_only_when_not_bilinear() -> None:
     model = _model(picture_warp="bicubic")
     assert model.config_dict()["picture_warp"] == "bicubic"
     assert MRDAC(**model.config_dict()).picture_warp == "bicubic"
+
+
+def _with_random_batch_norms(model: MRDAC, seed: int = 3) -> MRDAC:
+    """A model whose batch norms are not the identity (a fresh one's are: mean 0, variance 1, scale 1, bias 0)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.3)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.2)
+    return model
+
+
+def test_render_draws_with_folded_batch_norms_what_the_trained_layers_draw() -> None:
+    """``render`` goes through ``inference_modules`` (each batch norm folded into the convolution before it):
+    the same picture as ``animate`` through the model's own layers, to float rounding; the model's layers, its
+    state dict and ``draw`` (the search's and the fit's differentiable path) are left as they are."""
+    model = _with_random_batch_norms(_model())
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    frames = _frames(3)
+    refs = _refs(model, frames[:2], [0, 10])
+    kp = model.detect(frames[2])
+    out = model.render(refs, kp, target_index=4)
+    w = temporal_weights([0, 10], 4)[None]
+    with torch.no_grad():
+        plain = model.animate([r.state for r in refs], kp.view(1, 10, 2), w)["prediction"]
+    torch.testing.assert_close(out, plain, rtol=0, atol=1e-5)
+    dense_motion, decoder = model.inference_modules()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in (*dense_motion.modules(), *decoder.modules()))
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.decoder.modules())
+    now = model.state_dict()
+    assert now.keys() == state.keys() and all(torch.equal(state[k], v) for k, v in now.items())
+    assert model.inference_modules()[1] is decoder  # built once
+
+
+def test_folded_layers_follow_a_change_of_the_parameters() -> None:
+    """An in-place change of a parameter or of a batch norm's statistics (``load_state_dict``, an adapted
+    model's deltas) is drawn at the next render: the folded layers are rebuilt, never stale."""
+    model = _with_random_batch_norms(_model())
+    frames = _frames(3)
+    refs = _refs(model, frames[:1], [0])
+    kp = model.detect(frames[2])
+    before = model.render(refs, kp, target_index=3)
+    bn = model.decoder.mix1[2].body[3]
+    assert isinstance(bn, torch.nn.BatchNorm2d)
+    with torch.no_grad():
+        bn.bias.add_(0.5)
+    after = model.render(refs, kp, target_index=3)
+    with torch.no_grad():
+        plain = model.animate([refs[0].state], kp.view(1, 10, 2), torch.ones(1, 1))["prediction"]
+    assert (after - before).abs().max() > 1e-3
+    torch.testing.assert_close(after, plain, rtol=0, atol=1e-5)
+    other = _with_random_batch_norms(_model(), seed=4)
+    model.load_state_dict(other.state_dict())
+    torch.testing.assert_close(model.render(refs, kp, target_index=3), other.render(refs, kp, target_index=3),
+                               rtol=0, atol=1e-5)
+    with pytest.raises(ConfigError):
+        model.train().inference_modules()

@@ -516,7 +516,8 @@ class MotionSearch:
         times the mean |change of the render - change of the source| between consecutive drawn
         frames (flicker), all in 8-bit levels; plus the perceptual term of the render against
         ``src_p`` (the source at the term's size) and the mouth-motion term, when the search has them.
-        ``chunk``: render at most this many frames at once (0: each reference group at once)."""
+        ``chunk``: render at most this many frames at once (0: each run of frames drawn from one reference group
+        at once)."""
         parts = self._parts(groups, len(indices), chunk)
         outs = [self._draw_part(model, groups, indices, kp[part[1]], part) for part in parts]
         return self._terms(torch.cat(outs) if len(outs) > 1 else outs[0], src, src_p, indices)

@@ -153,8 +153,8 @@ class MRDAC(AnimationModel):
     def inference_modules(self) -> tuple[DenseMotion, FrameDecoder]:
         """The dense motion and the frame decoder with their batch norms folded into the convolutions before them
         (:func:`~avfc.models.base.fold_batch_norms`): what :meth:`render` draws with. The same render to float
-        rounding (at most 0.03 of an 8-bit level on ``mrdac-cpu-v4``), about 20 % faster per frame on the 2-core
-        CPU. Built on first use and again whenever a parameter or buffer changed (not part of the state dict)."""
+        rounding (at most 0.03 of an 8-bit level on ``mrdac-cpu-v4``), 8-19 % faster per frame on the 2-core CPU
+        (1 and 2 threads). Built on first use and again whenever a parameter or buffer changed (not part of the state dict)."""
         if self.training:
             raise ConfigError("inference_modules is for eval mode (batch norms in training use batch statistics)")
         key = tensors_key(self.dense_motion, self.decoder)

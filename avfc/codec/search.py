@@ -484,7 +484,7 @@ class MotionSearch:
                    part: tuple[int, list[int]]) -> torch.Tensor:
         """The render, clamped to [0, 1], of the positions of one of :meth:`_parts` from keypoints ``kp`` (its rows)."""
         small = [self._ref(r, model) for r in groups[part[0]][0]]
-        return model.draw(small, kp, [indices[p] for p in part[1]]).clamp(0.0, 1.0)
+        return model.draw(small, kp, [indices[p] for p in part[1]], folded=True).clamp(0.0, 1.0)
 
     def _terms(self, out: torch.Tensor, src: torch.Tensor, src_p: Optional[torch.Tensor],
                indices: Sequence[int], own: int = 0) -> torch.Tensor:

@@ -176,12 +176,14 @@ class AnimationModel(nn.Module, ABC):
         """Draw the target frame ``(B, 3, H, W)`` from decoded references and its keypoints."""
 
     def draw(self, refs: Sequence[Reference], kp_target: torch.Tensor,
-             target_indices: Sequence[int]) -> torch.Tensor:
+             target_indices: Sequence[int], folded: bool = False) -> torch.Tensor:
         """:meth:`render` of ``B`` targets at once, each with its own frame index (so its own
         temporal weights), differentiable in ``kp_target`` ``(B, C)`` where the model's render is.
 
         This is a building block for encoder-side search (avfc.codec.search): it adds nothing a
         decoder uses. The default renders row by row; models override it with one batched pass.
+        ``folded``: through the layers :meth:`render` draws with, where a model folds them for inference
+        (gradients then reach ``kp_target`` only, not the parameters); the default's rows are renders anyway.
         """
         if kp_target.shape[0] != len(target_indices):
             raise ValueError(f"{kp_target.shape[0]} target rows but {len(target_indices)} target indices")

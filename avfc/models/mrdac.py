@@ -207,9 +207,11 @@ class MRDAC(AnimationModel):
                             inference=not self.training)["prediction"]
 
     def draw(self, refs: Sequence[Reference], kp_target: torch.Tensor,
-             target_indices: Sequence[int]) -> torch.Tensor:
+             target_indices: Sequence[int], folded: bool = False) -> torch.Tensor:
         """:meth:`render` of ``B`` targets in one batch, each weighted by its own temporal distance,
-        differentiable in ``kp_target`` (``ref.state`` must be set; encoder-side search only)."""
+        differentiable in ``kp_target`` (``ref.state`` must be set; encoder-side search only). ``folded``:
+        through :meth:`inference_modules`, as :meth:`render` (eval mode; no gradient reaches the parameters:
+        the search's, not the decoder-parameter fit's)."""
         if not 1 <= len(refs) <= self.max_refs:
             raise ConfigError(f"draw takes 1..{self.max_refs} references, got {len(refs)}")
         b = kp_target.shape[0]
@@ -219,7 +221,7 @@ class MRDAC(AnimationModel):
         ref_idx = [int(r.frame_index) for r in refs]
         w = torch.stack([temporal_weights(ref_idx, int(t)) for t in target_indices]).to(kp_target.device)
         kp = kp_target.to(torch.float32).reshape(b, self.num_kp, 2)
-        return self.animate(states, kp, w)["prediction"]
+        return self.animate(states, kp, w, inference=folded)["prediction"]
 
     def adaptable(self) -> tuple[AdaptTerm, ...]:
         """Set 1 (docs/bitstream.md A.15.2): the affine terms of the frame decoder's last layers: the batch

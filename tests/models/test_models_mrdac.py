@@ -253,3 +253,27 @@ def test_folded_layers_follow_a_change_of_the_parameters() -> None:
                                rtol=0, atol=1e-5)
     with pytest.raises(ConfigError):
         model.train().inference_modules()
+
+
+def test_draw_through_the_folded_layers_differentiates_in_the_keypoints_only() -> None:
+    """``draw(folded=True)`` (the encoder's search): the render and its gradient in the keypoints of ``draw``
+    through the model's own layers, to float rounding; the parameters get no gradient (the decoder-parameter
+    fit, which needs one, draws unfolded)."""
+    model = _with_random_batch_norms(_model())
+    frames = _frames(4)
+    refs = _refs(model, frames[:2], [0, 10])
+    kp = torch.cat([model.detect(f) for f in frames[2:]])
+    outs, grads = [], []
+    for folded in (False, True):
+        x = kp.clone().requires_grad_(True)
+        out = model.draw(refs, x, [3, 7], folded=folded)
+        (g,) = torch.autograd.grad((out * torch.linspace(0, 1, out.numel()).view_as(out)).sum(), [x])
+        outs.append(out.detach())
+        grads.append(g)
+    torch.testing.assert_close(outs[1], outs[0], rtol=0, atol=1e-5)
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-3, atol=1e-4 * float(grads[0].abs().max()))
+    assert grads[0].abs().max() > 0
+    for p in model.parameters():
+        p.requires_grad_(True)
+    model.draw(refs, kp.clone().requires_grad_(True), [3, 7], folded=True).sum().backward()
+    assert all(p.grad is None for p in model.parameters())

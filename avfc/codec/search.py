@@ -539,7 +539,7 @@ class MotionSearch:
         held = None  # the previous piece: its positions, rows, render (with its graph) and the render's leaf
         for part in self._parts(groups, len(indices), chunk):
             pos = part[1]
-            rows = kp[pos].clone().requires_grad_(True)
+            rows = kp[pos].requires_grad_(True)  # (indexing by a list copies)
             out = self._draw_part(model, groups, indices, rows, part)
             leaf = out.detach().requires_grad_(True)
             if held is not None and held[0][-1] == pos[0] - 1:

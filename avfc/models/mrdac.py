@@ -127,17 +127,17 @@ class MRDAC(AnimationModel):
         return ReferenceState(self.encoder(frame), small, kp, self.dense_motion.gaussians(kp))
 
     def animate(self, states: Sequence[ReferenceState], kp_target: torch.Tensor,
-                weights: torch.Tensor, inference: bool = False) -> dict[str, Any]:
+                weights: torch.Tensor, folded: bool = False) -> dict[str, Any]:
         """Draw targets from references.
 
         ``kp_target``: ``(B, K, 2)``; ``weights``: ``(B, R)`` per-reference weights (rows sum to
         1). Returns ``prediction`` ``(B, 3, S, S)``, ``warped`` (per reference the deepest
         features warped to the target, before occlusion; for the contrastive loss) and
-        ``occlusion`` (per reference, ``(B, 1, m, m)``). ``inference``: through :meth:`inference_modules`
+        ``occlusion`` (per reference, ``(B, 1, m, m)``). ``folded``: through :meth:`inference_modules`
         (no gradient reaches the parameters; eval mode only).
         """
         b = kp_target.shape[0]
-        dense_motion, decoder = self.inference_modules() if inference else (self.dense_motion, self.decoder)
+        dense_motion, decoder = self.inference_modules() if folded else (self.dense_motion, self.decoder)
         levels: list[list[torch.Tensor]] = [[], [], []]
         occlusions = []
         for st in states:
@@ -204,7 +204,7 @@ class MRDAC(AnimationModel):
             states.append(st)
         w = temporal_weights(indices[:-1], indices[-1])
         return self.animate(states, kp, w.to(kp.dtype).unsqueeze(0).expand(b, -1),
-                            inference=not self.training)["prediction"]
+                            folded=not self.training)["prediction"]
 
     def draw(self, refs: Sequence[Reference], kp_target: torch.Tensor,
              target_indices: Sequence[int], folded: bool = False) -> torch.Tensor:
@@ -221,7 +221,7 @@ class MRDAC(AnimationModel):
         ref_idx = [int(r.frame_index) for r in refs]
         w = torch.stack([temporal_weights(ref_idx, int(t)) for t in target_indices]).to(kp_target.device)
         kp = kp_target.to(torch.float32).reshape(b, self.num_kp, 2)
-        return self.animate(states, kp, w, inference=folded)["prediction"]
+        return self.animate(states, kp, w, folded=folded)["prediction"]
 
     def adaptable(self) -> tuple[AdaptTerm, ...]:
         """Set 1 (docs/bitstream.md A.15.2): the affine terms of the frame decoder's last layers: the batch
